@@ -1,0 +1,251 @@
+//! Configuration: defaults as Pulley's agent, environment variables, builder.
+//!
+//! - Defaults: 1000 Hz, a batch every 20000 samples, `./pulley-<pid>.data`,
+//!   native format.
+//! - `PULLEY_SAMPLING_FREQ`, `PULLEY_SAMPLING_FLUSH_AMT`, `PCPROF_OUT`,
+//!   `PCPROF_FORMAT` override them; a bad value is an error naming the
+//!   variable and the value, never a silent default.
+//! - The environment is read through a lookup function so that tests pass
+//!   their own (changing the process environment is `unsafe` in Rust 2024).
+
+use std::fmt;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::format::Format;
+
+/// Highest accepted sampling rate.
+pub const MAX_FREQUENCY_HZ: u32 = 1_000_000;
+/// Highest accepted batch size.
+pub const MAX_FLUSH_SAMPLES: u32 = 10_000_000;
+
+/// Sampling rate variable (as Pulley's agent).
+pub const ENV_FREQ: &str = "PULLEY_SAMPLING_FREQ";
+/// Batch size variable (as Pulley's agent).
+pub const ENV_FLUSH: &str = "PULLEY_SAMPLING_FLUSH_AMT";
+/// Output path variable.
+pub const ENV_OUT: &str = "PCPROF_OUT";
+/// Output format variable (`native` or `pulley`).
+pub const ENV_FORMAT: &str = "PCPROF_FORMAT";
+
+/// Where the profile goes.
+pub enum Output {
+    /// A new file at this path (never overwritten).
+    Path(PathBuf),
+    /// An embedder's sink (flushed at the end, not synced).
+    Writer(Box<dyn Write + Send>),
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Output::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            Output::Writer(_) => f.write_str("Writer(..)"),
+        }
+    }
+}
+
+/// Scheduling of the timing thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheduling {
+    /// The default policy of the process.
+    Normal,
+    /// `SCHED_FIFO` at this priority (1..=99) where the process may raise
+    /// it (root or `CAP_SYS_NICE`); otherwise the thread falls back to normal
+    /// scheduling and the statistics say so.
+    Realtime {
+        /// FIFO priority.
+        priority: u8,
+    },
+}
+
+/// How the profiler runs. Build it with [`ProfilerBuilder`](crate::ProfilerBuilder).
+#[derive(Debug)]
+pub struct Config {
+    /// Ticks per second (1..=1_000_000).
+    pub frequency_hz: u32,
+    /// Samples per batch handed to the writer.
+    pub flush_samples: u32,
+    /// Where the profile goes.
+    pub output: Output,
+    /// Its format.
+    pub format: Format,
+    /// The time source; `None` = the monotonic clock.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// How long the timing thread spins before each deadline instead of
+    /// sleeping (monotonic clock only).
+    pub spin: Duration,
+    /// Scheduling of the timing thread.
+    pub scheduling: Scheduling,
+    /// Randomise each interval (exponentially distributed around the
+    /// period) to avoid aliasing with periodic work.
+    pub jitter: bool,
+    /// Batch buffers in circulation between sampler and writer: bounds the
+    /// memory held when the writer falls behind.
+    pub buffers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            frequency_hz: 1000,
+            flush_samples: 20_000,
+            output: Output::Path(default_output()),
+            format: Format::Native,
+            clock: None,
+            spin: Duration::ZERO,
+            scheduling: Scheduling::Normal,
+            jitter: false,
+            buffers: 4,
+        }
+    }
+}
+
+/// `./pulley-<pid>.data`, as Pulley's agent.
+pub fn default_output() -> PathBuf {
+    PathBuf::from(format!("./pulley-{}.data", std::process::id()))
+}
+
+fn parse_u32(variable: &str, value: &str, min: u32, max: u32) -> Result<u32, Error> {
+    let n: u64 = value
+        .trim()
+        .parse()
+        .map_err(|_| Error::config(variable, value, "not a whole number"))?;
+    if n < u64::from(min) || n > u64::from(max) {
+        return Err(Error::config(
+            variable,
+            value,
+            format!("must be between {min} and {max}"),
+        ));
+    }
+    Ok(n as u32)
+}
+
+impl Config {
+    /// Applies the environment variables found by `lookup` (use
+    /// `|k| std::env::var(k).ok()` for the process environment).
+    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), Error> {
+        if let Some(v) = lookup(ENV_FREQ) {
+            self.frequency_hz = parse_u32(ENV_FREQ, &v, 1, MAX_FREQUENCY_HZ)?;
+        }
+        if let Some(v) = lookup(ENV_FLUSH) {
+            self.flush_samples = parse_u32(ENV_FLUSH, &v, 1, MAX_FLUSH_SAMPLES)?;
+        }
+        if let Some(v) = lookup(ENV_OUT) {
+            if v.is_empty() {
+                return Err(Error::config(ENV_OUT, &v, "empty path"));
+            }
+            self.output = Output::Path(PathBuf::from(v));
+        }
+        if let Some(v) = lookup(ENV_FORMAT) {
+            self.format = v
+                .trim()
+                .parse()
+                .map_err(|reason: String| Error::config(ENV_FORMAT, &v, reason))?;
+        }
+        Ok(())
+    }
+
+    /// Checks values set through the builder.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.frequency_hz == 0 || self.frequency_hz > MAX_FREQUENCY_HZ {
+            return Err(Error::config(
+                "frequency_hz",
+                self.frequency_hz,
+                format!("must be between 1 and {MAX_FREQUENCY_HZ}"),
+            ));
+        }
+        if self.flush_samples == 0 || self.flush_samples > MAX_FLUSH_SAMPLES {
+            return Err(Error::config(
+                "flush_samples",
+                self.flush_samples,
+                format!("must be between 1 and {MAX_FLUSH_SAMPLES}"),
+            ));
+        }
+        if self.buffers < 2 {
+            return Err(Error::config(
+                "buffers",
+                self.buffers,
+                "at least 2 are needed",
+            ));
+        }
+        if let Scheduling::Realtime { priority } = self.scheduling
+            && !(1..=99).contains(&priority)
+        {
+            return Err(Error::config(
+                "realtime priority",
+                priority,
+                "must be between 1 and 99",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The tick period in ns.
+    pub fn period_ns(&self) -> u64 {
+        1_000_000_000 / u64::from(self.frequency_hz.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_references() {
+        let c = Config::default();
+        assert_eq!(c.frequency_hz, 1000);
+        assert_eq!(c.flush_samples, 20_000);
+        assert!(matches!(&c.output, Output::Path(p) if *p == default_output()));
+        assert_eq!(c.period_ns(), 1_000_000);
+    }
+
+    #[test]
+    fn env_overrides() {
+        let mut c = Config::default();
+        c.apply_env(env(&[
+            (ENV_FREQ, "10000"),
+            (ENV_FLUSH, "5"),
+            (ENV_OUT, "/tmp/x.data"),
+            (ENV_FORMAT, "pulley"),
+        ]))
+        .unwrap();
+        assert_eq!(c.frequency_hz, 10_000);
+        assert_eq!(c.flush_samples, 5);
+        assert_eq!(c.format, Format::Pulley);
+        assert!(matches!(&c.output, Output::Path(p) if p.to_str() == Some("/tmp/x.data")));
+    }
+
+    #[test]
+    fn bad_values_name_variable_and_value() {
+        for (var, val) in [
+            (ENV_FREQ, "0"),
+            (ENV_FREQ, "1000001"),
+            (ENV_FREQ, "fast"),
+            (ENV_FLUSH, "-3"),
+            (ENV_FORMAT, "json"),
+            (ENV_OUT, ""),
+        ] {
+            let mut c = Config::default();
+            let e = c.apply_env(env(&[(var, val)])).unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::Config { .. }));
+            let msg = e.to_string();
+            assert!(msg.contains(var), "{msg}");
+            assert!(msg.contains(&format!("{val:?}")), "{msg}");
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! pcprof's recording runtime: the actors that turn interpreter PCs into a
+//! profile on disk.
+//!
+//! - An interpreter publishes its PC in a [`PcHandle`] (one relaxed store an
+//!   instruction); that cell is the only memory shared with the profiler.
+//! - Five actors own everything else and talk by messages: the **registry**
+//!   (interpreters and bytecode), the **ticker** (absolute deadlines on a
+//!   dedicated thread), the **sampler** (reads PCs, batches samples; on the
+//!   ticker's thread), the **writer** (serialises on its own thread) and the
+//!   **supervisor** (start, watch, ordered shutdown).
+//! - [`Profiler`] is the entry point; [`ProfileReader`] reads what it wrote,
+//!   in pcprof's native format or Pulley's.
+//!
+//! ```no_run
+//! let mut profiler = pcprof_actors::Profiler::start()?; // env + defaults
+//! let pc = profiler.new_interpreter(Some("main"))?;
+//! let code = vec![0u8; 64];
+//! profiler.register_function("f", &code)?;
+//! for i in 0..code.len() {
+//!     pc.set_ptr(&code[i]); // before each instruction
+//! }
+//! pc.set_idle();
+//! let stats = profiler.stop()?;
+//! # Ok::<(), pcprof_actors::Error>(())
+//! ```
+#![warn(missing_docs, missing_debug_implementations)]
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod format;
+pub mod pc;
+mod profiler;
+pub mod registry;
+pub mod resolve;
+pub mod sampler;
+pub mod stats;
+pub mod supervisor;
+mod sys;
+pub mod ticker;
+pub mod timing;
+pub mod writer;
+
+pub use clock::{Clock, MonotonicClock, Nanos, VirtualClock};
+pub use config::{Config, Output, Scheduling};
+pub use error::{Error, ErrorKind};
+pub use format::{Event, Format, ProfileReader, ReadError, Sample};
+pub use pc::{NOT_EXECUTING, PcHandle, PcReader, PcSource};
+pub use profiler::{Profiler, ProfilerBuilder, ProfilerHandle};
+pub use resolve::Resolver;
+pub use stats::Stats;
+pub use writer::HotFunction;
+
+/// Re-exported so embedders use the same ractor as the actors.
+pub use ractor;

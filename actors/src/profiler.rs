@@ -1,0 +1,547 @@
+//! The embedder's entry point: start, register, query, stop.
+//!
+//! - [`Profiler::start`] (or [`ProfilerBuilder`]) opens the output, starts a
+//!   private async runtime on its own thread ("pcprof-runtime") and the
+//!   actors on it; it works from plain `fn main` and from inside a tokio
+//!   runtime alike, since nothing ever `block_on`s a caller's runtime.
+//! - [`ProfilerHandle`] is the cheap, cloneable handle for registering
+//!   interpreters and bytecode from any thread (non-blocking casts), and the
+//!   blocking facade for queries. The actor references it exposes serve
+//!   async code (`ractor::call!`).
+//! - The profiler's threads inherit the tracing dispatcher of the thread
+//!   that started it, so a test's subscriber sees every actor transition.
+//! - Dropping the [`Profiler`] stops it in order; stopping twice is harmless.
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef, RpcReplyPort};
+use tracing::{debug, warn};
+
+use crate::clock::{Clock, MonotonicClock, Nanos};
+use crate::config::{Config, Output, Scheduling};
+use crate::error::{Error, ErrorKind};
+use crate::format::{Encoder, FileHeader, Format};
+use crate::pc::{PcHandle, PcSource};
+use crate::registry::{FunctionInfo, InterpreterInfo, RegistryMsg, SourceBox};
+use crate::sampler::SamplerMsg;
+use crate::stats::Stats;
+use crate::supervisor::{ActorRefs, SupervisorActor, SupervisorArgs, SupervisorMsg};
+use crate::ticker::TickerMsg;
+use crate::writer::{HotFunction, Sink, WriterMsg};
+
+/// Builds a [`Profiler`].
+#[derive(Debug, Default)]
+pub struct ProfilerBuilder {
+    config: Config,
+}
+
+impl ProfilerBuilder {
+    /// Defaults: 1000 Hz, 20000 samples a batch, `./pulley-<pid>.data`,
+    /// native format. The environment is not read; see
+    /// [`ProfilerBuilder::env`].
+    pub fn new() -> ProfilerBuilder {
+        ProfilerBuilder::default()
+    }
+
+    /// Applies `PULLEY_SAMPLING_FREQ`, `PULLEY_SAMPLING_FLUSH_AMT`,
+    /// `PCPROF_OUT` and `PCPROF_FORMAT` from the process environment.
+    pub fn env(self) -> Result<ProfilerBuilder, Error> {
+        self.env_from(|k| std::env::var(k).ok())
+    }
+
+    /// Applies the same variables from `lookup`.
+    pub fn env_from(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<ProfilerBuilder, Error> {
+        self.config.apply_env(lookup)?;
+        Ok(self)
+    }
+
+    /// Ticks per second.
+    pub fn frequency(mut self, hz: u32) -> Self {
+        self.config.frequency_hz = hz;
+        self
+    }
+
+    /// Samples per batch handed to the writer.
+    pub fn flush_every(mut self, samples: u32) -> Self {
+        self.config.flush_samples = samples;
+        self
+    }
+
+    /// Output file (created; never overwritten).
+    pub fn output(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.output = Output::Path(path.into());
+        self
+    }
+
+    /// Output to an embedder's sink instead of a file.
+    pub fn output_writer(mut self, sink: impl Write + Send + 'static) -> Self {
+        self.config.output = Output::Writer(Box::new(sink));
+        self
+    }
+
+    /// Output format.
+    pub fn format(mut self, format: Format) -> Self {
+        self.config.format = format;
+        self
+    }
+
+    /// Time source (tests pass a [`crate::VirtualClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.config.clock = Some(clock);
+        self
+    }
+
+    /// Spin through the last `spin` before each deadline (monotonic clock).
+    pub fn spin(mut self, spin: Duration) -> Self {
+        self.config.spin = spin;
+        self
+    }
+
+    /// Ask for `SCHED_FIFO` at `priority` for the timing thread, falling back
+    /// to normal scheduling where the process may not raise it.
+    pub fn realtime(mut self, priority: u8) -> Self {
+        self.config.scheduling = Scheduling::Realtime { priority };
+        self
+    }
+
+    /// Randomise intervals around the period (Poisson sampling).
+    pub fn jitter(mut self, on: bool) -> Self {
+        self.config.jitter = on;
+        self
+    }
+
+    /// Batch buffers in circulation (at least 2): the memory bound.
+    pub fn buffers(mut self, n: usize) -> Self {
+        self.config.buffers = n;
+        self
+    }
+
+    /// The configuration as built so far.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Opens the output and starts the actors; the first tick is one period
+    /// later.
+    pub fn start(self) -> Result<Profiler, Error> {
+        Profiler::with_config(self.config)
+    }
+}
+
+/// A running profiler. Dropping it stops it.
+#[derive(Debug)]
+pub struct Profiler {
+    handle: ProfilerHandle,
+    runtime: Option<JoinHandle<()>>,
+    output: Option<PathBuf>,
+    result: Option<Result<Stats, Error>>,
+    final_stats: Option<Stats>,
+}
+
+/// A cloneable handle to a running profiler: registration and queries.
+#[derive(Clone)]
+pub struct ProfilerHandle {
+    refs: ActorRefs,
+    clock: Arc<dyn Clock>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for ProfilerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProfilerHandle")
+            .field("supervisor", &self.refs.supervisor.get_id())
+            .finish_non_exhaustive()
+    }
+}
+
+fn open_output(output: Output) -> Result<(Sink, Option<PathBuf>), Error> {
+    match output {
+        Output::Writer(w) => Ok((Sink::Custom(w), None)),
+        Output::Path(path) => {
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        ErrorKind::OutputExists { path: path.clone() }.into()
+                    } else {
+                        Error::io(&path, "create", e)
+                    }
+                })?;
+            Ok((
+                Sink::File {
+                    path: path.clone(),
+                    file: BufWriter::with_capacity(1 << 16, file),
+                },
+                Some(path),
+            ))
+        }
+    }
+}
+
+impl Profiler {
+    /// Starts with defaults overridden by the environment variables.
+    pub fn start() -> Result<Profiler, Error> {
+        ProfilerBuilder::new().env()?.start()
+    }
+
+    /// A builder with the defaults.
+    pub fn builder() -> ProfilerBuilder {
+        ProfilerBuilder::new()
+    }
+
+    /// Starts with `config`.
+    pub fn with_config(config: Config) -> Result<Profiler, Error> {
+        config.validate()?;
+        let clock: Arc<dyn Clock> = config
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(MonotonicClock::new(config.spin)));
+        let (sink, path) = open_output(config.output)?;
+        let label = sink_label(&path);
+        let encoder = match config.format {
+            Format::Pulley => Encoder::pulley(sink),
+            Format::Native => {
+                let header = FileHeader {
+                    pcprof_version: env!("CARGO_PKG_VERSION").to_string(),
+                    pid: std::process::id(),
+                    started_unix_ns: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as u64)
+                        .saturating_sub(clock.now()),
+                    frequency_hz: config.frequency_hz,
+                    flush_samples: config.flush_samples,
+                    clock: clock.name().to_string(),
+                };
+                Encoder::native(sink, &header).map_err(|e| match e {
+                    crate::format::EncodeError::Io(io) => Error::io(&label, "write", io),
+                    crate::format::EncodeError::Encode(reason) => ErrorKind::Encode {
+                        record: "header",
+                        reason,
+                    }
+                    .into(),
+                })?
+            }
+        };
+        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+        let args = SupervisorArgs {
+            encoder,
+            clock: Arc::clone(&clock),
+            frequency_hz: config.frequency_hz,
+            flush_samples: config.flush_samples,
+            buffers: config.buffers,
+            scheduling: config.scheduling,
+            jitter: config.jitter,
+            dispatch: dispatch.clone(),
+        };
+
+        let (ready_tx, ready_rx) = flume::bounded(1);
+        let runtime = thread::Builder::new()
+            .name("pcprof-runtime".into())
+            .spawn(move || run_runtime(args, dispatch, ready_tx))
+            .map_err(|e| {
+                Error::actor(
+                    "supervisor",
+                    format!("cannot spawn the runtime thread: {e}"),
+                )
+            })?;
+        let ready = ready_rx.recv().unwrap_or_else(|_| {
+            Err(Error::actor(
+                "supervisor",
+                "the runtime thread exited during start",
+            ))
+        });
+        match ready {
+            Ok((refs, rt)) => {
+                debug!(name: "profiler.started", output = %label.display());
+                Ok(Profiler {
+                    handle: ProfilerHandle {
+                        refs,
+                        clock,
+                        runtime: rt,
+                    },
+                    runtime: Some(runtime),
+                    output: path,
+                    result: None,
+                    final_stats: None,
+                })
+            }
+            Err(e) => {
+                let _ = runtime.join();
+                // Nothing was recorded: do not leave an empty file behind.
+                if let Some(p) = &path {
+                    let _ = std::fs::remove_file(p);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// A cloneable handle for other threads.
+    pub fn handle(&self) -> ProfilerHandle {
+        self.handle.clone()
+    }
+
+    /// The output file, unless the output is an embedder's sink.
+    pub fn output_path(&self) -> Option<&Path> {
+        self.output.as_deref()
+    }
+
+    /// Stops in order and returns the final statistics, or the first error
+    /// met while profiling. Calling it again returns the same result.
+    pub fn stop(&mut self) -> Result<Stats, Error> {
+        if let Some(r) = &self.result {
+            return r.clone();
+        }
+        let result = self
+            .handle
+            .call(SupervisorMsg::Stop)
+            .unwrap_or_else(|_| Err(Error::actor("supervisor", "stopped without a result")));
+        if let Some(rt) = self.runtime.take()
+            && rt.join().is_err()
+        {
+            warn!(name: "profiler.runtime_panicked", "the runtime thread panicked");
+        }
+        self.final_stats = match &result {
+            Ok(s) => Some(s.clone()),
+            Err(_) => None,
+        };
+        self.result = Some(result.clone());
+        result
+    }
+
+    /// The final statistics after [`Profiler::stop`] returned `Ok`.
+    pub fn final_stats(&self) -> Option<&Stats> {
+        self.final_stats.as_ref()
+    }
+}
+
+fn sink_label(path: &Option<PathBuf>) -> PathBuf {
+    path.clone().unwrap_or_else(|| PathBuf::from("<writer>"))
+}
+
+type Ready = Result<(ActorRefs, tokio::runtime::Handle), Error>;
+
+fn run_runtime(args: SupervisorArgs, dispatch: tracing::Dispatch, ready: flume::Sender<Ready>) {
+    let _guard = tracing::dispatcher::set_default(&dispatch);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(Error::actor(
+                "supervisor",
+                format!("cannot build the runtime: {e}"),
+            )));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let (supervisor, join) = match Actor::spawn(None, SupervisorActor, args).await {
+            Ok(started) => started,
+            Err(e) => {
+                let _ = ready.send(Err(Error::actor(
+                    "supervisor",
+                    format!("cannot start: {e}"),
+                )));
+                return;
+            }
+        };
+        let refs = ractor::call!(supervisor, SupervisorMsg::Refs)
+            .map_err(|e| Error::actor("supervisor", e));
+        let _ = ready.send(refs.map(|r| (r, tokio::runtime::Handle::current())));
+        let _ = join.await;
+    });
+}
+
+impl Deref for Profiler {
+    type Target = ProfilerHandle;
+    fn deref(&self) -> &ProfilerHandle {
+        &self.handle
+    }
+}
+
+impl Drop for Profiler {
+    fn drop(&mut self) {
+        if self.result.is_none()
+            && let Err(e) = self.stop()
+        {
+            warn!(name: "profiler.drop_error", error = %e);
+        }
+    }
+}
+
+impl ProfilerHandle {
+    /// Sends a request to the supervisor and blocks for the reply.
+    ///
+    /// The wait happens on a flume channel fed by a task on the profiler's
+    /// own runtime: tokio's `blocking_recv` would panic when the caller is
+    /// itself inside a tokio runtime.
+    fn call<T: Send + 'static>(
+        &self,
+        msg: impl FnOnce(RpcReplyPort<T>) -> SupervisorMsg,
+    ) -> Result<T, Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.refs
+            .supervisor
+            .cast(msg(tx.into()))
+            .map_err(|_| Error::from(ErrorKind::Stopped))?;
+        let (ftx, frx) = flume::bounded(1);
+        self.runtime.spawn(async move {
+            let _ = ftx.send(rx.await.ok());
+        });
+        frx.recv()
+            .ok()
+            .flatten()
+            .ok_or_else(|| ErrorKind::Stopped.into())
+    }
+
+    /// Now, on the profiler's clock (ns since its start).
+    pub fn now(&self) -> Nanos {
+        self.clock.now()
+    }
+
+    /// Registers a new interpreter and returns the handle it publishes its
+    /// PC through. `label` is typically the thread's name.
+    pub fn new_interpreter(&self, label: Option<&str>) -> Result<PcHandle, Error> {
+        let handle = PcHandle::new();
+        self.register(label, handle.reader().into())?;
+        Ok(handle)
+    }
+
+    /// Registers an interpreter whose PC cell is its own.
+    pub fn register_source(&self, label: Option<&str>, source: impl PcSource) -> Result<(), Error> {
+        self.register(label, SourceBox::foreign(source))
+    }
+
+    fn register(&self, label: Option<&str>, source: SourceBox) -> Result<(), Error> {
+        self.refs
+            .registry
+            .cast(RegistryMsg::RegisterInterpreter {
+                label: label.map(str::to_string),
+                source,
+                registered_ns: self.clock.now(),
+                reply: None,
+            })
+            .map_err(|_| ErrorKind::Stopped.into())
+    }
+
+    /// Registers bytecode that executes where `code` is (the address is
+    /// `code.as_ptr()`); the bytes are copied.
+    pub fn register_function(&self, name: &str, code: &[u8]) -> Result<(), Error> {
+        self.register_function_at(name, code.as_ptr() as u64, code)
+    }
+
+    /// Registers bytecode loaded at `addr`; the bytes are copied.
+    pub fn register_function_at(&self, name: &str, addr: u64, code: &[u8]) -> Result<(), Error> {
+        self.refs
+            .registry
+            .cast(RegistryMsg::RegisterFunction(FunctionInfo {
+                addr,
+                name: name.to_string(),
+                code: Arc::from(code),
+                loaded_ns: self.clock.now(),
+                unloaded_ns: None,
+            }))
+            .map_err(|_| ErrorKind::Stopped.into())
+    }
+
+    /// The function at `addr` was unloaded; its addresses may be reused.
+    pub fn unregister_function(&self, addr: u64) -> Result<(), Error> {
+        self.refs
+            .registry
+            .cast(RegistryMsg::UnregisterFunction {
+                addr,
+                unloaded_ns: self.clock.now(),
+            })
+            .map_err(|_| ErrorKind::Stopped.into())
+    }
+
+    /// Current statistics.
+    pub fn stats(&self) -> Result<Stats, Error> {
+        self.call(SupervisorMsg::GetStats)
+    }
+
+    /// Every interpreter registered.
+    pub fn interpreters(&self) -> Result<Vec<InterpreterInfo>, Error> {
+        self.call(SupervisorMsg::ListInterpreters)
+    }
+
+    /// Every function registered.
+    pub fn functions(&self) -> Result<Vec<FunctionInfo>, Error> {
+        self.call(SupervisorMsg::ListFunctions)
+    }
+
+    /// The `n` hottest functions so far.
+    pub fn hot_functions(&self, n: usize) -> Result<Vec<HotFunction>, Error> {
+        self.call(|p| SupervisorMsg::HotFunctions(n, p))?
+    }
+
+    /// Hands over the current batch and flushes the output.
+    pub fn flush(&self) -> Result<Stats, Error> {
+        self.call(SupervisorMsg::Flush)?
+    }
+
+    /// Changes the sampling rate.
+    pub fn set_rate(&self, hz: u32) -> Result<(), Error> {
+        self.call(|p| SupervisorMsg::SetRate(hz, p))?
+    }
+
+    /// Pauses sampling.
+    pub fn pause(&self) -> Result<(), Error> {
+        self.refs
+            .supervisor
+            .cast(SupervisorMsg::Pause)
+            .map_err(|_| ErrorKind::Stopped.into())
+    }
+
+    /// Resumes sampling.
+    pub fn resume(&self) -> Result<(), Error> {
+        self.refs
+            .supervisor
+            .cast(SupervisorMsg::Resume)
+            .map_err(|_| ErrorKind::Stopped.into())
+    }
+
+    /// Returns once every registration and control message sent before it
+    /// has reached the sampler (tests use it before moving virtual time).
+    pub fn sync(&self) -> Result<(), Error> {
+        self.call(SupervisorMsg::Sync)
+    }
+
+    /// The supervisor, for async code (`ractor::call!`).
+    pub fn supervisor(&self) -> &ActorRef<SupervisorMsg> {
+        &self.refs.supervisor
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &ActorRef<RegistryMsg> {
+        &self.refs.registry
+    }
+
+    /// The ticker.
+    pub fn ticker(&self) -> &ActorRef<TickerMsg> {
+        &self.refs.ticker
+    }
+
+    /// The sampler.
+    pub fn sampler(&self) -> &ActorRef<SamplerMsg> {
+        &self.refs.sampler
+    }
+
+    /// The writer.
+    pub fn writer(&self) -> &ActorRef<WriterMsg> {
+        &self.refs.writer
+    }
+}

@@ -1,0 +1,230 @@
+//! The sampler actor: reads every live interpreter's PC on each sample
+//! command and batches the samples for the writer.
+//!
+//! - Runs on the timing thread beside the ticker: reading PCs on the thread
+//!   that keeps time saves a cross-thread wake-up (several µs and a context
+//!   switch) per tick.
+//! - Owns its interpreter table; interpreters arrive as messages from the
+//!   registry and leave when their handle reports them finished.
+//! - Batches circulate in a fixed pool of buffers between sampler and writer.
+//!   When the writer cannot keep up, no buffer comes back and the full batch
+//!   is dropped and counted: memory stays bounded and the tick path never
+//!   allocates.
+
+use std::mem;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::{debug, trace};
+
+use crate::clock::Clock;
+use crate::format::Sample;
+use crate::pc::Source;
+use crate::registry::RegistryMsg;
+use crate::stats::LatencyHistogram;
+use crate::ticker::SampleCommand;
+use crate::timing::{TimingMailbox, TimingMsg, TimingStats};
+
+/// Messages of the sampler actor.
+#[derive(Debug)]
+pub enum SamplerMsg {
+    /// Hand the current batch to the writer now (replies once handed over).
+    Flush(RpcReplyPort<()>),
+    /// Hand over the last batch and stop: the second step of the ordered
+    /// shutdown.
+    Drain(RpcReplyPort<TimingStats>),
+    /// Counters of the ticker and sampler.
+    GetStats(RpcReplyPort<TimingStats>),
+}
+
+/// An interpreter as the sampler holds it.
+#[derive(Debug)]
+struct Slot {
+    id: u32,
+    source: Source,
+}
+
+/// The sampler's state (lives on the timing thread).
+#[derive(Debug)]
+pub(crate) struct SamplerCore {
+    interps: Vec<Slot>,
+    batch: Vec<Sample>,
+    /// A buffer whose hand-over failed, kept for reuse.
+    spare: Option<Vec<Sample>>,
+    flush: usize,
+    to_writer: flume::Sender<Vec<Sample>>,
+    free: flume::Receiver<Vec<Sample>>,
+    registry: Option<ActorRef<RegistryMsg>>,
+    pub(crate) lateness: LatencyHistogram,
+    pub(crate) samples_taken: u64,
+    pub(crate) samples_dropped: u64,
+    pub(crate) batches_sent: u64,
+    pub(crate) batches_dropped: u64,
+}
+
+impl SamplerCore {
+    pub(crate) fn new(
+        flush: usize,
+        first_buffer: Vec<Sample>,
+        to_writer: flume::Sender<Vec<Sample>>,
+        free: flume::Receiver<Vec<Sample>>,
+        registry: Option<ActorRef<RegistryMsg>>,
+    ) -> SamplerCore {
+        SamplerCore {
+            interps: Vec::new(),
+            batch: first_buffer,
+            spare: None,
+            flush: flush.max(1),
+            to_writer,
+            free,
+            registry,
+            lateness: LatencyHistogram::default(),
+            samples_taken: 0,
+            samples_dropped: 0,
+            batches_sent: 0,
+            batches_dropped: 0,
+        }
+    }
+
+    pub(crate) fn set_registry(&mut self, registry: ActorRef<RegistryMsg>) {
+        self.registry = Some(registry);
+    }
+
+    pub(crate) fn live_interpreters(&self) -> usize {
+        self.interps.len()
+    }
+
+    pub(crate) fn add_interpreter(&mut self, id: u32, source: Source) {
+        self.interps.push(Slot { id, source });
+    }
+
+    /// Executes one sample command. The only work done per tick.
+    #[inline]
+    pub(crate) fn sample(&mut self, cmd: SampleCommand, clock: &dyn Clock) {
+        // Lateness is measured when the PCs are read, against the deadline.
+        let read_at = clock.now();
+        self.lateness.record(read_at.saturating_sub(cmd.deadline));
+        let mut i = 0;
+        while i < self.interps.len() {
+            let slot = &self.interps[i];
+            if let Some(pc) = slot.source.pc() {
+                let interp = slot.id;
+                if self.batch.len() == self.batch.capacity() {
+                    self.hand_over();
+                }
+                self.batch.push(Sample {
+                    time_ns: cmd.deadline,
+                    interp,
+                    pc: pc as u64,
+                });
+                self.samples_taken += 1;
+                i += 1;
+            } else if self.interps[i].source.is_finished() {
+                let slot = self.interps.swap_remove(i);
+                self.retire(slot, read_at);
+            } else {
+                i += 1;
+            }
+        }
+        #[cfg(debug_assertions)]
+        trace!(
+            name: "sampler.tick",
+            seq = cmd.seq,
+            lateness_ns = read_at.saturating_sub(cmd.deadline),
+            batch_len = self.batch.len()
+        );
+        if self.batch.len() >= self.flush {
+            self.hand_over();
+        }
+    }
+
+    /// Retirement is rare, so telling the registry (which allocates a
+    /// message) is acceptable here.
+    #[cold]
+    fn retire(&mut self, slot: Slot, now: u64) {
+        debug!(name: "sampler.retired", interp = slot.id);
+        if let Some(registry) = &self.registry {
+            let _ = registry.cast(RegistryMsg::InterpreterRetired {
+                id: slot.id,
+                retired_ns: now,
+            });
+        }
+    }
+
+    /// Hands the current batch to the writer in exchange for an empty buffer
+    /// from the pool; with none to exchange, drops the batch and counts it.
+    pub(crate) fn hand_over(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let fresh = self.spare.take().or_else(|| self.free.try_recv().ok());
+        let Some(mut fresh) = fresh else {
+            self.samples_dropped += self.batch.len() as u64;
+            self.batches_dropped += 1;
+            self.batch.clear();
+            return;
+        };
+        fresh.clear();
+        let full = mem::replace(&mut self.batch, fresh);
+        let len = full.len() as u64;
+        match self.to_writer.try_send(full) {
+            Ok(()) => self.batches_sent += 1,
+            Err(e) => {
+                let mut back = e.into_inner();
+                back.clear();
+                self.spare = Some(back);
+                self.samples_dropped += len;
+                self.batches_dropped += 1;
+            }
+        }
+    }
+}
+
+/// The sampler's actor face: forwards to the timing thread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SamplerActor;
+
+/// State of the sampler actor.
+#[derive(Debug)]
+pub struct SamplerState {
+    mailbox: TimingMailbox,
+}
+
+impl Actor for SamplerActor {
+    type Msg = SamplerMsg;
+    type State = SamplerState;
+    type Arguments = TimingMailbox;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        mailbox: TimingMailbox,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        debug!(name: "sampler.started", "sampler started");
+        Ok(SamplerState { mailbox })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        trace!(name: "sampler.message", msg = ?msg);
+        let forwarded = match msg {
+            SamplerMsg::Flush(reply) => TimingMsg::Flush(reply),
+            SamplerMsg::Drain(reply) => TimingMsg::Drain(reply),
+            SamplerMsg::GetStats(reply) => TimingMsg::Stats(reply),
+        };
+        state.mailbox.send(forwarded)?;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        debug!(name: "sampler.stopped", "sampler stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,566 @@
+//! The supervisor actor: starts the others, watches them, stops them in
+//! order.
+//!
+//! - Start: the timing thread (ticker + sampler), the registry, the writer
+//!   thread, then the actor faces, all linked to the supervisor.
+//! - Ordered shutdown, on `Stop` or when an actor fails: ticker stops
+//!   ticking → sampler hands over its last batch (the timing thread exits) →
+//!   writer drains, writes the summary, flushes and syncs (its thread exits)
+//!   → registry stops. Each step is a `supervisor.shutdown` event.
+//! - The shutdown talks to the threads' mailboxes directly rather than
+//!   through the faces, so a failed face cannot keep data from the disk.
+//! - The result (final statistics, or the first error) is kept: stopping
+//!   twice returns it twice.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tracing::{debug, trace, warn};
+
+use crate::clock::Clock;
+use crate::config::Scheduling;
+use crate::error::Error;
+use crate::format::{Encoder, RateRecord, Record, Sample};
+use crate::registry::{
+    FunctionInfo, InterpreterInfo, RegistryActor, RegistryArgs, RegistryCounts, RegistryMsg,
+};
+use crate::sampler::{SamplerActor, SamplerCore, SamplerMsg};
+use crate::stats::Stats;
+use crate::ticker::{TickerActor, TickerCore, TickerMsg};
+use crate::timing::{TimingMailbox, TimingMsg, TimingStats, TimingThread};
+use crate::writer::{
+    HotFunction, Sink, WriterActor, WriterCmd, WriterInbox, WriterMsg, WriterStats, WriterThread,
+};
+
+/// References to every actor of a running profiler.
+#[derive(Clone, Debug)]
+pub struct ActorRefs {
+    /// The supervisor.
+    pub supervisor: ActorRef<SupervisorMsg>,
+    /// The registry.
+    pub registry: ActorRef<RegistryMsg>,
+    /// The ticker.
+    pub ticker: ActorRef<TickerMsg>,
+    /// The sampler.
+    pub sampler: ActorRef<SamplerMsg>,
+    /// The writer.
+    pub writer: ActorRef<WriterMsg>,
+}
+
+/// Messages of the supervisor: the embedder's entry point.
+#[derive(Debug)]
+pub enum SupervisorMsg {
+    /// References to every actor.
+    Refs(RpcReplyPort<ActorRefs>),
+    /// Current statistics of the whole profiler.
+    GetStats(RpcReplyPort<Stats>),
+    /// Every interpreter registered.
+    ListInterpreters(RpcReplyPort<Vec<InterpreterInfo>>),
+    /// Every function registered.
+    ListFunctions(RpcReplyPort<Vec<FunctionInfo>>),
+    /// The `n` hottest functions so far (hands over the current batch
+    /// first, so the answer is up to date).
+    HotFunctions(usize, RpcReplyPort<Result<Vec<HotFunction>, Error>>),
+    /// Hands over the current batch and flushes the output.
+    Flush(RpcReplyPort<Result<Stats, Error>>),
+    /// Changes the sampling rate.
+    SetRate(u32, RpcReplyPort<Result<(), Error>>),
+    /// Pauses sampling.
+    Pause,
+    /// Resumes sampling.
+    Resume,
+    /// Replies once every message sent to the registry and the timing thread
+    /// before this one has been handled.
+    Sync(RpcReplyPort<()>),
+    /// Ordered shutdown; replies with the final statistics or the first
+    /// error, then the supervisor stops.
+    Stop(RpcReplyPort<Result<Stats, Error>>),
+}
+
+/// What the supervisor starts with.
+pub struct SupervisorArgs {
+    pub(crate) encoder: Encoder<Sink>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) frequency_hz: u32,
+    pub(crate) flush_samples: u32,
+    pub(crate) buffers: usize,
+    pub(crate) scheduling: Scheduling,
+    pub(crate) jitter: bool,
+    pub(crate) dispatch: tracing::Dispatch,
+}
+
+impl std::fmt::Debug for SupervisorArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupervisorArgs")
+            .field("frequency_hz", &self.frequency_hz)
+            .field("flush_samples", &self.flush_samples)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The supervisor actor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SupervisorActor;
+
+/// State of the supervisor.
+pub struct SupervisorState {
+    refs: ActorRefs,
+    /// Direct line to the timing thread, for the shutdown protocol.
+    timing: TimingMailbox,
+    /// Direct line to the writer thread, for the shutdown protocol.
+    writer_inbox: flume::Sender<WriterCmd>,
+    timing_join: Option<JoinHandle<()>>,
+    writer_join: Option<JoinHandle<()>>,
+    clock: Arc<dyn Clock>,
+    /// Errors seen so far (supervision events, failed steps).
+    errors: Vec<Error>,
+    /// Set once the shutdown has run; kept for every later `Stop`.
+    result: Option<Result<Stats, Error>>,
+    final_stats: Option<Stats>,
+}
+
+impl std::fmt::Debug for SupervisorState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupervisorState")
+            .field("errors", &self.errors.len())
+            .field("stopped", &self.result.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sends a request with a reply port and waits for the answer.
+async fn ask<T: Send + 'static>(
+    role: &'static str,
+    send: impl FnOnce(RpcReplyPort<T>) -> Result<(), Error>,
+) -> Result<T, Error> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    send(tx.into())?;
+    rx.await
+        .map_err(|_| Error::actor(role, "stopped without replying"))
+}
+
+fn merge(t: &TimingStats, c: &RegistryCounts, w: Option<&WriterStats>, errors: &[Error]) -> Stats {
+    let mut s = Stats {
+        frequency_hz: t.frequency_hz,
+        elapsed_ns: t.elapsed_ns,
+        ticks_scheduled: t.ticks_scheduled,
+        ticks_taken: t.ticks_taken,
+        ticks_missed: t.ticks_missed,
+        samples_taken: t.samples_taken,
+        samples_dropped: t.samples_dropped,
+        batches_dropped: t.batches_dropped,
+        lateness_p50_ns: t.lateness_p50_ns,
+        lateness_p99_ns: t.lateness_p99_ns,
+        lateness_max_ns: t.lateness_max_ns,
+        interpreters_live: c.interpreters_live,
+        interpreters_retired: c.interpreters_retired,
+        functions_live: c.functions_live,
+        functions_unloaded: c.functions_unloaded,
+        scheduling: t.scheduling.clone(),
+        sampler_cpu_ns: t.cpu_ns,
+        errors: errors.len() as u64,
+        first_error: errors.first().map(|e| e.to_string()),
+        ..Stats::default()
+    };
+    if let Some(w) = w {
+        s.samples_written = w.samples_written;
+        s.samples_dropped += w.samples_dropped;
+        s.batches_written = w.batches_written;
+        s.bytes_written = w.bytes_written;
+        s.writer_cpu_ns = w.cpu_ns;
+        s.errors += w.errors;
+        if s.first_error.is_none() {
+            s.first_error = w.first_error.as_ref().map(|e| e.to_string());
+        }
+    }
+    s
+}
+
+impl SupervisorActor {
+    fn role_of(state: &SupervisorState, cell: &ActorCell) -> &'static str {
+        let id = cell.get_id();
+        let r = &state.refs;
+        if id == r.registry.get_id() {
+            "registry"
+        } else if id == r.ticker.get_id() {
+            "ticker"
+        } else if id == r.sampler.get_id() {
+            "sampler"
+        } else if id == r.writer.get_id() {
+            "writer"
+        } else {
+            "unknown"
+        }
+    }
+
+    async fn stats(state: &SupervisorState) -> Result<Stats, Error> {
+        if let Some(s) = &state.final_stats {
+            return Ok(s.clone());
+        }
+        let timing = state.timing.clone();
+        let t = ask("sampler", |p| timing.send(TimingMsg::Stats(p))).await?;
+        let registry = state.refs.registry.clone();
+        let c = ask("registry", |p| {
+            registry
+                .cast(RegistryMsg::Counts(p))
+                .map_err(|e| Error::actor("registry", e))
+        })
+        .await?;
+        let inbox = state.writer_inbox.clone();
+        let w = ask("writer", |p| {
+            inbox
+                .send(WriterCmd::Stats(p))
+                .map_err(|_| Error::actor("writer", "the writer thread has exited"))
+        })
+        .await?;
+        Ok(merge(&t, &c, Some(&w), &state.errors))
+    }
+
+    async fn flush(state: &SupervisorState) -> Result<Stats, Error> {
+        if state.result.is_some() {
+            return Err(crate::error::ErrorKind::Stopped.into());
+        }
+        let timing = state.timing.clone();
+        ask("sampler", |p| timing.send(TimingMsg::Flush(p))).await?;
+        let inbox = state.writer_inbox.clone();
+        ask("writer", |p| {
+            inbox
+                .send(WriterCmd::Flush(p))
+                .map_err(|_| Error::actor("writer", "the writer thread has exited"))
+        })
+        .await?;
+        Self::stats(state).await
+    }
+
+    /// The ordered shutdown. Runs once; every step is attempted even when an
+    /// earlier one failed, so what was recorded reaches the disk.
+    async fn shutdown(state: &mut SupervisorState) -> Result<Stats, Error> {
+        if let Some(r) = &state.result {
+            return r.clone();
+        }
+        debug!(name: "supervisor.stopping", errors = state.errors.len());
+
+        // 1. The ticker stops: no new sample commands.
+        let timing = state.timing.clone();
+        if let Err(e) = ask("ticker", |p| timing.send(TimingMsg::StopTicking(p))).await {
+            state.errors.push(e);
+        }
+        debug!(name: "supervisor.shutdown", step = "ticker");
+
+        // 2. The sampler hands over its last batch; the timing thread exits.
+        let timing_stats = match ask("sampler", |p| timing.send(TimingMsg::Drain(p))).await {
+            Ok(t) => t,
+            Err(e) => {
+                state.errors.push(e);
+                TimingStats::default()
+            }
+        };
+        if let Some(join) = state.timing_join.take()
+            && join.join().is_err()
+        {
+            state
+                .errors
+                .push(Error::actor("sampler", "the timing thread panicked"));
+        }
+        debug!(name: "supervisor.shutdown", step = "sampler", samples = timing_stats.samples_taken);
+
+        // 3. The writer drains, writes the summary, flushes and syncs.
+        let registry = state.refs.registry.clone();
+        let counts = ask("registry", |p| {
+            registry
+                .cast(RegistryMsg::Counts(p))
+                .map_err(|e| Error::actor("registry", e))
+        })
+        .await
+        .unwrap_or_default();
+        let partial = merge(&timing_stats, &counts, None, &state.errors);
+        let stopped_ns = state.clock.now();
+        let inbox = state.writer_inbox.clone();
+        let writer_stats = ask("writer", |reply| {
+            inbox
+                .send(WriterCmd::Finish {
+                    stats: Box::new(partial),
+                    stopped_ns,
+                    reply,
+                })
+                .map_err(|_| Error::actor("writer", "the writer thread has exited"))
+        })
+        .await;
+        let writer_stats = match writer_stats {
+            Ok(w) => Some(w),
+            Err(e) => {
+                state.errors.push(e);
+                None
+            }
+        };
+        if let Some(join) = state.writer_join.take()
+            && join.join().is_err()
+        {
+            state
+                .errors
+                .push(Error::actor("writer", "the writer thread panicked"));
+        }
+        debug!(name: "supervisor.shutdown", step = "writer");
+
+        // 4. The registry, then the faces.
+        state.refs.registry.stop_and_wait(None, None).await.ok();
+        debug!(name: "supervisor.shutdown", step = "registry");
+        state.refs.ticker.stop_and_wait(None, None).await.ok();
+        state.refs.sampler.stop_and_wait(None, None).await.ok();
+        state.refs.writer.stop_and_wait(None, None).await.ok();
+
+        let stats = merge(&timing_stats, &counts, writer_stats.as_ref(), &state.errors);
+        let first = state
+            .errors
+            .first()
+            .cloned()
+            .or_else(|| writer_stats.as_ref().and_then(|w| w.first_error.clone()));
+        let result = match first {
+            Some(e) => Err(e),
+            None => Ok(stats.clone()),
+        };
+        debug!(name: "supervisor.stopped", ok = result.is_ok());
+        state.final_stats = Some(stats);
+        state.result = Some(result.clone());
+        result
+    }
+}
+
+impl Actor for SupervisorActor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        debug!(name: "supervisor.starting", hz = args.frequency_hz, flush = args.flush_samples);
+        let flush = args.flush_samples as usize;
+        // Headroom so one tick of many interpreters rarely splits a batch.
+        let capacity = flush + 64;
+        let (batch_tx, batch_rx) = flume::bounded::<Vec<Sample>>(args.buffers);
+        let (free_tx, free_rx) = flume::bounded::<Vec<Sample>>(args.buffers);
+        for _ in 1..args.buffers {
+            free_tx
+                .try_send(Vec::with_capacity(capacity))
+                .map_err(|_| Error::actor("supervisor", "buffer pool too small"))?;
+        }
+        let (writer_tx, writer_rx) = flume::unbounded::<WriterCmd>();
+
+        let timing = TimingThread {
+            ticker: TickerCore::new(args.frequency_hz, args.jitter),
+            sampler: SamplerCore::new(flush, Vec::with_capacity(capacity), batch_tx, free_rx, None),
+            clock: Arc::clone(&args.clock),
+            scheduling: args.scheduling,
+            dispatch: args.dispatch.clone(),
+        };
+        let (timing_join, mailbox) = timing
+            .spawn()
+            .map_err(|e| Error::actor("sampler", format!("cannot spawn the timing thread: {e}")))?;
+
+        let cell = myself.get_cell();
+        let (registry, _) = Actor::spawn_linked(
+            None,
+            RegistryActor,
+            RegistryArgs {
+                timing: mailbox.clone(),
+                writer: writer_tx.clone(),
+            },
+            cell.clone(),
+        )
+        .await?;
+        let writer_join = WriterThread::new(
+            args.encoder,
+            writer_rx,
+            batch_rx,
+            free_tx,
+            registry.clone(),
+            args.dispatch.clone(),
+        )
+        .spawn()
+        .map_err(|e| Error::actor("writer", format!("cannot spawn the writer thread: {e}")))?;
+        let (writer, _) = Actor::spawn_linked(
+            None,
+            WriterActor,
+            WriterInbox(writer_tx.clone()),
+            cell.clone(),
+        )
+        .await?;
+        let (ticker, _) =
+            Actor::spawn_linked(None, TickerActor, mailbox.clone(), cell.clone()).await?;
+        let (sampler, _) = Actor::spawn_linked(None, SamplerActor, mailbox.clone(), cell).await?;
+        debug!(name: "supervisor.started", "all actors started");
+        Ok(SupervisorState {
+            refs: ActorRefs {
+                supervisor: myself,
+                registry,
+                ticker,
+                sampler,
+                writer,
+            },
+            timing: mailbox,
+            writer_inbox: writer_tx,
+            timing_join: Some(timing_join),
+            writer_join: Some(writer_join),
+            clock: args.clock,
+            errors: Vec::new(),
+            result: None,
+            final_stats: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        trace!(name: "supervisor.message", msg = ?msg);
+        match msg {
+            SupervisorMsg::Refs(reply) => {
+                let _ = reply.send(state.refs.clone());
+            }
+            SupervisorMsg::GetStats(reply) => match Self::stats(state).await {
+                Ok(s) => {
+                    let _ = reply.send(s);
+                }
+                Err(e) => warn!(name: "supervisor.stats_failed", error = %e),
+            },
+            SupervisorMsg::ListInterpreters(reply) => {
+                let _ = state
+                    .refs
+                    .registry
+                    .cast(RegistryMsg::ListInterpreters(reply));
+            }
+            SupervisorMsg::ListFunctions(reply) => {
+                let _ = state.refs.registry.cast(RegistryMsg::ListFunctions(reply));
+            }
+            SupervisorMsg::HotFunctions(n, reply) => {
+                let hot = match Self::flush(state).await {
+                    Ok(_) => {
+                        let inbox = state.writer_inbox.clone();
+                        ask("writer", |p| {
+                            inbox
+                                .send(WriterCmd::Hot(n, p))
+                                .map_err(|_| Error::actor("writer", "the writer thread has exited"))
+                        })
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(hot);
+            }
+            SupervisorMsg::Flush(reply) => {
+                let _ = reply.send(Self::flush(state).await);
+            }
+            SupervisorMsg::SetRate(hz, reply) => {
+                let timing = state.timing.clone();
+                let result = match ask("ticker", |p| timing.send(TimingMsg::SetRate(hz, p))).await {
+                    Ok(Ok(())) => {
+                        let _ =
+                            state
+                                .writer_inbox
+                                .send(WriterCmd::Record(Record::Rate(RateRecord {
+                                    time_ns: state.clock.now(),
+                                    frequency_hz: hz,
+                                })));
+                        Ok(())
+                    }
+                    Ok(Err(reason)) => Err(Error::config("rate", hz, reason)),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            SupervisorMsg::Pause => {
+                if state.timing.send(TimingMsg::Pause).is_ok() {
+                    let _ = state
+                        .writer_inbox
+                        .send(WriterCmd::Record(Record::Rate(RateRecord {
+                            time_ns: state.clock.now(),
+                            frequency_hz: 0,
+                        })));
+                }
+            }
+            SupervisorMsg::Resume => {
+                if state.timing.send(TimingMsg::Resume).is_ok() {
+                    let timing = state.timing.clone();
+                    let hz = ask("ticker", |p| timing.send(TimingMsg::Stats(p)))
+                        .await
+                        .map_or(0, |t| t.frequency_hz);
+                    let _ = state
+                        .writer_inbox
+                        .send(WriterCmd::Record(Record::Rate(RateRecord {
+                            time_ns: state.clock.now(),
+                            frequency_hz: hz,
+                        })));
+                }
+            }
+            SupervisorMsg::Sync(reply) => {
+                let registry = state.refs.registry.clone();
+                let _ = ask("registry", |p| {
+                    registry
+                        .cast(RegistryMsg::Barrier(p))
+                        .map_err(|e| Error::actor("registry", e))
+                })
+                .await;
+                let timing = state.timing.clone();
+                let _ = ask("sampler", |p| timing.send(TimingMsg::Stats(p))).await;
+                let _ = reply.send(());
+            }
+            SupervisorMsg::Stop(reply) => {
+                let result = Self::shutdown(state).await;
+                let _ = reply.send(result);
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.result.is_some() {
+            return Ok(()); // children stopping during our own shutdown
+        }
+        match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                let role = Self::role_of(state, &cell);
+                warn!(name: "supervisor.actor_failed", actor = role, error = %err);
+                state
+                    .errors
+                    .push(Error::actor(role, format!("failed: {err}")));
+                let _ = Self::shutdown(state).await;
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                let role = Self::role_of(state, &cell);
+                warn!(name: "supervisor.actor_terminated", actor = role, reason = ?reason);
+                state.errors.push(Error::actor(
+                    role,
+                    format!("terminated unexpectedly ({reason:?})"),
+                ));
+                let _ = Self::shutdown(state).await;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Stopped without `Stop` (e.g. killed): still shut down in order.
+        if state.result.is_none() {
+            let _ = Self::shutdown(state).await;
+        }
+        debug!(name: "supervisor.exited", "supervisor exited");
+        Ok(())
+    }
+}

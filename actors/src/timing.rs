@@ -1,0 +1,266 @@
+//! The timing thread: one dedicated OS thread hosting the ticker and the
+//! sampler.
+//!
+//! - Its loop: handle every message waiting in the mailbox, sleep until the
+//!   ticker's next deadline, let the ticker turn the deadline into a
+//!   [`SampleCommand`](crate::ticker::SampleCommand), let the sampler execute
+//!   it. Nothing else runs on it.
+//! - The mailbox is lock-free (tokio's unbounded MPSC queue, polled with
+//!   `try_recv`); a sender unparks the thread so messages are handled between
+//!   ticks, not only at the next deadline. No lock is shared with an
+//!   interpreter or a registration.
+//! - The thread sets its timer slack to 1 ns and, when asked and permitted,
+//!   `SCHED_FIFO` (see [`crate::sys`]).
+
+use std::sync::Arc;
+use std::thread::{self, JoinHandle, Thread};
+
+use ractor::RpcReplyPort;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, error::TryRecvError};
+use tracing::{debug, trace};
+
+use crate::clock::Clock;
+use crate::config::Scheduling;
+use crate::error::Error;
+use crate::pc::Source;
+use crate::sampler::SamplerCore;
+use crate::sys;
+use crate::ticker::TickerCore;
+
+/// Messages to the timing thread (the ticker's and the sampler's).
+pub(crate) enum TimingMsg {
+    SetRate(u32, RpcReplyPort<Result<(), String>>),
+    Pause,
+    Resume,
+    StopTicking(RpcReplyPort<TimingStats>),
+    AddInterpreter {
+        id: u32,
+        source: Source,
+    },
+    Flush(RpcReplyPort<()>),
+    Drain(RpcReplyPort<TimingStats>),
+    Stats(RpcReplyPort<TimingStats>),
+    /// Where to report retired interpreters (the registry starts after the
+    /// timing thread, since it needs this mailbox).
+    SetRegistry(ractor::ActorRef<crate::registry::RegistryMsg>),
+}
+
+impl std::fmt::Debug for TimingMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TimingMsg::SetRate(hz, _) => write!(f, "SetRate({hz})"),
+            TimingMsg::Pause => f.write_str("Pause"),
+            TimingMsg::Resume => f.write_str("Resume"),
+            TimingMsg::StopTicking(_) => f.write_str("StopTicking"),
+            TimingMsg::AddInterpreter { id, .. } => write!(f, "AddInterpreter({id})"),
+            TimingMsg::Flush(_) => f.write_str("Flush"),
+            TimingMsg::Drain(_) => f.write_str("Drain"),
+            TimingMsg::Stats(_) => f.write_str("Stats"),
+            TimingMsg::SetRegistry(_) => f.write_str("SetRegistry"),
+        }
+    }
+}
+
+/// Counters of the ticker and the sampler.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimingStats {
+    /// Current rate in hertz.
+    pub frequency_hz: u32,
+    /// Whether ticks are being emitted.
+    pub running: bool,
+    /// Time spent running, in ns.
+    pub elapsed_ns: u64,
+    /// Deadlines that came while running.
+    pub ticks_scheduled: u64,
+    /// Deadlines at which PCs were read.
+    pub ticks_taken: u64,
+    /// Deadlines skipped.
+    pub ticks_missed: u64,
+    /// Samples read.
+    pub samples_taken: u64,
+    /// Samples dropped for lack of a free buffer.
+    pub samples_dropped: u64,
+    /// Batches handed to the writer.
+    pub batches_sent: u64,
+    /// Batches dropped.
+    pub batches_dropped: u64,
+    /// Lateness percentiles and maximum, in ns.
+    pub lateness_p50_ns: u64,
+    /// 99th percentile of lateness, in ns.
+    pub lateness_p99_ns: u64,
+    /// Largest lateness, in ns.
+    pub lateness_max_ns: u64,
+    /// Interpreters being sampled.
+    pub interpreters_live: u64,
+    /// Scheduling in force on the timing thread.
+    pub scheduling: String,
+    /// CPU time of the timing thread, in ns.
+    pub cpu_ns: u64,
+}
+
+/// Sends to the timing thread and wakes it.
+#[derive(Clone, Debug)]
+pub struct TimingMailbox {
+    tx: UnboundedSender<TimingMsg>,
+    thread: Thread,
+}
+
+impl TimingMailbox {
+    pub(crate) fn send(&self, msg: TimingMsg) -> Result<(), Error> {
+        self.tx
+            .send(msg)
+            .map_err(|_| Error::actor("sampler", "the timing thread has exited"))?;
+        self.thread.unpark();
+        Ok(())
+    }
+}
+
+/// Everything the timing thread owns.
+pub(crate) struct TimingThread {
+    pub(crate) ticker: TickerCore,
+    pub(crate) sampler: SamplerCore,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) scheduling: Scheduling,
+    pub(crate) dispatch: tracing::Dispatch,
+}
+
+enum Next {
+    Continue,
+    Exit,
+}
+
+impl TimingThread {
+    /// Spawns the thread; it starts ticking at once.
+    pub(crate) fn spawn(self) -> std::io::Result<(JoinHandle<()>, TimingMailbox)> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        // The clock is attached before the thread exists, so a virtual clock
+        // never advances past the thread's first deadline before it sleeps.
+        self.clock.attach();
+        let clock = Arc::clone(&self.clock);
+        let spawned = thread::Builder::new()
+            .name("pcprof-sampler".into())
+            .spawn(move || self.run(rx));
+        match spawned {
+            Ok(join) => {
+                let thread = join.thread().clone();
+                Ok((join, TimingMailbox { tx, thread }))
+            }
+            Err(e) => {
+                clock.detach();
+                Err(e)
+            }
+        }
+    }
+
+    fn run(mut self, mut inbox: UnboundedReceiver<TimingMsg>) {
+        let dispatch = self.dispatch.clone();
+        let _guard = tracing::dispatcher::set_default(&dispatch);
+        let policy = sys::prepare_timing_thread(self.scheduling);
+        let clock = Arc::clone(&self.clock);
+        self.ticker.start(clock.now());
+        debug!(name: "ticker.running", hz = self.ticker.frequency_hz(), scheduling = %policy);
+        'run: loop {
+            // Messages first: registrations and control take effect between
+            // ticks, never in the middle of one.
+            loop {
+                match inbox.try_recv() {
+                    Ok(msg) => {
+                        if let Next::Exit = self.handle(msg, &policy) {
+                            break 'run;
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        // Every sender is gone: the supervisor died. Keep
+                        // what was sampled.
+                        self.sampler.hand_over();
+                        break 'run;
+                    }
+                }
+            }
+            clock.sleep_until(self.ticker.next_deadline());
+            if let Some(cmd) = self.ticker.fire(clock.now()) {
+                self.sampler.sample(cmd, &*clock);
+            }
+        }
+        clock.detach();
+        debug!(name: "sampler.exited", "timing thread exited");
+    }
+
+    fn stats(&self, policy: &str) -> TimingStats {
+        let now = self.clock.now();
+        let s = &self.sampler;
+        TimingStats {
+            frequency_hz: self.ticker.frequency_hz(),
+            running: self.ticker.is_running(),
+            elapsed_ns: self.ticker.elapsed(now),
+            ticks_scheduled: self.ticker.scheduled,
+            ticks_taken: self.ticker.taken,
+            ticks_missed: self.ticker.missed,
+            samples_taken: s.samples_taken,
+            samples_dropped: s.samples_dropped,
+            batches_sent: s.batches_sent,
+            batches_dropped: s.batches_dropped,
+            lateness_p50_ns: s.lateness.percentile(0.5),
+            lateness_p99_ns: s.lateness.percentile(0.99),
+            lateness_max_ns: s.lateness.max(),
+            interpreters_live: s.live_interpreters() as u64,
+            scheduling: policy.to_string(),
+            cpu_ns: sys::thread_cpu_ns(),
+        }
+    }
+
+    fn handle(&mut self, msg: TimingMsg, policy: &str) -> Next {
+        trace!(name: "timing.message", msg = ?msg);
+        let now = self.clock.now();
+        match msg {
+            TimingMsg::SetRate(hz, reply) => {
+                let result = if hz == 0 || hz > crate::config::MAX_FREQUENCY_HZ {
+                    Err(format!(
+                        "rate {hz} Hz is outside 1..={}",
+                        crate::config::MAX_FREQUENCY_HZ
+                    ))
+                } else {
+                    self.ticker.set_rate(hz, now);
+                    debug!(name: "ticker.rate", hz);
+                    Ok(())
+                };
+                let _ = reply.send(result);
+            }
+            TimingMsg::Pause => {
+                self.ticker.pause(now);
+                debug!(name: "ticker.paused", "ticker paused");
+            }
+            TimingMsg::Resume => {
+                self.ticker.start(now);
+                debug!(name: "ticker.resumed", "ticker resumed");
+            }
+            TimingMsg::StopTicking(reply) => {
+                self.ticker.stop(now);
+                debug!(name: "ticker.stopped_ticking", taken = self.ticker.taken);
+                let _ = reply.send(self.stats(policy));
+            }
+            TimingMsg::AddInterpreter { id, source } => {
+                self.sampler.add_interpreter(id, source);
+                debug!(name: "sampler.add_interpreter", interp = id);
+            }
+            TimingMsg::Flush(reply) => {
+                self.sampler.hand_over();
+                let _ = reply.send(());
+            }
+            TimingMsg::Stats(reply) => {
+                let _ = reply.send(self.stats(policy));
+            }
+            TimingMsg::SetRegistry(registry) => self.sampler.set_registry(registry),
+            TimingMsg::Drain(reply) => {
+                self.ticker.stop(now);
+                self.sampler.hand_over();
+                debug!(name: "sampler.drained", batches = self.sampler.batches_sent);
+                let _ = reply.send(self.stats(policy));
+                return Next::Exit;
+            }
+        }
+        Next::Continue
+    }
+}

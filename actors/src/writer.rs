@@ -1,0 +1,526 @@
+//! The writer actor: serialises records and sample batches to the output.
+//!
+//! - Runs on its own thread ("pcprof-writer") so disk I/O never delays a
+//!   tick, nor the actors on the async runtime.
+//! - Two inputs: the record inbox (registry records and control, unbounded:
+//!   they are few) and the batch channel from the sampler (bounded by the
+//!   buffer pool). A written batch's buffer goes back to the pool.
+//! - Before a batch it asks the registry for a barrier, then writes every
+//!   record that came in: so each function record precedes the samples that
+//!   fall in it, whichever thread registered it.
+//! - Each batch is flushed to the OS when written, so a killed process loses
+//!   at most the batch in progress; the closing summary is followed by a
+//!   flush and an fsync.
+//! - An I/O error does not stop the profiler: it is kept (first one wins) and
+//!   counted, later samples are counted as dropped, and `stop` returns it.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::thread::{self, JoinHandle};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, trace, warn};
+
+use crate::error::{Error, ErrorKind};
+use crate::format::{EncodeError, Encoder, Record, Sample, Summary};
+use crate::registry::RegistryMsg;
+use crate::resolve::Resolver;
+use crate::stats::Stats;
+use crate::sys;
+
+/// Where the bytes go.
+pub(crate) enum Sink {
+    File {
+        path: PathBuf,
+        file: BufWriter<File>,
+    },
+    Custom(Box<dyn Write + Send>),
+}
+
+impl Sink {
+    fn label(&self) -> PathBuf {
+        match self {
+            Sink::File { path, .. } => path.clone(),
+            Sink::Custom(_) => PathBuf::from("<writer>"),
+        }
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.flush()?;
+        match self {
+            Sink::File { file, .. } => file.get_ref().sync_all(),
+            Sink::Custom(_) => Ok(()),
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::File { file, .. } => file.write(buf),
+            Sink::Custom(w) => w.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::File { file, .. } => file.write_all(buf),
+            Sink::Custom(w) => w.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::File { file, .. } => file.flush(),
+            Sink::Custom(w) => w.flush(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sink({})", self.label().display())
+    }
+}
+
+/// A function and the samples that fell in it so far.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HotFunction {
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub addr: u64,
+    /// Samples in it.
+    pub samples: u64,
+    /// Share of all samples written, in [0, 1].
+    pub share: f64,
+}
+
+/// Counters of the writer.
+#[derive(Clone, Debug, Default)]
+pub struct WriterStats {
+    /// Samples written.
+    pub samples_written: u64,
+    /// Samples not written because the output had failed.
+    pub samples_dropped: u64,
+    /// Batches written.
+    pub batches_written: u64,
+    /// Bytes in the output.
+    pub bytes_written: u64,
+    /// CPU time of the writer thread, in ns.
+    pub cpu_ns: u64,
+    /// Errors counted.
+    pub errors: u64,
+    /// The first error.
+    pub first_error: Option<Error>,
+}
+
+/// Messages to the writer thread.
+pub(crate) enum WriterCmd {
+    Record(Record),
+    Flush(RpcReplyPort<WriterStats>),
+    Stats(RpcReplyPort<WriterStats>),
+    Hot(usize, RpcReplyPort<Vec<HotFunction>>),
+    Finish {
+        stats: Box<Stats>,
+        stopped_ns: u64,
+        reply: RpcReplyPort<WriterStats>,
+    },
+}
+
+/// Messages of the writer actor.
+#[derive(Debug)]
+pub enum WriterMsg {
+    /// Write out everything received so far and flush the output.
+    Flush(RpcReplyPort<WriterStats>),
+    /// Counters.
+    GetStats(RpcReplyPort<WriterStats>),
+    /// The `n` functions with the most samples written so far.
+    HotFunctions(usize, RpcReplyPort<Vec<HotFunction>>),
+    /// Drain, write the summary (these statistics, completed with the
+    /// writer's own), flush and sync: the third step of the ordered shutdown.
+    Finish {
+        /// Statistics of the other actors.
+        stats: Box<Stats>,
+        /// Stop time.
+        stopped_ns: u64,
+        /// Where to reply.
+        reply: RpcReplyPort<WriterStats>,
+    },
+}
+
+/// The writer thread's state.
+pub(crate) struct WriterThread {
+    pub(crate) encoder: Encoder<Sink>,
+    pub(crate) inbox: flume::Receiver<WriterCmd>,
+    pub(crate) batches: flume::Receiver<Vec<Sample>>,
+    pub(crate) free: flume::Sender<Vec<Sample>>,
+    pub(crate) registry: ActorRef<RegistryMsg>,
+    pub(crate) dispatch: tracing::Dispatch,
+    resolver: Resolver,
+    functions: Vec<(String, u64)>,
+    hits: Vec<u64>,
+    stats: WriterStats,
+    broken: bool,
+    finish: Option<(Box<Stats>, u64, RpcReplyPort<WriterStats>)>,
+}
+
+impl WriterThread {
+    pub(crate) fn new(
+        encoder: Encoder<Sink>,
+        inbox: flume::Receiver<WriterCmd>,
+        batches: flume::Receiver<Vec<Sample>>,
+        free: flume::Sender<Vec<Sample>>,
+        registry: ActorRef<RegistryMsg>,
+        dispatch: tracing::Dispatch,
+    ) -> WriterThread {
+        let bytes = encoder.bytes_written();
+        WriterThread {
+            encoder,
+            inbox,
+            batches,
+            free,
+            registry,
+            dispatch,
+            resolver: Resolver::new(),
+            functions: Vec::new(),
+            hits: Vec::new(),
+            stats: WriterStats {
+                bytes_written: bytes,
+                ..WriterStats::default()
+            },
+            broken: false,
+            finish: None,
+        }
+    }
+
+    pub(crate) fn spawn(self) -> io::Result<JoinHandle<()>> {
+        thread::Builder::new()
+            .name("pcprof-writer".into())
+            .spawn(move || self.run())
+    }
+
+    fn run(mut self) {
+        let dispatch = self.dispatch.clone();
+        let _guard = tracing::dispatcher::set_default(&dispatch);
+        debug!(name: "writer.started", format = %self.encoder.format());
+        let mut batches_open = true;
+        loop {
+            if let Some((stats, stopped_ns, reply)) = self.finish.take() {
+                self.finish(*stats, stopped_ns, reply);
+                break;
+            }
+            enum Ev {
+                Cmd(Option<WriterCmd>),
+                Batch(Option<Vec<Sample>>),
+            }
+            let ev = if batches_open {
+                flume::Selector::new()
+                    .recv(&self.inbox, |r| Ev::Cmd(r.ok()))
+                    .recv(&self.batches, |r| Ev::Batch(r.ok()))
+                    .wait()
+            } else {
+                Ev::Cmd(self.inbox.recv().ok())
+            };
+            match ev {
+                Ev::Batch(Some(batch)) => self.write_batch(batch),
+                Ev::Batch(None) => batches_open = false,
+                Ev::Cmd(Some(cmd)) => self.handle(cmd),
+                Ev::Cmd(None) => {
+                    // Every sender is gone without a Finish: the supervisor
+                    // died. Keep what was received.
+                    self.drain_batches();
+                    let _ = self.encoder.get_mut().sync();
+                    warn!(name: "writer.orphaned", "writer closed without a summary");
+                    break;
+                }
+            }
+        }
+        debug!(name: "writer.exited", samples = self.stats.samples_written);
+    }
+
+    fn handle(&mut self, cmd: WriterCmd) {
+        match cmd {
+            WriterCmd::Record(record) => self.write_record(record),
+            WriterCmd::Flush(reply) => {
+                trace!(name: "writer.flush", "flush");
+                self.drain_batches();
+                if !self.broken
+                    && let Err(e) = self.encoder.get_mut().flush()
+                {
+                    let path = self.encoder.get_mut().label();
+                    self.fail(Error::io(path, "flush", e));
+                }
+                let _ = reply.send(self.current_stats());
+            }
+            WriterCmd::Stats(reply) => {
+                let _ = reply.send(self.current_stats());
+            }
+            WriterCmd::Hot(n, reply) => {
+                let _ = reply.send(self.hot(n));
+            }
+            WriterCmd::Finish {
+                stats,
+                stopped_ns,
+                reply,
+            } => self.finish = Some((stats, stopped_ns, reply)),
+        }
+    }
+
+    fn current_stats(&self) -> WriterStats {
+        WriterStats {
+            bytes_written: self.encoder.bytes_written(),
+            cpu_ns: sys::thread_cpu_ns(),
+            ..self.stats.clone()
+        }
+    }
+
+    fn hot(&self, n: usize) -> Vec<HotFunction> {
+        let total: u64 = self.hits.iter().sum();
+        let mut order: Vec<usize> = (0..self.hits.len()).filter(|&i| self.hits[i] > 0).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(self.hits[i]));
+        order
+            .into_iter()
+            .take(n)
+            .map(|i| HotFunction {
+                name: self.functions[i].0.clone(),
+                addr: self.functions[i].1,
+                samples: self.hits[i],
+                share: self.hits[i] as f64 / total.max(1) as f64,
+            })
+            .collect()
+    }
+
+    fn fail(&mut self, e: Error) {
+        warn!(name: "writer.error", error = %e);
+        self.stats.errors += 1;
+        if self.stats.first_error.is_none() {
+            self.stats.first_error = Some(e);
+        }
+        self.broken = true;
+    }
+
+    fn encode_failed(&mut self, what: &'static str, e: EncodeError) {
+        let err = match e {
+            EncodeError::Io(io) => Error::io(self.encoder.get_mut().label(), "write", io),
+            EncodeError::Encode(reason) => ErrorKind::Encode {
+                record: what,
+                reason,
+            }
+            .into(),
+        };
+        self.fail(err);
+    }
+
+    fn write_record(&mut self, record: Record) {
+        trace!(name: "writer.record", kind = record.kind());
+        match &record {
+            Record::Function(f) => {
+                self.resolver.add(
+                    self.functions.len(),
+                    f.addr,
+                    f.code.len() as u64,
+                    f.loaded_ns,
+                );
+                self.functions.push((f.name.clone(), f.addr));
+                self.hits.push(0);
+            }
+            Record::Unload(u) => {
+                self.resolver.unload(u.addr, u.unloaded_ns);
+            }
+            _ => {}
+        }
+        if self.broken {
+            return;
+        }
+        if let Err(e) = self.encoder.write(&record) {
+            self.encode_failed(record.kind(), e);
+        }
+    }
+
+    /// Writes every record that has arrived (after the registry's barrier,
+    /// that includes every registration made before the current batch).
+    fn drain_records(&mut self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.registry.cast(RegistryMsg::Barrier(tx.into())).is_ok() {
+            // Not a runtime thread, so blocking here is allowed.
+            let _ = rx.blocking_recv();
+        }
+        while let Ok(cmd) = self.inbox.try_recv() {
+            match cmd {
+                WriterCmd::Record(r) => self.write_record(r),
+                // Control waits until the batch at hand is written.
+                WriterCmd::Finish {
+                    stats,
+                    stopped_ns,
+                    reply,
+                } => self.finish = Some((stats, stopped_ns, reply)),
+                WriterCmd::Stats(reply) => {
+                    let _ = reply.send(self.current_stats());
+                }
+                WriterCmd::Hot(n, reply) => {
+                    let _ = reply.send(self.hot(n));
+                }
+                WriterCmd::Flush(reply) => {
+                    let _ = self.encoder.get_mut().flush();
+                    let _ = reply.send(self.current_stats());
+                }
+            }
+        }
+    }
+
+    fn write_batch(&mut self, mut batch: Vec<Sample>) {
+        self.drain_records();
+        for s in &batch {
+            if let Some(i) = self.resolver.resolve(s.pc, s.time_ns) {
+                self.hits[i] += 1;
+            }
+        }
+        let n = batch.len() as u64;
+        if self.broken {
+            self.stats.samples_dropped += n;
+        } else {
+            match self.encoder.write_samples(&batch) {
+                Ok(_) => {
+                    // Flushed per batch: a killed process loses at most the
+                    // batch being sampled.
+                    if let Err(e) = self.encoder.get_mut().flush() {
+                        let path = self.encoder.get_mut().label();
+                        self.fail(Error::io(path, "write", e));
+                        self.stats.samples_dropped += n;
+                    } else {
+                        self.stats.samples_written += n;
+                        self.stats.batches_written += 1;
+                    }
+                }
+                Err(e) => {
+                    self.encode_failed("samples", e);
+                    self.stats.samples_dropped += n;
+                }
+            }
+        }
+        trace!(name: "writer.batch", batch_len = n);
+        batch.clear();
+        // The pool has room for every buffer, so this only fails when the
+        // sampler has exited; the buffer is then simply freed.
+        let _ = self.free.try_send(batch);
+    }
+
+    fn drain_batches(&mut self) {
+        while let Ok(batch) = self.batches.try_recv() {
+            self.write_batch(batch);
+        }
+        self.drain_records();
+    }
+
+    fn finish(&mut self, mut stats: Stats, stopped_ns: u64, reply: RpcReplyPort<WriterStats>) {
+        self.drain_batches();
+        stats.samples_written = self.stats.samples_written;
+        stats.samples_dropped += self.stats.samples_dropped;
+        stats.batches_written = self.stats.batches_written;
+        stats.bytes_written = self.encoder.bytes_written();
+        stats.writer_cpu_ns = sys::thread_cpu_ns();
+        stats.errors += self.stats.errors;
+        if stats.first_error.is_none() {
+            stats.first_error = self.stats.first_error.as_ref().map(|e| e.to_string());
+        }
+        if !self.broken {
+            let summary = Record::Summary(Summary { stopped_ns, stats });
+            if let Err(e) = self.encoder.write(&summary) {
+                self.encode_failed("summary", e);
+            }
+        }
+        if !self.broken
+            && let Err(e) = self.encoder.get_mut().sync()
+        {
+            let path = self.encoder.get_mut().label();
+            self.fail(Error::io(path, "sync", e));
+        }
+        debug!(
+            name: "writer.finished",
+            samples = self.stats.samples_written,
+            bytes = self.encoder.bytes_written()
+        );
+        let _ = reply.send(self.current_stats());
+    }
+}
+
+/// The writer's actor face: forwards to the writer thread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriterActor;
+
+/// The writer thread's inbox, as the writer actor's argument.
+#[derive(Debug, Clone)]
+pub struct WriterInbox(pub(crate) flume::Sender<WriterCmd>);
+
+/// State of the writer actor.
+#[derive(Debug)]
+pub struct WriterState {
+    inbox: flume::Sender<WriterCmd>,
+}
+
+impl std::fmt::Debug for WriterCmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriterCmd::Record(r) => write!(f, "Record({})", r.kind()),
+            WriterCmd::Flush(_) => f.write_str("Flush"),
+            WriterCmd::Stats(_) => f.write_str("Stats"),
+            WriterCmd::Hot(n, _) => write!(f, "Hot({n})"),
+            WriterCmd::Finish { .. } => f.write_str("Finish"),
+        }
+    }
+}
+
+impl Actor for WriterActor {
+    type Msg = WriterMsg;
+    type State = WriterState;
+    type Arguments = WriterInbox;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        inbox: WriterInbox,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        debug!(name: "writer.actor_started", "writer actor started");
+        Ok(WriterState { inbox: inbox.0 })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        trace!(name: "writer.message", msg = ?msg);
+        let cmd = match msg {
+            WriterMsg::Flush(reply) => WriterCmd::Flush(reply),
+            WriterMsg::GetStats(reply) => WriterCmd::Stats(reply),
+            WriterMsg::HotFunctions(n, reply) => WriterCmd::Hot(n, reply),
+            WriterMsg::Finish {
+                stats,
+                stopped_ns,
+                reply,
+            } => WriterCmd::Finish {
+                stats,
+                stopped_ns,
+                reply,
+            },
+        };
+        state
+            .inbox
+            .send(cmd)
+            .map_err(|_| Error::actor("writer", "the writer thread has exited"))?;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        debug!(name: "writer.stopped", "writer stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,2 @@
+//! The `pcprof` command (placeholder until the CLI lands).
+fn main() {}

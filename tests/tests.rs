@@ -3,6 +3,20 @@
 
 /// Shared helpers: temp paths, event recorder, file readers.
 mod common;
+/// `pcprof convert`: each export checked against what its consumer needs.
+mod convert;
+/// `pcprof demo` end to end.
+mod demo;
+/// `pcprof diff`.
+mod diff;
+/// `pcprof html`, driven in headless Chromium.
+mod html;
+/// The Pulley adapter on the real interpreter.
+mod pulley_adapter;
 /// The recording runtime: virtual-clock counts, shutdown order, formats,
 /// faults, concurrency.
 mod recording;
+/// `pcprof report`: shares, disassembly, thresholds, bad files.
+mod report;
+/// `pcprof sequences`: hot-sequence mining.
+mod sequences;

@@ -1,0 +1,2 @@
+//! Criterion benchmarks of pcprof's hot paths (placeholder).
+fn main() {}

@@ -1,0 +1,103 @@
+//! Command-line definitions and shared helpers of the `pcprof` binary.
+
+pub mod convert;
+pub mod demo;
+pub mod diff;
+pub mod html;
+pub mod report;
+pub mod sequences;
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use pcprof::analysis::{LoadOptions, Profile};
+
+/// Result of a subcommand: an exit code, or an error printed as one line.
+pub type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
+
+/// pcprof: a sampling profiler for bytecode interpreters.
+///
+/// Without a subcommand, records the bundled Pulley demo and prints its
+/// report (`pcprof demo`).
+#[derive(Debug, Parser)]
+#[command(name = "pcprof", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Profile the bundled Pulley workload and print its report (default).
+    Demo(demo::DemoArgs),
+    /// Hot functions and instructions of a profile, with disassembly.
+    Report(report::ReportArgs),
+    /// A self-contained HTML report of a profile.
+    Html(html::HtmlArgs),
+    /// Hot instruction sequences: candidates for macro-instructions.
+    Sequences(sequences::SequencesArgs),
+    /// Convert a profile to another format (firefox, speedscope, collapsed,
+    /// pulley, native).
+    Convert(convert::ConvertArgs),
+    /// Compare two profiles: change in share per function and instruction.
+    Diff(diff::DiffArgs),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        None => demo::run(demo::DemoArgs::default()),
+        Some(Command::Demo(a)) => demo::run(a),
+        Some(Command::Report(a)) => report::run(a),
+        Some(Command::Html(a)) => html::run(a),
+        Some(Command::Sequences(a)) => sequences::run(a),
+        Some(Command::Convert(a)) => convert::run(a),
+        Some(Command::Diff(a)) => diff::run(a),
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Whether to colour stdout: a terminal, and `NO_COLOR` unset or empty.
+pub fn stdout_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Loads a profile, with a progress bar on stderr when it is a terminal
+/// and the file is large enough to take a moment.
+pub fn load_profile(path: &Path, options: &LoadOptions) -> Result<Profile, Box<dyn std::error::Error>> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    let bar = (std::io::stderr().is_terminal() && len > 16 << 20).then(|| {
+        let bar = indicatif::ProgressBar::new(len);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} ({eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!("reading {}", path.display()));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
+    let profile = pcprof::analysis::load(path, options, |n| {
+        if let Some(b) = &bar {
+            b.set_position(n);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(profile?)
+}

@@ -1,0 +1,1 @@
+//! Tests of convert (to be written).

@@ -1,0 +1,1 @@
+//! Tests of html (to be written).

@@ -1,0 +1,1 @@
+//! Tests of pulley_adapter (to be written).

@@ -1,0 +1,1 @@
+//! Tests of sequences (to be written).

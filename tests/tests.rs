@@ -9,6 +9,10 @@ mod convert;
 mod demo;
 /// `pcprof diff`.
 mod diff;
+/// Faults: writer errors, bad paths, bad configuration, bounded memory.
+mod faults;
+/// Both file formats: round trips, Pulley compatibility, torn files.
+mod formats;
 /// `pcprof html`, driven in headless Chromium.
 mod html;
 /// The Pulley adapter on the real interpreter.
@@ -20,3 +24,5 @@ mod recording;
 mod report;
 /// `pcprof sequences`: hot-sequence mining.
 mod sequences;
+/// Inside tokio, and many interpreters coming and going while sampling.
+mod threads;

@@ -1,8 +1,10 @@
 //! Mapping a sampled PC (and its time) to the function it fell in.
 //!
-//! - Functions are spans `[addr, addr + len)` alive over `[loaded, unloaded)`.
+//! - Functions are spans `[addr, addr + len)` alive over `(loaded, unloaded]`.
 //!   Code may be unloaded and another function loaded at the same address, so
-//!   a PC alone is ambiguous; its tick time picks the generation.
+//!   a PC alone is ambiguous; its tick time picks the generation. The
+//!   interval is open at the load: load and unload times are stamped when the
+//!   embedder calls, after any tick at that same instant was taken.
 //! - Spans are kept sorted by start with a running maximum of ends, so a
 //!   lookup is a binary search and a short backward scan even when spans
 //!   overlap across generations.
@@ -105,10 +107,10 @@ impl Resolver {
             if pc >= s.end {
                 continue;
             }
-            let distance = if time_ns < s.loaded_ns {
-                s.loaded_ns - time_ns
-            } else if time_ns >= s.unloaded_ns {
-                time_ns - s.unloaded_ns + 1
+            let distance = if time_ns <= s.loaded_ns {
+                s.loaded_ns - time_ns + 1
+            } else if time_ns > s.unloaded_ns {
+                time_ns - s.unloaded_ns
             } else {
                 0
             };
@@ -146,11 +148,11 @@ mod tests {
         assert_eq!(r.unload(100, 50), Some(0));
         r.add(1, 100, 20, 60);
         assert_eq!(r.resolve(105, 10), Some(0));
-        assert_eq!(r.resolve(105, 49), Some(0));
-        assert_eq!(r.resolve(105, 60), Some(1));
+        assert_eq!(r.resolve(105, 50), Some(0));
+        assert_eq!(r.resolve(105, 61), Some(1));
         assert_eq!(r.resolve(115, 70), Some(1));
         // Between unload and reload: the nearer generation in time.
-        assert_eq!(r.resolve(105, 55), Some(0));
+        assert_eq!(r.resolve(105, 54), Some(0));
         assert_eq!(r.resolve(105, 59), Some(1));
         // Beyond the first generation's end, only the second contains it.
         assert_eq!(r.resolve(115, 10), Some(1));

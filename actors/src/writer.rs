@@ -164,6 +164,9 @@ pub(crate) struct WriterThread {
     hits: Vec<u64>,
     stats: WriterStats,
     broken: bool,
+    /// Control commands met while draining records; handled once the batch
+    /// at hand is written, so their answers cover it.
+    deferred: std::collections::VecDeque<WriterCmd>,
     finish: Option<(Box<Stats>, u64, RpcReplyPort<WriterStats>)>,
 }
 
@@ -192,6 +195,7 @@ impl WriterThread {
                 ..WriterStats::default()
             },
             broken: false,
+            deferred: std::collections::VecDeque::new(),
             finish: None,
         }
     }
@@ -208,6 +212,10 @@ impl WriterThread {
         debug!(name: "writer.started", format = %self.encoder.format());
         let mut batches_open = true;
         loop {
+            if let Some(cmd) = self.deferred.pop_front() {
+                self.handle(cmd);
+                continue;
+            }
             if let Some((stats, stopped_ns, reply)) = self.finish.take() {
                 self.finish(*stats, stopped_ns, reply);
                 break;
@@ -352,21 +360,7 @@ impl WriterThread {
             match cmd {
                 WriterCmd::Record(r) => self.write_record(r),
                 // Control waits until the batch at hand is written.
-                WriterCmd::Finish {
-                    stats,
-                    stopped_ns,
-                    reply,
-                } => self.finish = Some((stats, stopped_ns, reply)),
-                WriterCmd::Stats(reply) => {
-                    let _ = reply.send(self.current_stats());
-                }
-                WriterCmd::Hot(n, reply) => {
-                    let _ = reply.send(self.hot(n));
-                }
-                WriterCmd::Flush(reply) => {
-                    let _ = self.encoder.get_mut().flush();
-                    let _ = reply.send(self.current_stats());
-                }
+                other => self.deferred.push_back(other),
             }
         }
     }

@@ -116,9 +116,42 @@ impl<S: Subscriber> Layer<S> for Recorder {
     }
 }
 
+/// A global subscriber that records nothing but keeps every callsite's
+/// interest at "sometimes". Without it, a callsite first hit by a thread with
+/// no subscriber (another test running in parallel) may cache "never" and
+/// hide its events from a test's scoped subscriber.
+struct KeepInterest;
+
+impl Subscriber for KeepInterest {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 impl EventLog {
     /// A subscriber recording every event at trace level into this log.
     pub fn subscriber(&self) -> impl Subscriber + Send + Sync {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let _ = tracing::subscriber::set_global_default(KeepInterest);
+        });
         tracing_subscriber::registry()
             .with(Recorder(self.clone()))
             .with(tracing_subscriber::filter::LevelFilter::TRACE)

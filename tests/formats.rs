@@ -1,0 +1,309 @@
+//! Both file formats: round trips, byte-for-byte compatibility with Pulley's
+//! own recorder, and files cut or damaged anywhere.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pcprof::format::{
+    Encoder, FileHeader, FunctionRecord, InterpreterRecord, ReadErrorKind, Record,
+};
+use pcprof::{Format, ProfileReader, Profiler, Sample, VirtualClock};
+use proptest::prelude::*;
+
+use crate::common::{TempDir, read_all};
+
+/// Records 3 interpreters over 12 ticks with flushes every 5 samples.
+fn record(dir: &TempDir, name: &str, format: Format) -> (Vec<u8>, Vec<Vec<u8>>, Vec<Sample>) {
+    let clock = VirtualClock::new();
+    let mut p = Profiler::builder()
+        .frequency(1000)
+        .flush_every(5)
+        // Virtual time can outrun the writer; enough buffers keep every
+        // batch (the drop path has its own test).
+        .buffers(64)
+        .output(dir.path(name))
+        .format(format)
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .unwrap();
+    let codes: Vec<Vec<u8>> = (0..3).map(|i| vec![i as u8; 40 + i]).collect();
+    for (i, c) in codes.iter().enumerate() {
+        p.register_function(&format!("func{i}"), c).unwrap();
+    }
+    let hs: Vec<_> = (0..3)
+        .map(|i| p.new_interpreter(Some(&format!("t{i}"))).unwrap())
+        .collect();
+    let mut expect = Vec::new();
+    for tick in 1..=12u64 {
+        for (i, h) in hs.iter().enumerate() {
+            let off = (tick as usize * 7 + i * 3) % codes[i].len();
+            h.set_ptr(&codes[i][off]);
+        }
+        p.sync().unwrap();
+        clock.advance(Duration::from_millis(1));
+        for (i, _) in hs.iter().enumerate() {
+            let off = (tick as usize * 7 + i * 3) % codes[i].len();
+            expect.push(Sample {
+                time_ns: tick * 1_000_000,
+                interp: i as u32,
+                pc: codes[i].as_ptr() as u64 + off as u64,
+            });
+        }
+    }
+    let s = p.stop().unwrap();
+    assert_eq!(s.samples_written, 36);
+    (std::fs::read(dir.path(name)).unwrap(), codes, expect)
+}
+
+#[test]
+fn native_round_trip() {
+    let dir = TempDir::new("native");
+    let (bytes, codes, expect) = record(&dir, "p.data", Format::Native);
+    let r = ProfileReader::new(&bytes[..]).unwrap();
+    assert_eq!(r.format(), Format::Native);
+    let h = r.header().unwrap();
+    assert_eq!(
+        (h.frequency_hz, h.flush_samples, h.clock.as_str()),
+        (1000, 5, "virtual")
+    );
+    let c = read_all(&bytes).unwrap();
+    assert!(c.error.is_none());
+    assert_eq!(c.samples, expect);
+    assert_eq!(c.functions.len(), 3);
+    for (f, code) in c.functions.iter().zip(&codes) {
+        assert_eq!(f.code, *code);
+        assert_eq!(f.addr, code.as_ptr() as u64);
+    }
+    let labels: Vec<_> = c
+        .interpreters
+        .iter()
+        .map(|i| i.label.clone().unwrap())
+        .collect();
+    assert_eq!(labels, ["t0", "t1", "t2"]);
+    assert_eq!(c.summary.unwrap().stats.samples_written, 36);
+    assert_eq!(*c.order.last().unwrap(), "summary");
+    // A batch is handed over at the end of the tick that fills it (ticks
+    // are not split): 3 samples a tick, flush 5, so 6 samples a batch.
+    assert_eq!(c.batches, 6);
+    // About 4 bytes a sample on average, with time and interpreter.
+    let sample_bytes: usize = bytes.len();
+    assert!(sample_bytes < 36 * 6 + 600, "{sample_bytes}");
+}
+
+#[test]
+fn pulley_format_is_byte_for_byte_pulleys_own() {
+    let dir = TempDir::new("pulley");
+    let (bytes, codes, expect) = record(&dir, "p.data", Format::Pulley);
+
+    // The same profile written by Pulley's own Recorder.
+    let theirs = dir.path("theirs.data");
+    let mut rec = pulley_interpreter::profile::Recorder::new(theirs.to_str().unwrap()).unwrap();
+    for (i, c) in codes.iter().enumerate() {
+        rec.add_function(&format!("func{i}"), c).unwrap();
+    }
+    for chunk in expect.chunks(6) {
+        let mut s = pulley_interpreter::profile::Samples::default();
+        for x in chunk {
+            s.append(x.pc as usize);
+        }
+        rec.add_samples(&mut s).unwrap();
+    }
+    rec.flush().unwrap();
+    drop(rec);
+    assert_eq!(bytes, std::fs::read(&theirs).unwrap());
+
+    // And Pulley's decoder reads ours.
+    let mut funcs = Vec::new();
+    let mut pcs = Vec::new();
+    for ev in pulley_interpreter::profile::decode(&bytes) {
+        match ev.unwrap() {
+            pulley_interpreter::profile::Event::Function(addr, name, body) => {
+                funcs.push((addr, name.to_string(), body.to_vec()))
+            }
+            pulley_interpreter::profile::Event::Samples(s) => pcs.extend(s.iter().map(|p| p.0)),
+        }
+    }
+    assert_eq!(funcs.len(), 3);
+    assert_eq!(
+        funcs[1],
+        (
+            codes[1].as_ptr() as u64,
+            "func1".to_string(),
+            codes[1].clone()
+        )
+    );
+    assert_eq!(pcs, expect.iter().map(|s| s.pc).collect::<Vec<_>>());
+
+    // Our reader tells the format apart by content.
+    let c = read_all(&bytes).unwrap();
+    assert_eq!(
+        ProfileReader::new(&bytes[..]).unwrap().format(),
+        Format::Pulley
+    );
+    assert_eq!(c.samples.iter().map(|s| s.pc).collect::<Vec<_>>(), pcs);
+}
+
+/// Record boundaries of a file: the offset after each complete record.
+fn boundaries(bytes: &[u8]) -> Vec<u64> {
+    let mut r = ProfileReader::new(bytes).unwrap();
+    let mut b = vec![r.offset()];
+    while let Some(ev) = r.next() {
+        ev.unwrap();
+        b.push(r.offset());
+    }
+    b
+}
+
+fn check_every_cut(bytes: &[u8], first_cut: usize) {
+    let full = read_all(bytes).unwrap();
+    let ends = boundaries(bytes);
+    for cut in first_cut..bytes.len() {
+        let part = &bytes[..cut];
+        let c = match read_all(part) {
+            Ok(c) => c,
+            // Cut inside the native magic/header: an error at the start.
+            Err(e) => {
+                assert!(cut < ends[0] as usize, "cut {cut}: {e}");
+                continue;
+            }
+        };
+        // Complete records are all there, in order.
+        let complete = ends.iter().filter(|&&e| e as usize <= cut).count() - 1;
+        assert_eq!(c.order.len(), complete, "cut at {cut}");
+        assert_eq!(c.order[..], full.order[..complete]);
+        let expect_samples: usize = full.samples.len().min(c.samples.len());
+        assert_eq!(c.samples[..], full.samples[..expect_samples]);
+        if ends.contains(&(cut as u64)) {
+            assert!(c.error.is_none(), "cut at a boundary {cut}");
+        } else {
+            let e = c.error.unwrap_or_else(|| panic!("cut at {cut}: no error"));
+            assert!(e.is_truncation(), "cut at {cut}: {e}");
+            assert_eq!(e.offset(), ends[complete], "cut at {cut}");
+            assert!(
+                e.to_string().contains(&format!("byte {}", ends[complete])),
+                "{e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn native_file_cut_anywhere_keeps_complete_records() {
+    let dir = TempDir::new("cutn");
+    let (bytes, _, _) = record(&dir, "p.data", Format::Native);
+    check_every_cut(&bytes, 0);
+}
+
+#[test]
+fn pulley_file_cut_anywhere_keeps_complete_records() {
+    let dir = TempDir::new("cutp");
+    let (bytes, _, _) = record(&dir, "p.data", Format::Pulley);
+    check_every_cut(&bytes, 1);
+}
+
+#[test]
+fn corrupt_bytes_are_reported_with_their_offset() {
+    let dir = TempDir::new("corrupt");
+    let (bytes, _, _) = record(&dir, "p.data", Format::Native);
+    let ends = boundaries(&bytes);
+    // Flip one byte in the payload of the fourth record.
+    let at = ends[3] as usize + 10;
+    let mut bad = bytes.clone();
+    bad[at] ^= 0x40;
+    let c = read_all(&bad).unwrap();
+    let e = c.error.unwrap();
+    assert!(matches!(e.kind(), ReadErrorKind::Checksum { .. }), "{e}");
+    assert_eq!(e.offset(), ends[3]);
+    assert_eq!(c.order.len(), 3);
+
+    // A huge length field is refused, not allocated.
+    let mut bad = bytes.clone();
+    bad[ends[2] as usize..ends[2] as usize + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let e = read_all(&bad).unwrap().error.unwrap();
+    assert!(matches!(e.kind(), ReadErrorKind::TooLarge { .. }), "{e}");
+
+    // Not a profile at all, and empty.
+    assert!(matches!(
+        ProfileReader::new(&b"hello"[..]).unwrap_err().kind(),
+        ReadErrorKind::UnknownFormat { .. }
+    ));
+    assert!(matches!(
+        ProfileReader::new(&b""[..]).unwrap_err().kind(),
+        ReadErrorKind::Empty
+    ));
+    // A Pulley section with an unknown tag after a good one.
+    let (pb, _, _) = record(&dir, "q.data", Format::Pulley);
+    let mut bad = pb.clone();
+    let pe = boundaries(&pb);
+    bad[pe[1] as usize] = 9;
+    let e = read_all(&bad).unwrap().error.unwrap();
+    assert!(
+        matches!(e.kind(), ReadErrorKind::UnknownTag { tag: 9 }),
+        "{e}"
+    );
+    assert_eq!(e.offset(), pe[1]);
+    // A version from the future.
+    let mut bad = bytes.clone();
+    bad[8] = 99;
+    assert!(matches!(
+        ProfileReader::new(&bad[..]).unwrap_err().kind(),
+        ReadErrorKind::UnsupportedVersion { version: 99 }
+    ));
+}
+
+fn header() -> FileHeader {
+    FileHeader {
+        pcprof_version: "test".into(),
+        pid: 1,
+        started_unix_ns: 0,
+        frequency_hz: 1000,
+        flush_samples: 10,
+        clock: "virtual".into(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any time-ordered samples survive the compact batch encoding.
+    #[test]
+    fn batch_encoding_round_trips(
+        raw in proptest::collection::vec((0u64..5, 0u32..40, any::<u64>()), 0..300)
+    ) {
+        let mut t = 0;
+        let samples: Vec<Sample> = raw
+            .into_iter()
+            .map(|(dt, interp, pc)| {
+                t += dt * 1000;
+                Sample { time_ns: t, interp, pc }
+            })
+            .collect();
+        let mut file = Vec::new();
+        let mut enc = Encoder::native(&mut file, &header()).unwrap();
+        enc.write(&Record::Interpreter(InterpreterRecord { id: 0, label: None, registered_ns: 0 })).unwrap();
+        enc.write(&Record::Function(FunctionRecord { addr: 0, name: "f".into(), code: vec![1, 2], loaded_ns: 0 })).unwrap();
+        enc.write_samples(&samples).unwrap();
+        drop(enc);
+        let c = read_all(&file).unwrap();
+        prop_assert!(c.error.is_none());
+        prop_assert_eq!(c.samples, samples);
+    }
+
+    /// Arbitrary bytes never panic the reader.
+    #[test]
+    fn reader_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), native in any::<bool>()) {
+        let mut input = Vec::new();
+        if native {
+            input.extend_from_slice(&pcprof::format::MAGIC);
+            input.extend_from_slice(&pcprof::format::VERSION.to_le_bytes());
+        }
+        input.extend_from_slice(&bytes);
+        if let Ok(r) = ProfileReader::new(&input[..]) {
+            for ev in r {
+                if ev.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}

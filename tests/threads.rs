@@ -1,0 +1,116 @@
+//! The profiler inside tokio, and many interpreters registering and
+//! finishing while sampling goes on.
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use pcprof::{Profiler, VirtualClock};
+
+use crate::common::{TempDir, read_all};
+
+#[tokio::test(flavor = "current_thread")]
+async fn start_query_stop_inside_a_current_thread_runtime() {
+    let dir = TempDir::new("tokio1");
+    let clock = VirtualClock::new();
+    let mut p = Profiler::builder()
+        .output(dir.path("p.data"))
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .unwrap();
+    let code = [0u8; 4];
+    p.register_function("f", &code).unwrap();
+    let h = p.new_interpreter(None).unwrap();
+    h.set_ptr(&code[0]);
+    p.sync().unwrap();
+    clock.advance(Duration::from_millis(5));
+    // The actors answer async callers too.
+    let stats = ractor::call!(p.supervisor(), pcprof::supervisor::SupervisorMsg::GetStats).unwrap();
+    assert_eq!(stats.ticks_taken, 5);
+    assert_eq!(p.stats().unwrap().samples_taken, 5);
+    assert_eq!(p.stop().unwrap().samples_written, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_inside_a_multi_thread_runtime() {
+    let dir = TempDir::new("tokio2");
+    let path = dir.path("p.data");
+    {
+        let p = Profiler::builder().output(&path).start().unwrap();
+        let code = [0u8; 4];
+        p.register_function("f", &code).unwrap();
+        tokio::task::yield_now().await;
+        // Dropped here: stops in order, no nested block_on panic.
+    }
+    let c = read_all(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(c.error.is_none());
+    assert!(c.summary.is_some());
+}
+
+#[test]
+fn many_interpreters_come_and_go_while_sampling() {
+    let dir = TempDir::new("many");
+    let clock = VirtualClock::new();
+    let mut p = Profiler::builder()
+        .flush_every(7)
+        .buffers(64)
+        .output(dir.path("p.data"))
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .unwrap();
+    let code: Arc<Vec<u8>> = Arc::new((0..=255).collect());
+    p.register_function("f", &code).unwrap();
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 5;
+    // Each round every thread registers an interpreter, publishes a PC, and
+    // (after time moves) drops it; time moves between the phases.
+    let go = Arc::new(Barrier::new(THREADS + 1));
+    let done = Arc::new(Barrier::new(THREADS + 1));
+    let mut joins = Vec::new();
+    for t in 0..THREADS {
+        let handle = p.handle();
+        let code = Arc::clone(&code);
+        let (go, done) = (Arc::clone(&go), Arc::clone(&done));
+        joins.push(std::thread::spawn(move || {
+            for r in 0..ROUNDS {
+                let h = handle.new_interpreter(Some(&format!("t{t}r{r}"))).unwrap();
+                h.set_ptr(&code[t * 16 + r]);
+                done.wait(); // registered
+                go.wait(); // time moved
+                drop(h);
+                done.wait(); // finished
+                go.wait();
+            }
+        }));
+    }
+    for _ in 0..ROUNDS {
+        done.wait();
+        p.sync().unwrap();
+        clock.advance(Duration::from_millis(3));
+        go.wait();
+        done.wait();
+        clock.advance(Duration::from_millis(1));
+        go.wait();
+    }
+    for j in joins {
+        j.join().unwrap();
+    }
+    clock.advance(Duration::from_millis(1));
+    p.sync().unwrap();
+    let infos = p.interpreters().unwrap();
+    assert_eq!(infos.len(), THREADS * ROUNDS);
+    assert!(infos.iter().all(|i| i.retired_ns.is_some()));
+    let s = p.stop().unwrap();
+    // 3 ticks per round for each live interpreter.
+    assert_eq!(s.samples_taken, (THREADS * ROUNDS * 3) as u64);
+    assert_eq!(s.samples_written, s.samples_taken);
+    assert_eq!(s.interpreters_retired, (THREADS * ROUNDS) as u64);
+    let c = read_all(&std::fs::read(dir.path("p.data")).unwrap()).unwrap();
+    assert_eq!(c.samples.len() as u64, s.samples_taken);
+    let base = code.as_ptr() as u64;
+    for smp in &c.samples {
+        let label = c.interpreters[smp.interp as usize].label.clone().unwrap();
+        let (t, r) = label[1..].split_once('r').unwrap();
+        let (t, r): (u64, u64) = (t.parse().unwrap(), r.parse().unwrap());
+        assert_eq!(smp.pc - base, t * 16 + r, "{label}");
+    }
+}

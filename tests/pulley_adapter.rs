@@ -1,1 +1,184 @@
-//! Tests of pulley_adapter (to be written).
+//! The Pulley adapter on the real interpreter.
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::Duration;
+
+use pcprof::disasm::{InstructionDecoder, instruction_at};
+use pcprof::pulley::workload::{DemoProgram, Scratch};
+use pcprof::pulley::{ProfiledVm, PulleyDecoder};
+use pcprof::{Format, PcSource, Profiler, VirtualClock};
+use pulley_interpreter::interp::{DoneReason, Val, Vm, XRegVal};
+use pulley_interpreter::{AddrO32, Op, PcRelOffset, XReg, op};
+
+use crate::common::TempDir;
+
+/// `loop { if *x0 != 0 { return } }`: runs until the host sets a flag.
+fn spin_until_flag() -> Vec<u8> {
+    let (flag, val) = (XReg::x0, XReg::x1);
+    let mut code = Vec::new();
+    Op::from(op::XLoad8U32O32 {
+        dst: val,
+        addr: AddrO32 {
+            addr: flag,
+            offset: 0,
+        },
+    })
+    .encode(&mut code);
+    let back = -(code.len() as i32);
+    Op::from(op::BrIfXeq32I8 {
+        a: val,
+        b: 0,
+        offset: PcRelOffset::from(back),
+    })
+    .encode(&mut code);
+    Op::from(op::Ret {}).encode(&mut code);
+    code
+}
+
+/// Pulley's raw cell, registered without the adapter: what a naive
+/// integration would sample.
+struct RawCell(pulley_interpreter::profile::ExecutingPc);
+
+impl PcSource for RawCell {
+    fn pc(&self) -> Option<usize> {
+        self.0.get()
+    }
+    fn is_finished(&self) -> bool {
+        self.0.is_done()
+    }
+}
+
+#[test]
+fn idle_time_between_calls_is_not_sampled() {
+    let dir = TempDir::new("pulley-idle");
+    let clock = VirtualClock::new();
+    let mut p = Profiler::builder()
+        .output(dir.path("p.data"))
+        .buffers(64)
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .unwrap();
+    let code = spin_until_flag();
+    p.register_function("spin", &code).unwrap();
+    let flag = Arc::new(AtomicU8::new(0));
+    let vm = Vm::new().unwrap();
+    let raw = RawCell(vm.executing_pc().clone());
+    let mut vm = ProfiledVm::new(vm, &p.handle(), Some("adapted")).unwrap();
+    p.register_source(Some("raw"), raw).unwrap();
+    p.sync().unwrap();
+
+    let entered = Arc::new(AtomicBool::new(false));
+    let (f, e, c) = (flag.clone(), entered.clone(), code.clone());
+    let worker = std::thread::spawn(move || {
+        let arg = Val::XReg(XRegVal::new_ptr(f.as_ptr()));
+        e.store(true, Ordering::Relaxed);
+        // SAFETY: `c` is the complete function above; x0 points at the
+        // flag, which outlives the call.
+        let done = unsafe { vm.call(NonNull::from(&c[..]).cast(), &[arg], []) };
+        assert!(matches!(done, DoneReason::ReturnToHost(_)));
+        vm
+    });
+    while !entered.load(Ordering::Relaxed) {
+        std::thread::yield_now();
+    }
+    // Let the call get going: tick until the interpreter is seen running.
+    let mut warmup = 0;
+    while p.stats().unwrap().samples_taken < 2 {
+        clock.advance(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(1));
+        warmup += 1;
+        assert!(warmup < 5000, "the Vm never started");
+    }
+    let before = p.stats().unwrap().samples_taken;
+    // 100 ms running...
+    clock.advance(Duration::from_millis(100));
+    flag.store(1, Ordering::Relaxed);
+    let vm = worker.join().unwrap();
+    // ... then 900 ms idle between calls.
+    clock.advance(Duration::from_millis(900));
+    let s = p.stop().unwrap();
+    drop(vm);
+
+    let profile = pcprof::analysis::load(&dir.path("p.data"), &Default::default(), |_| {}).unwrap();
+    let per: Vec<(Option<String>, u64)> = profile
+        .interpreters
+        .iter()
+        .map(|i| (i.label.clone(), i.samples))
+        .collect();
+    let adapted = per[0].1;
+    let raw = per[1].1;
+    // The adapted Vm: both warm-up interpreters' samples plus exactly the
+    // 100 running ticks, none of the 900 idle ones.
+    assert_eq!(adapted, before / 2 + 100, "{per:?}");
+    // The raw cell keeps showing the `ret` for the 900 idle ticks.
+    assert_eq!(raw, before / 2 + 100 + 900, "{per:?}");
+    assert_eq!(s.samples_written, adapted + raw);
+}
+
+#[test]
+fn pulley_file_from_the_real_vm_decodes_onto_instruction_starts() {
+    let dir = TempDir::new("pulley-real");
+    let clock = VirtualClock::new();
+    let mut p = Profiler::builder()
+        .output(dir.path("p.data"))
+        .format(Format::Pulley)
+        .flush_every(50)
+        .buffers(64)
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .unwrap();
+    let program = Arc::new(DemoProgram::new());
+    for (name, body) in program.function_bodies() {
+        p.register_function(name, body).unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let (prog, st, h) = (program.clone(), stop.clone(), p.handle());
+    let worker = std::thread::spawn(move || {
+        let mut vm = ProfiledVm::new(Vm::new().unwrap(), &h, Some("demo")).unwrap();
+        let mut scratch = Scratch::new();
+        while !st.load(Ordering::Relaxed) {
+            vm.busy(|vm| prog.run_once(vm, &mut scratch)).unwrap();
+        }
+    });
+    for _ in 0..300 {
+        clock.advance(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    stop.store(true, Ordering::Relaxed);
+    worker.join().unwrap();
+    let s = p.stop().unwrap();
+    assert!(s.samples_written > 0);
+
+    let bytes = std::fs::read(dir.path("p.data")).unwrap();
+    let mut funcs = Vec::new();
+    let mut n = 0;
+    for ev in pulley_interpreter::profile::decode(&bytes) {
+        match ev.unwrap() {
+            pulley_interpreter::profile::Event::Function(addr, name, body) => funcs.push((
+                addr,
+                name.to_string(),
+                PulleyDecoder.decode(body),
+                body.len() as u64,
+            )),
+            pulley_interpreter::profile::Event::Samples(samples) => {
+                for smp in samples {
+                    let pc = smp.0;
+                    let (addr, name, insns, _) = funcs
+                        .iter()
+                        .find(|(a, _, _, len)| pc >= *a && pc < a + len)
+                        .unwrap_or_else(|| panic!("sample {pc:#x} outside every function"));
+                    assert!(
+                        instruction_at(insns, (pc - addr) as u32).is_some(),
+                        "sample at {name}+{:#x} is not an instruction start",
+                        pc - addr
+                    );
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(n, s.samples_written);
+    assert_eq!(funcs.len(), program.functions().len());
+}

@@ -1,0 +1,247 @@
+//! A small stack-based interpreter, instrumented with pcprof.
+//!
+//! What any interpreter author does to use pcprof, marked `// pcprof:`:
+//! start a profiler, register the bytecode and the interpreter, publish the
+//! PC before each instruction (one relaxed store), stop.
+//!
+//! ```text
+//! cargo run --release --example stack_vm
+//! cargo run --release -- report pcprof-stack-vm.data
+//! ```
+
+use std::time::Instant;
+
+/// The instruction set: one opcode byte, then a little-endian `i32` operand
+/// for the ops that take one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Op {
+    Push = 0, // push operand
+    Load,     // push local[operand]
+    Store,    // local[operand] = pop
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    JumpIfZero, // pop; if zero, jump to operand
+    Jump,       // jump to operand
+    Call,       // call function operand (its index)
+    Ret,
+    Print,
+    Halt,
+}
+
+impl Op {
+    fn decode(byte: u8) -> Option<Op> {
+        use Op::*;
+        [
+            Push, Load, Store, Add, Sub, Mul, Div, Rem, JumpIfZero, Jump, Call, Ret, Print, Halt,
+        ]
+        .get(byte as usize)
+        .copied()
+    }
+
+    fn has_operand(self) -> bool {
+        matches!(
+            self,
+            Op::Push | Op::Load | Op::Store | Op::JumpIfZero | Op::Jump | Op::Call
+        )
+    }
+}
+
+/// A tiny assembler with forward labels.
+#[derive(Default)]
+struct Asm {
+    code: Vec<u8>,
+}
+
+impl Asm {
+    fn op(&mut self, op: Op) -> &mut Self {
+        self.code.push(op as u8);
+        self
+    }
+    fn op1(&mut self, op: Op, operand: i32) -> usize {
+        self.code.push(op as u8);
+        let at = self.code.len();
+        self.code.extend_from_slice(&operand.to_le_bytes());
+        at
+    }
+    fn here(&self) -> i32 {
+        self.code.len() as i32
+    }
+    fn patch(&mut self, at: usize, target: i32) {
+        self.code[at..at + 4].copy_from_slice(&target.to_le_bytes());
+    }
+}
+
+/// `collatz(n)`: steps for n to reach 1.
+fn collatz() -> Vec<u8> {
+    let mut a = Asm::default();
+    // local0 = n (argument), local1 = steps
+    a.op1(Op::Store, 0);
+    a.op1(Op::Push, 0);
+    a.op1(Op::Store, 1);
+    let top = a.here();
+    a.op1(Op::Load, 0);
+    a.op1(Op::Push, 1);
+    a.op(Op::Sub);
+    let done = a.op1(Op::JumpIfZero, 0);
+    a.op1(Op::Load, 0);
+    a.op1(Op::Push, 2);
+    a.op(Op::Rem);
+    let even = a.op1(Op::JumpIfZero, 0);
+    a.op1(Op::Load, 0);
+    a.op1(Op::Push, 3);
+    a.op(Op::Mul);
+    a.op1(Op::Push, 1);
+    a.op(Op::Add);
+    a.op1(Op::Store, 0);
+    let join = a.op1(Op::Jump, 0);
+    let even_at = a.here();
+    a.patch(even, even_at);
+    a.op1(Op::Load, 0);
+    a.op1(Op::Push, 2);
+    a.op(Op::Div);
+    a.op1(Op::Store, 0);
+    let join_at = a.here();
+    a.patch(join, join_at);
+    a.op1(Op::Load, 1);
+    a.op1(Op::Push, 1);
+    a.op(Op::Add);
+    a.op1(Op::Store, 1);
+    a.op1(Op::Jump, top);
+    let done_at = a.here();
+    a.patch(done, done_at);
+    a.op1(Op::Load, 1);
+    a.op(Op::Ret);
+    a.code
+}
+
+/// `main`: sums `collatz(i)` for i in 1..=limit, printing the total.
+fn main_fn(limit: i32) -> Vec<u8> {
+    let mut a = Asm::default();
+    a.op1(Op::Push, limit);
+    a.op1(Op::Store, 0); // i
+    a.op1(Op::Push, 0);
+    a.op1(Op::Store, 1); // total
+    let top = a.here();
+    a.op1(Op::Load, 0);
+    let done = a.op1(Op::JumpIfZero, 0);
+    a.op1(Op::Load, 0);
+    a.op1(Op::Call, 1);
+    a.op1(Op::Load, 1);
+    a.op(Op::Add);
+    a.op1(Op::Store, 1);
+    a.op1(Op::Load, 0);
+    a.op1(Op::Push, 1);
+    a.op(Op::Sub);
+    a.op1(Op::Store, 0);
+    a.op1(Op::Jump, top);
+    let done_at = a.here();
+    a.patch(done, done_at);
+    a.op1(Op::Load, 1);
+    a.op(Op::Print);
+    a.op(Op::Halt);
+    a.code
+}
+
+struct Frame {
+    func: usize,
+    ip: usize,
+    locals: [i64; 4],
+}
+
+/// Runs `functions[0]`. `pc` is the interpreter's pcprof handle.
+fn run(functions: &[Vec<u8>], pc: &pcprof::PcHandle) -> Result<i64, String> {
+    let mut stack: Vec<i64> = Vec::with_capacity(64);
+    let mut frames = vec![Frame {
+        func: 0,
+        ip: 0,
+        locals: [0; 4],
+    }];
+    let mut printed = 0;
+    loop {
+        let frame = frames.last_mut().ok_or("no frame")?;
+        let code = &functions[frame.func];
+        // pcprof: publish the address of the instruction about to run.
+        pc.set_ptr(&code[frame.ip]);
+        let op = Op::decode(code[frame.ip]).ok_or_else(|| format!("bad opcode at {}", frame.ip))?;
+        let operand = if op.has_operand() {
+            let b = code
+                .get(frame.ip + 1..frame.ip + 5)
+                .ok_or("truncated operand")?;
+            i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        } else {
+            0
+        };
+        frame.ip += if op.has_operand() { 5 } else { 1 };
+        let mut pop = || stack.pop().ok_or("stack underflow");
+        match op {
+            Op::Push => stack.push(operand.into()),
+            Op::Load => stack.push(frame.locals[operand as usize]),
+            Op::Store => frame.locals[operand as usize] = pop()?,
+            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Rem => {
+                let (b, a) = (pop()?, pop()?);
+                stack.push(match op {
+                    Op::Add => a.wrapping_add(b),
+                    Op::Sub => a.wrapping_sub(b),
+                    Op::Mul => a.wrapping_mul(b),
+                    Op::Div => a.checked_div(b).ok_or("division by zero")?,
+                    _ => a.checked_rem(b).ok_or("remainder by zero")?,
+                });
+            }
+            Op::JumpIfZero => {
+                if pop()? == 0 {
+                    frame.ip = operand as usize;
+                }
+            }
+            Op::Jump => frame.ip = operand as usize,
+            Op::Call => frames.push(Frame {
+                func: operand as usize,
+                ip: 0,
+                locals: [0; 4],
+            }),
+            Op::Ret => {
+                frames.pop();
+            }
+            Op::Print => printed = pop()?,
+            Op::Halt => {
+                // pcprof: idle from here on.
+                pc.set_idle();
+                return Ok(printed);
+            }
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let functions = vec![main_fn(20_000), collatz()];
+    let out = std::path::PathBuf::from("pcprof-stack-vm.data");
+    if out.exists() {
+        return Err(format!("{} exists; remove it first", out.display()).into());
+    }
+    // pcprof: start (10 kHz here, for a short run), register the bytecode
+    // and this interpreter.
+    let mut profiler = pcprof::Profiler::builder()
+        .frequency(10_000)
+        .output(&out)
+        .start()?;
+    profiler.register_function("main", &functions[0])?;
+    profiler.register_function("collatz", &functions[1])?;
+    let pc = profiler.new_interpreter(Some("main"))?;
+
+    let t = Instant::now();
+    let total = run(&functions, &pc)?;
+    println!("sum of collatz steps: {total} in {:.2?}", t.elapsed());
+
+    // pcprof: stop; the file is complete once this returns.
+    let stats = profiler.stop()?;
+    println!(
+        "{} samples written to {}",
+        stats.samples_written,
+        out.display()
+    );
+    println!("next: cargo run --release -- report {}", out.display());
+    Ok(())
+}

@@ -109,10 +109,9 @@ impl Resolver {
             }
             let distance = if time_ns <= s.loaded_ns {
                 s.loaded_ns - time_ns + 1
-            } else if time_ns > s.unloaded_ns {
-                time_ns - s.unloaded_ns
             } else {
-                0
+                // 0 while alive, then the time since the unload.
+                time_ns.saturating_sub(s.unloaded_ns)
             };
             let key = (distance, u64::MAX - s.loaded_ns, s.index);
             if best.is_none_or(|b| key < b) {

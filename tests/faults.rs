@@ -201,3 +201,51 @@ fn slow_writer_drops_and_counts_instead_of_queueing() {
     assert!(s.samples_dropped >= 392, "{s:?}");
     assert!(s.batches_dropped >= 98, "{s:?}");
 }
+
+#[test]
+fn a_failed_actor_stops_the_rest_in_order_and_keeps_the_data() {
+    let dir = TempDir::new("killed");
+    let path = dir.path("p.data");
+    let clock = VirtualClock::new();
+    let mut p = Profiler::builder()
+        .output(&path)
+        .flush_every(3)
+        .buffers(64)
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .unwrap();
+    let code = [0u8; 8];
+    p.register_function("f", &code).unwrap();
+    let h = p.new_interpreter(None).unwrap();
+    h.set_ptr(&code[2]);
+    p.sync().unwrap();
+    clock.advance(Duration::from_millis(10));
+    p.registry().kill();
+    // The supervisor notices and shuts down at once (stats then report
+    // the failure); stop returns it.
+    let mut waited = 0;
+    while p.stats().map_or(0, |s| s.errors) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+        waited += 1;
+        assert!(waited < 10_000, "the supervisor never noticed");
+    }
+    let err = p.stop().unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Actor {
+                actor: "registry",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // What was recorded is on disk, summary included.
+    let c = crate::common::read_all(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(c.error.is_none(), "{:?}", c.error);
+    assert_eq!(c.samples.len(), 10);
+    let summary = c.summary.expect("summary");
+    assert_eq!(summary.stats.errors, 1);
+    assert!(summary.stats.first_error.unwrap().contains("registry"));
+    drop(h);
+}

@@ -152,7 +152,6 @@ pub struct Profiler {
 pub struct ProfilerHandle {
     refs: ActorRefs,
     clock: Arc<dyn Clock>,
-    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for ProfilerHandle {
@@ -262,14 +261,10 @@ impl Profiler {
             ))
         });
         match ready {
-            Ok((refs, rt)) => {
+            Ok(refs) => {
                 debug!(name: "profiler.started", output = %label.display());
                 Ok(Profiler {
-                    handle: ProfilerHandle {
-                        refs,
-                        clock,
-                        runtime: rt,
-                    },
+                    handle: ProfilerHandle { refs, clock },
                     runtime: Some(runtime),
                     output: path,
                     result: None,
@@ -330,7 +325,7 @@ fn sink_label(path: &Option<PathBuf>) -> PathBuf {
     path.clone().unwrap_or_else(|| PathBuf::from("<writer>"))
 }
 
-type Ready = Result<(ActorRefs, tokio::runtime::Handle), Error>;
+type Ready = Result<ActorRefs, Error>;
 
 fn run_runtime(args: SupervisorArgs, dispatch: tracing::Dispatch, ready: flume::Sender<Ready>) {
     let _guard = tracing::dispatcher::set_default(&dispatch);
@@ -360,9 +355,32 @@ fn run_runtime(args: SupervisorArgs, dispatch: tracing::Dispatch, ready: flume::
         };
         let refs = ractor::call!(supervisor, SupervisorMsg::Refs)
             .map_err(|e| Error::actor("supervisor", e));
-        let _ = ready.send(refs.map(|r| (r, tokio::runtime::Handle::current())));
+        let _ = ready.send(refs);
         let _ = join.await;
     });
+}
+
+/// Runs a future to completion on the calling thread, parking between polls.
+/// Enough for a oneshot reply, which needs no runtime to make progress.
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    struct Unpark(thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        thread::park();
+    }
 }
 
 impl Deref for Profiler {
@@ -385,9 +403,10 @@ impl Drop for Profiler {
 impl ProfilerHandle {
     /// Sends a request to the supervisor and blocks for the reply.
     ///
-    /// The wait happens on a flume channel fed by a task on the profiler's
-    /// own runtime: tokio's `blocking_recv` would panic when the caller is
-    /// itself inside a tokio runtime.
+    /// The reply is awaited by parking this thread ([`block_on`]), not on a
+    /// runtime: tokio's `blocking_recv` panics when the caller is inside a
+    /// tokio runtime, and a task on the profiler's runtime could be dropped
+    /// when the supervisor exits right after replying to `Stop`.
     fn call<T: Send + 'static>(
         &self,
         msg: impl FnOnce(RpcReplyPort<T>) -> SupervisorMsg,
@@ -397,14 +416,7 @@ impl ProfilerHandle {
             .supervisor
             .cast(msg(tx.into()))
             .map_err(|_| Error::from(ErrorKind::Stopped))?;
-        let (ftx, frx) = flume::bounded(1);
-        self.runtime.spawn(async move {
-            let _ = ftx.send(rx.await.ok());
-        });
-        frx.recv()
-            .ok()
-            .flatten()
-            .ok_or_else(|| ErrorKind::Stopped.into())
+        block_on(rx).map_err(|_| ErrorKind::Stopped.into())
     }
 
     /// Now, on the profiler's clock (ns since its start).

@@ -206,6 +206,13 @@ impl Actor for RegistryActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            RegistryMsg::Barrier(_)
+            | RegistryMsg::ListInterpreters(_)
+            | RegistryMsg::ListFunctions(_)
+            | RegistryMsg::Counts(_) => trace!(name: "registry.message", msg = ?msg),
+            _ => {}
+        }
+        match msg {
             RegistryMsg::RegisterInterpreter {
                 label,
                 source,

@@ -177,6 +177,19 @@ fn merge(t: &TimingStats, c: &RegistryCounts, w: Option<&WriterStats>, errors: &
     s
 }
 
+/// Keeps `e` unless an error about the same actor is kept already: a dead
+/// actor also fails the shutdown steps that need it, which is one fault.
+fn note(errors: &mut Vec<Error>, e: Error) {
+    use crate::error::ErrorKind;
+    let same = |x: &Error| match (x.kind(), e.kind()) {
+        (ErrorKind::Actor { actor: a, .. }, ErrorKind::Actor { actor: b, .. }) => a == b,
+        _ => false,
+    };
+    if !errors.iter().any(same) {
+        errors.push(e);
+    }
+}
+
 impl SupervisorActor {
     fn role_of(state: &SupervisorState, cell: &ActorCell) -> &'static str {
         let id = cell.get_id();
@@ -244,7 +257,7 @@ impl SupervisorActor {
         // 1. The ticker stops: no new sample commands.
         let timing = state.timing.clone();
         if let Err(e) = ask("ticker", |p| timing.send(TimingMsg::StopTicking(p))).await {
-            state.errors.push(e);
+            note(&mut state.errors, e);
         }
         debug!(name: "supervisor.shutdown", step = "ticker");
 
@@ -252,7 +265,7 @@ impl SupervisorActor {
         let timing_stats = match ask("sampler", |p| timing.send(TimingMsg::Drain(p))).await {
             Ok(t) => t,
             Err(e) => {
-                state.errors.push(e);
+                note(&mut state.errors, e);
                 TimingStats::default()
             }
         };
@@ -273,7 +286,10 @@ impl SupervisorActor {
                 .map_err(|e| Error::actor("registry", e))
         })
         .await
-        .unwrap_or_default();
+        .unwrap_or_else(|e| {
+            note(&mut state.errors, e);
+            RegistryCounts::default()
+        });
         let partial = merge(&timing_stats, &counts, None, &state.errors);
         let stopped_ns = state.clock.now();
         let inbox = state.writer_inbox.clone();
@@ -290,7 +306,7 @@ impl SupervisorActor {
         let writer_stats = match writer_stats {
             Ok(w) => Some(w),
             Err(e) => {
-                state.errors.push(e);
+                note(&mut state.errors, e);
                 None
             }
         };

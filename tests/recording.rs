@@ -208,6 +208,14 @@ fn idle_interpreters_give_no_samples_and_finished_ones_retire() {
     assert_eq!(infos.len(), 2);
     assert!(infos[0].retired_ns.is_some(), "{infos:?}");
     assert!(infos[1].retired_ns.is_none());
+    assert_eq!(infos[0].current_pc, None);
+    assert_eq!(infos[1].current_pc, None);
+    idle.set_ptr(&code[6]);
+    assert_eq!(
+        p.interpreters().unwrap()[1].current_pc,
+        Some(&code[6] as *const u8 as usize)
+    );
+    idle.set_idle();
     let s = p.stop().unwrap();
     assert_eq!(s.samples_written, 4);
     assert_eq!(s.interpreters_live, 1);

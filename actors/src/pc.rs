@@ -132,11 +132,14 @@ impl PcSource for PcReader {
     }
 }
 
-/// A registered source as the sampler holds it: pcprof's own cells are read
-/// inline, foreign ones through a virtual call.
+/// A registered source as the registry and the sampler hold it: pcprof's own
+/// cells are read inline, foreign ones through a virtual call. Shared, so the
+/// registry can report where an interpreter is, and so the sampler never
+/// frees a source on the tick path (the registry drops the last reference).
+#[derive(Clone)]
 pub(crate) enum Source {
     Native(PcReader),
-    Foreign(Box<dyn PcSource>),
+    Foreign(Arc<dyn PcSource>),
 }
 
 impl Source {

@@ -29,7 +29,7 @@ pub struct SourceBox(pub(crate) Source);
 impl SourceBox {
     /// Wraps a foreign PC source.
     pub fn foreign(source: impl PcSource) -> SourceBox {
-        SourceBox(Source::Foreign(Box::new(source)))
+        SourceBox(Source::Foreign(Arc::new(source)))
     }
 }
 
@@ -56,6 +56,9 @@ pub struct InterpreterInfo {
     pub registered_ns: Nanos,
     /// When the sampler found it finished.
     pub retired_ns: Option<Nanos>,
+    /// The PC it is executing at the moment of the query (`None`: idle or
+    /// finished).
+    pub current_pc: Option<usize>,
 }
 
 /// A registered function.
@@ -146,6 +149,8 @@ pub struct RegistryState {
     writer: flume::Sender<WriterCmd>,
     /// Every interpreter, by id.
     interpreters: BTreeMap<u32, InterpreterInfo>,
+    /// PC sources of the live interpreters (dropped at retirement).
+    sources: BTreeMap<u32, Source>,
     /// Every function, in registration order.
     functions: Vec<FunctionInfo>,
     next_id: u32,
@@ -194,6 +199,7 @@ impl Actor for RegistryActor {
             timing: args.timing,
             writer: args.writer,
             interpreters: BTreeMap::new(),
+            sources: BTreeMap::new(),
             functions: Vec::new(),
             next_id: 0,
         })
@@ -236,8 +242,10 @@ impl Actor for RegistryActor {
                         label,
                         registered_ns,
                         retired_ns: None,
+                        current_pc: None,
                     },
                 );
+                state.sources.insert(id, source.0.clone());
                 state.timing.send(TimingMsg::AddInterpreter {
                     id,
                     source: source.0,
@@ -251,6 +259,7 @@ impl Actor for RegistryActor {
                 if let Some(info) = state.interpreters.get_mut(&id) {
                     info.retired_ns = Some(retired_ns);
                 }
+                state.sources.remove(&id);
                 state.to_writer(Record::Retired(RetiredRecord { id, retired_ns }));
             }
             RegistryMsg::RegisterFunction(info) => {
@@ -284,7 +293,15 @@ impl Actor for RegistryActor {
                 let _ = reply.send(());
             }
             RegistryMsg::ListInterpreters(reply) => {
-                let _ = reply.send(state.interpreters.values().cloned().collect());
+                let list = state
+                    .interpreters
+                    .values()
+                    .map(|i| InterpreterInfo {
+                        current_pc: state.sources.get(&i.id).and_then(Source::pc),
+                        ..i.clone()
+                    })
+                    .collect();
+                let _ = reply.send(list);
             }
             RegistryMsg::ListFunctions(reply) => {
                 let _ = reply.send(state.functions.clone());

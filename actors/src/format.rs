@@ -980,6 +980,306 @@ impl<R: Read> ProfileReader<R> {
     }
 }
 
+/// Allocation-free reading of sample batches, for analyses that aggregate
+/// tens of millions of samples: the batch is decoded into a buffer the
+/// caller reuses, instead of a fresh `Vec` per [`Event::Samples`].
+impl<R: Read> ProfileReader<R> {
+    /// Like [`Iterator::next`], but a batch of samples is decoded into
+    /// `samples` (cleared first, its capacity reused from call to call) and
+    /// announced as an empty [`Event::Samples`]; every other event is
+    /// returned as `next` returns it. Errors and the end of the file are as
+    /// for `next`, after which `samples` is empty.
+    pub fn next_into(&mut self, samples: &mut Vec<Sample>) -> Option<Result<Event, ReadError>> {
+        samples.clear();
+        if self.done {
+            return None;
+        }
+        let result = match self.format {
+            Format::Pulley => self.next_pulley_into(samples),
+            Format::Native => self.next_native_into(samples),
+        };
+        match result {
+            Ok(Some(e)) => Some(Ok(e)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(mut e) => {
+                self.done = true;
+                samples.clear();
+                e.path = self.path.clone();
+                Some(Err(e))
+            }
+        }
+    }
+
+    fn next_pulley_into(&mut self, samples: &mut Vec<Sample>) -> Result<Option<Event>, ReadError> {
+        let start = self.offset;
+        let tag = match self.pending.take() {
+            Some(t) => t,
+            None => {
+                let mut t = [0u8; 1];
+                match read_full(&mut self.source, &mut t) {
+                    Ok(0) => return Ok(None),
+                    Ok(_) => t[0],
+                    Err(e) => return Err(ReadError::new(start, ReadErrorKind::Io(e))),
+                }
+            }
+        };
+        if tag != PULLEY_SAMPLES {
+            // Functions and bad tags: the generic path, from the same tag.
+            self.pending = Some(tag);
+            return self.next_pulley();
+        }
+        let mut pos: u64 = 1;
+        let count = u32::from_le_bytes(take_fixed(&mut self.source, start, &mut pos)?);
+        take_vec(
+            &mut self.source,
+            start,
+            &mut pos,
+            u64::from(count) * 8,
+            &mut self.buf,
+        )?;
+        samples.extend(self.buf.chunks_exact(8).map(|c| Sample {
+            time_ns: 0,
+            interp: 0,
+            pc: u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+        }));
+        self.offset += pos;
+        Ok(Some(Event::Samples(Vec::new())))
+    }
+
+    fn next_native_into(&mut self, samples: &mut Vec<Sample>) -> Result<Option<Event>, ReadError> {
+        let at = self.offset;
+        let err = |kind| ReadError::new(at, kind);
+        let Some(len) = self.read_native_frame()? else {
+            return Ok(None);
+        };
+        // Sample batches (variant 5 of `Record`) are decoded straight from
+        // the payload; anything the fast path does not accept goes through
+        // bincode, which names the fault.
+        if self.buf.first() == Some(&SAMPLES_VARIANT) {
+            if decode_batch_payload(&self.buf[1..], samples).is_some() {
+                self.offset += 8 + len;
+                return Ok(Some(Event::Samples(Vec::new())));
+            }
+            samples.clear();
+        }
+        let (record, used): (Record, usize) =
+            bincode::serde::decode_from_slice(&self.buf, bincode_config()).map_err(|e| {
+                err(ReadErrorKind::Invalid {
+                    reason: e.to_string(),
+                })
+            })?;
+        if used != self.buf.len() {
+            return Err(err(ReadErrorKind::Invalid {
+                reason: format!(
+                    "{} trailing bytes after a {} record",
+                    self.buf.len() - used,
+                    record.kind()
+                ),
+            }));
+        }
+        self.offset += 8 + len;
+        Ok(Some(match record {
+            Record::Header(_) => {
+                return Err(ReadError::new(
+                    at,
+                    ReadErrorKind::Invalid {
+                        reason: "a second header record".to_string(),
+                    },
+                ));
+            }
+            Record::Function(f) => Event::Function(f),
+            Record::Unload(u) => Event::Unload(u),
+            Record::Interpreter(i) => Event::Interpreter(i),
+            Record::Retired(r) => Event::Retired(r),
+            Record::Rate(r) => Event::Rate(r),
+            Record::Summary(s) => Event::Summary(s),
+            Record::Samples(batch) => {
+                batch
+                    .decode_into(samples)
+                    .map_err(|reason| ReadError::new(at, ReadErrorKind::Invalid { reason }))?;
+                Event::Samples(Vec::new())
+            }
+        }))
+    }
+
+    /// Reads the next native frame's payload into `self.buf`, checking its
+    /// length and checksum; returns the payload length, `None` at the end.
+    /// Does not advance `self.offset`.
+    fn read_native_frame(&mut self) -> Result<Option<u64>, ReadError> {
+        let start = self.offset;
+        let err = |kind| ReadError::new(start, kind);
+        let mut frame = [0u8; 8];
+        let got = read_full(&mut self.source, &mut frame).map_err(|e| err(ReadErrorKind::Io(e)))?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < frame.len() {
+            return Err(err(ReadErrorKind::Truncated {
+                needed: 8,
+                available: got as u64,
+            }));
+        }
+        let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        let stored = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        if len > MAX_RECORD_LEN {
+            return Err(err(ReadErrorKind::TooLarge {
+                len: u64::from(len),
+            }));
+        }
+        let got = read_up_to(&mut self.source, u64::from(len), &mut self.buf)
+            .map_err(|e| err(ReadErrorKind::Io(e)))?;
+        if got < u64::from(len) {
+            return Err(err(ReadErrorKind::Truncated {
+                needed: 8 + u64::from(len),
+                available: 8 + got,
+            }));
+        }
+        let computed = crc32fast::hash(&self.buf);
+        if computed != stored {
+            return Err(err(ReadErrorKind::Checksum { stored, computed }));
+        }
+        Ok(Some(u64::from(len)))
+    }
+}
+
+/// Bincode's variant index of [`Record::Samples`] (a one-byte varint).
+const SAMPLES_VARIANT: u8 = 5;
+
+/// A cursor over bincode's standard varints.
+struct Varints<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Varints<'_> {
+    #[inline]
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let b = self.bytes.get(self.pos..self.pos + N)?;
+        self.pos += N;
+        b.try_into().ok()
+    }
+
+    /// An unsigned varint: < 251 in one byte, else a marker (251: u16,
+    /// 252: u32, 253: u64) and the value little-endian.
+    #[inline]
+    fn u64(&mut self) -> Option<u64> {
+        let tag = *self.bytes.get(self.pos)?;
+        self.pos += 1;
+        match tag {
+            0..=250 => Some(u64::from(tag)),
+            251 => self.take::<2>().map(|b| u64::from(u16::from_le_bytes(b))),
+            252 => self.take::<4>().map(|b| u64::from(u32::from_le_bytes(b))),
+            253 => self.take::<8>().map(u64::from_le_bytes),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn u32(&mut self) -> Option<u32> {
+        u32::try_from(self.u64()?).ok()
+    }
+
+    /// A zigzag-encoded signed varint.
+    #[inline]
+    fn i64(&mut self) -> Option<i64> {
+        let n = self.u64()?;
+        Some((n >> 1) as i64 ^ -((n & 1) as i64))
+    }
+
+    /// Skips one varint without decoding it.
+    #[inline]
+    fn skip(&mut self) -> Option<()> {
+        let tag = *self.bytes.get(self.pos)?;
+        self.pos += match tag {
+            0..=250 => 1,
+            251 => 3,
+            252 => 5,
+            253 => 9,
+            _ => return None,
+        };
+        (self.pos <= self.bytes.len()).then_some(())
+    }
+
+    /// A sequence length, then skips its `n` varints; returns `n` and where
+    /// the elements start. Their values are checked when decoded.
+    fn skip_seq(&mut self) -> Option<(usize, usize)> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        // Every element takes at least one byte.
+        if n > self.bytes.len().saturating_sub(self.pos) {
+            return None;
+        }
+        let at = self.pos;
+        for _ in 0..n {
+            self.skip()?;
+        }
+        Some((n, at))
+    }
+}
+
+/// Decodes the payload of a `Record::Samples` after its variant byte (an
+/// [`EncodedBatch`] as bincode lays it out) straight into `out`, without
+/// the batch's intermediate vectors. `None` if it is not exactly a valid
+/// batch (then nothing useful is in `out`): the caller falls back to
+/// bincode for the error message.
+fn decode_batch_payload(payload: &[u8], out: &mut Vec<Sample>) -> Option<()> {
+    let mut c = Varints {
+        bytes: payload,
+        pos: 0,
+    };
+    let first_time = c.u64()?;
+    let (n_times, times_at) = c.skip_seq()?;
+    let (n_counts, counts_at) = c.skip_seq()?;
+    let (n_interps, interps_at) = c.skip_seq()?;
+    let (n_pcs, pcs_at) = c.skip_seq()?;
+    if c.pos != payload.len() || n_pcs != n_interps || n_times + 1 != n_counts.max(1) {
+        return None;
+    }
+    let cursor = |pos| Varints {
+        bytes: payload,
+        pos,
+    };
+    let (mut times, mut counts) = (cursor(times_at), cursor(counts_at));
+    let (mut interps, mut pcs) = (cursor(interps_at), cursor(pcs_at));
+    let start = out.len();
+    out.reserve(n_interps);
+    let mut last_pc: Vec<u64> = Vec::new();
+    let mut time = first_time;
+    for t in 0..n_counts {
+        if t > 0 {
+            time = time.wrapping_add(times.u64()?);
+        }
+        let count = counts.u32()? as usize;
+        // The tick counts must add up to the samples: never read past them.
+        if count > n_interps - (out.len() - start) {
+            return None;
+        }
+        for _ in 0..count {
+            let interp = interps.u32()?;
+            if interp > 1 << 24 {
+                return None;
+            }
+            let slot = interp as usize;
+            if slot >= last_pc.len() {
+                last_pc.resize(slot + 1, 0);
+            }
+            let pc = last_pc[slot].wrapping_add(pcs.i64()? as u64);
+            last_pc[slot] = pc;
+            out.push(Sample {
+                time_ns: time,
+                interp,
+                pc,
+            });
+        }
+    }
+    if out.len() - start != n_interps {
+        return None;
+    }
+    Some(())
+}
+
 impl<R: Read> Iterator for ProfileReader<R> {
     type Item = Result<Event, ReadError>;
 

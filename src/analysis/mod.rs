@@ -2,9 +2,19 @@
 //!
 //! - [`profile`]: one streaming pass aggregates a file into functions,
 //!   per-instruction counts, interpreters and a timeline.
+//! - [`html`]: a self-contained HTML report; [`convert`]: exports (Firefox
+//!   Profiler, speedscope, collapsed stacks) and Pulley/native re-encoding.
+//! - [`report`]: the text report; [`sequences`]: hot instruction
+//!   sequences (macro-instruction candidates); [`diff`]: two profiles
+//!   compared per function and instruction.
 //! - The subcommands of the `pcprof` binary are library functions here, so
 //!   embedders can call them.
 
+pub mod convert;
+pub mod diff;
+pub mod html;
 pub mod profile;
+pub mod report;
+pub mod sequences;
 
 pub use profile::{FunctionProfile, LoadOptions, Profile, load};

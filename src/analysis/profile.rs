@@ -13,8 +13,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::format::{Event, FileHeader, Format, ProfileReader, RateRecord, ReadError, Summary};
 use crate::Resolver;
+use crate::format::{
+    Event, FileHeader, Format, ProfileReader, RateRecord, ReadError, Sample, Summary,
+};
 
 /// Options for [`load`].
 #[derive(Debug, Clone)]
@@ -103,29 +105,6 @@ impl Timeline {
     /// Whether the timeline is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    fn add(&mut self, interp: u32, t: u64, max_buckets: usize) {
-        if self.bucket_ns == 0 {
-            self.bucket_ns = if self.by_sample_index { 16 } else { 1_000_000 };
-            self.start_ns = t;
-        }
-        let t = t.max(self.start_ns);
-        let mut idx = ((t - self.start_ns) / self.bucket_ns) as usize;
-        while idx >= max_buckets.max(2) {
-            // Halve the resolution: merge bucket pairs.
-            self.bucket_ns *= 2;
-            for v in self.counts.values_mut() {
-                let merged: Vec<u64> = v.chunks(2).map(|c| c.iter().sum()).collect();
-                *v = merged;
-            }
-            idx = ((t - self.start_ns) / self.bucket_ns) as usize;
-        }
-        let v = self.counts.entry(interp).or_default();
-        if v.len() <= idx {
-            v.resize(idx + 1, 0);
-        }
-        v[idx] += 1;
     }
 }
 
@@ -220,18 +199,13 @@ pub fn load(
         total_samples: 0,
         unresolved: 0,
         time_range: None,
-        timeline: Timeline {
-            by_sample_index: format == Format::Pulley,
-            ..Timeline::default()
-        },
+        timeline: Timeline::default(),
         read_error: None,
         read_error_offset: None,
     };
-    let mut resolver = Resolver::new();
-    let mut interp_index: BTreeMap<u32, usize> = BTreeMap::new();
-    let mut seq: u64 = 0;
-    let max_buckets = options.timeline_buckets;
-    while let Some(ev) = reader.next() {
+    let mut agg = Aggregator::new(format, options);
+    let mut samples: Vec<Sample> = Vec::new();
+    while let Some(ev) = reader.next_into(&mut samples) {
         let ev = match ev {
             Ok(ev) => ev,
             Err(e) => {
@@ -241,25 +215,10 @@ pub fn load(
             }
         };
         match ev {
-            Event::Function(f) => {
-                resolver.add(p.functions.len(), f.addr, f.code.len() as u64, f.loaded_ns);
-                p.functions.push(FunctionProfile {
-                    hits: vec![0; f.code.len()],
-                    name: f.name,
-                    addr: f.addr,
-                    code: f.code,
-                    loaded_ns: f.loaded_ns,
-                    unloaded_ns: None,
-                    samples: 0,
-                });
-            }
-            Event::Unload(u) => {
-                if let Some(i) = resolver.unload(u.addr, u.unloaded_ns) {
-                    p.functions[i].unloaded_ns = Some(u.unloaded_ns);
-                }
-            }
+            Event::Function(f) => agg.add_function(&mut p, f),
+            Event::Unload(u) => agg.unload(&mut p, u.addr, u.unloaded_ns),
             Event::Interpreter(i) => {
-                interp_index.insert(i.id, p.interpreters.len());
+                agg.register_interp(i.id, p.interpreters.len());
                 p.interpreters.push(InterpreterProfile {
                     id: i.id,
                     label: i.label,
@@ -269,59 +228,340 @@ pub fn load(
                 });
             }
             Event::Retired(r) => {
-                if let Some(&i) = interp_index.get(&r.id) {
+                if let Some(&i) = agg.interp_index.get(&r.id) {
                     p.interpreters[i].retired_ns = Some(r.retired_ns);
                 }
             }
             Event::Rate(r) => p.rates.push(r),
             Event::Summary(s) => p.summary = Some(s),
-            Event::Samples(samples) => {
-                for s in &samples {
-                    let idx = match interp_index.get(&s.interp) {
-                        Some(&i) => i,
-                        None => {
-                            // Pulley files (and files whose interpreter
-                            // record was lost) get an implicit interpreter.
-                            interp_index.insert(s.interp, p.interpreters.len());
-                            p.interpreters.push(InterpreterProfile {
-                                id: s.interp,
-                                label: None,
-                                samples: 0,
-                                registered_ns: 0,
-                                retired_ns: None,
-                            });
-                            p.interpreters.len() - 1
-                        }
-                    };
-                    p.interpreters[idx].samples += 1;
-                    seq += 1;
-                    if options.interp.is_some_and(|want| want != s.interp) {
-                        continue;
-                    }
-                    p.total_samples += 1;
-                    let t = if format == Format::Pulley { seq } else { s.time_ns };
-                    p.timeline.add(s.interp, t, max_buckets);
-                    if format == Format::Native {
-                        p.time_range = Some(match p.time_range {
-                            None => (s.time_ns, s.time_ns),
-                            Some((a, b)) => (a.min(s.time_ns), b.max(s.time_ns)),
-                        });
-                    }
-                    match resolver.resolve(s.pc, s.time_ns) {
-                        Some(fi) => {
-                            let f = &mut p.functions[fi];
-                            f.samples += 1;
-                            if let Some(h) = s.pc.checked_sub(f.addr).and_then(|o| f.hits.get_mut(o as usize)) {
-                                *h += 1;
-                            }
-                        }
-                        None => p.unresolved += 1,
-                    }
-                }
+            Event::Samples(owned) => {
+                // `next_into` fills `samples`; `owned` is empty unless a
+                // future reader hands batches over by value.
+                agg.add_samples(&mut p, &samples);
+                agg.add_samples(&mut p, &owned);
                 progress(reader.offset());
             }
         }
     }
+    Aggregator::finish_functions(&mut p);
+    p.timeline = agg.timeline.finish(&p.interpreters);
     progress(reader.offset());
     Ok(p)
+}
+
+/// Interpreter ids below this are looked up in a vector, not a map.
+const DENSE_INTERPS: usize = 1 << 16;
+
+/// The state of one [`load`] pass: caches in front of the resolver and of
+/// the interpreter map, which turn the per-sample work into a few compares
+/// in the common case (a PC in the same function as the last one).
+struct Aggregator {
+    format: Format,
+    want_interp: Option<u32>,
+    resolver: Resolver,
+    interp_index: BTreeMap<u32, usize>,
+    /// Index in `Profile::interpreters` by id, for ids below
+    /// `DENSE_INTERPS` (`usize::MAX`: none yet); others use `interp_index`.
+    slot_of: Vec<usize>,
+    /// Last function hit: `[start, end)` and its index. Only valid while no
+    /// two functions overlap in address and none was unloaded: then a PC
+    /// alone picks the function, as the resolver would.
+    last_fn: Option<(u64, u64, usize)>,
+    /// Whether a PC alone identifies its function (see `last_fn`);
+    /// `None` = to be recomputed after the set of functions changed.
+    pc_unique: Option<bool>,
+    any_unload: bool,
+    seq: u64,
+    timeline: TimelineBuilder,
+}
+
+impl Aggregator {
+    fn new(format: Format, options: &LoadOptions) -> Aggregator {
+        Aggregator {
+            format,
+            want_interp: options.interp,
+            resolver: Resolver::new(),
+            interp_index: BTreeMap::new(),
+            slot_of: Vec::new(),
+            last_fn: None,
+            pc_unique: Some(true),
+            any_unload: false,
+            seq: 0,
+            timeline: TimelineBuilder::new(format == Format::Pulley, options.timeline_buckets),
+        }
+    }
+
+    fn add_function(&mut self, p: &mut Profile, f: crate::format::FunctionRecord) {
+        self.resolver
+            .add(p.functions.len(), f.addr, f.code.len() as u64, f.loaded_ns);
+        p.functions.push(FunctionProfile {
+            hits: vec![0; f.code.len()],
+            name: f.name,
+            addr: f.addr,
+            code: f.code,
+            loaded_ns: f.loaded_ns,
+            unloaded_ns: None,
+            samples: 0,
+        });
+        self.last_fn = None;
+        self.pc_unique = None;
+    }
+
+    fn unload(&mut self, p: &mut Profile, addr: u64, unloaded_ns: u64) {
+        if let Some(i) = self.resolver.unload(addr, unloaded_ns) {
+            p.functions[i].unloaded_ns = Some(unloaded_ns);
+        }
+        self.any_unload = true;
+        self.last_fn = None;
+        self.pc_unique = Some(false);
+    }
+
+    /// Whether no two functions overlap in address (sorting their spans).
+    fn compute_pc_unique(&self, p: &Profile) -> bool {
+        if self.any_unload {
+            return false;
+        }
+        let mut spans: Vec<(u64, u64)> = p
+            .functions
+            .iter()
+            .map(|f| (f.addr, f.addr.saturating_add(f.code.len() as u64)))
+            .collect();
+        spans.sort_unstable();
+        spans.windows(2).all(|w| w[1].0 >= w[0].1)
+    }
+
+    fn register_interp(&mut self, id: u32, slot: usize) {
+        self.interp_index.insert(id, slot);
+        let i = id as usize;
+        if i < DENSE_INTERPS {
+            if i >= self.slot_of.len() {
+                self.slot_of.resize(i + 1, usize::MAX);
+            }
+            self.slot_of[i] = slot;
+        }
+    }
+
+    #[inline]
+    fn interp_slot(&mut self, p: &mut Profile, id: u32) -> usize {
+        match self.slot_of.get(id as usize) {
+            Some(&slot) if slot != usize::MAX => slot,
+            _ => self.interp_slot_slow(p, id),
+        }
+    }
+
+    fn interp_slot_slow(&mut self, p: &mut Profile, id: u32) -> usize {
+        if let Some(&i) = self.interp_index.get(&id) {
+            return i;
+        }
+        // Pulley files (and files whose interpreter record was lost) get an
+        // implicit interpreter.
+        let slot = p.interpreters.len();
+        self.register_interp(id, slot);
+        p.interpreters.push(InterpreterProfile {
+            id,
+            label: None,
+            samples: 0,
+            registered_ns: 0,
+            retired_ns: None,
+        });
+        slot
+    }
+
+    fn add_samples(&mut self, p: &mut Profile, samples: &[Sample]) {
+        if samples.is_empty() {
+            return;
+        }
+        let pc_unique = match self.pc_unique {
+            Some(u) => u,
+            None => {
+                let u = self.compute_pc_unique(p);
+                self.pc_unique = Some(u);
+                u
+            }
+        };
+        // Interpreters and timeline. Pulley files have one interpreter and
+        // no times: the whole batch is one run of sample indices.
+        let kept: u64;
+        if self.format == Format::Pulley {
+            let n = samples.len() as u64;
+            let slot = self.interp_slot(p, 0);
+            p.interpreters[slot].samples += n;
+            let first = self.seq + 1;
+            self.seq += n;
+            if self.want_interp.is_some_and(|want| want != 0) {
+                return;
+            }
+            self.timeline.add_index_run(slot, first, n);
+            kept = n;
+        } else {
+            let mut k = 0;
+            let (mut lo, mut hi) = p.time_range.unwrap_or((u64::MAX, 0));
+            for s in samples {
+                let slot = self.interp_slot(p, s.interp);
+                p.interpreters[slot].samples += 1;
+                self.seq += 1;
+                if self.want_interp.is_some_and(|want| want != s.interp) {
+                    continue;
+                }
+                k += 1;
+                self.timeline.add(slot, s.time_ns);
+                lo = lo.min(s.time_ns);
+                hi = hi.max(s.time_ns);
+            }
+            if k > 0 {
+                p.time_range = Some((lo, hi));
+            }
+            kept = k;
+        }
+        p.total_samples += kept;
+
+        // Functions: the hot loop. A function's `samples` is the sum of its
+        // `hits`, computed once at the end (`finish_functions`).
+        let want = self.want_interp;
+        let mut last = self.last_fn;
+        for s in samples {
+            if want.is_some_and(|w| w != s.interp) {
+                continue;
+            }
+            let (start, fi) = match last {
+                Some((start, end, fi)) if s.pc >= start && s.pc < end => (start, fi),
+                _ => match self.resolver.resolve(s.pc, s.time_ns) {
+                    Some(fi) => {
+                        let f = &p.functions[fi];
+                        if pc_unique {
+                            last = Some((f.addr, f.addr.saturating_add(f.code.len() as u64), fi));
+                        }
+                        (f.addr, fi)
+                    }
+                    None => {
+                        p.unresolved += 1;
+                        continue;
+                    }
+                },
+            };
+            // The resolver only answers for PCs inside the function, so the
+            // offset is within `hits`; `get_mut` keeps a bad resolver from
+            // panicking.
+            if let Some(h) = p.functions[fi].hits.get_mut((s.pc - start) as usize) {
+                *h += 1;
+            } else {
+                p.unresolved += 1;
+            }
+        }
+        self.last_fn = last;
+    }
+
+    /// Sets each function's `samples` from its `hits`.
+    fn finish_functions(p: &mut Profile) {
+        for f in &mut p.functions {
+            f.samples = f.hits.iter().sum();
+        }
+    }
+}
+
+/// Builds a [`Timeline`] with a cache of the last bucket's time range, so
+/// that most samples cost a compare and an increment rather than a
+/// division and a map lookup.
+struct TimelineBuilder {
+    by_sample_index: bool,
+    max_buckets: usize,
+    bucket: u64,
+    start: u64,
+    started: bool,
+    /// Counts per bucket, per interpreter slot (index in
+    /// `Profile::interpreters`).
+    counts: Vec<Vec<u64>>,
+    /// `[lo, hi)`: times of bucket `cached_idx`.
+    cached: Option<(u64, u64, usize)>,
+}
+
+impl TimelineBuilder {
+    fn new(by_sample_index: bool, max_buckets: usize) -> TimelineBuilder {
+        TimelineBuilder {
+            by_sample_index,
+            max_buckets: max_buckets.max(2),
+            bucket: if by_sample_index { 16 } else { 1_000_000 },
+            start: 0,
+            started: false,
+            counts: Vec::new(),
+            cached: None,
+        }
+    }
+
+    /// Adds `n` samples at consecutive sample indices from `first`.
+    fn add_index_run(&mut self, slot: usize, first: u64, n: u64) {
+        let (mut t, end) = (first, first.saturating_add(n));
+        while t < end {
+            let idx = self.bucket_of(t);
+            let hi = self.cached.map_or(end, |(_, hi, _)| hi);
+            let take = hi.min(end) - t;
+            self.bump(slot, idx, take.max(1));
+            t += take.max(1);
+        }
+    }
+
+    fn bump(&mut self, slot: usize, idx: usize, n: u64) {
+        if slot >= self.counts.len() {
+            self.counts.resize_with(slot + 1, Vec::new);
+        }
+        let v = &mut self.counts[slot];
+        if v.len() <= idx {
+            v.resize(idx + 1, 0);
+        }
+        v[idx] += n;
+    }
+
+    #[inline]
+    fn add(&mut self, slot: usize, t: u64) {
+        let idx = match self.cached {
+            Some((lo, hi, idx)) if t >= lo && t < hi => idx,
+            _ => self.bucket_of(t),
+        };
+        if slot >= self.counts.len() {
+            self.counts.resize_with(slot + 1, Vec::new);
+        }
+        let v = &mut self.counts[slot];
+        if v.len() <= idx {
+            v.resize(idx + 1, 0);
+        }
+        v[idx] += 1;
+    }
+
+    fn bucket_of(&mut self, t: u64) -> usize {
+        if !self.started {
+            self.started = true;
+            self.start = t;
+        }
+        let t = t.max(self.start);
+        let mut idx = (t - self.start) / self.bucket;
+        while idx >= self.max_buckets as u64 {
+            // Halve the resolution: merge bucket pairs.
+            self.bucket = self.bucket.saturating_mul(2);
+            for v in &mut self.counts {
+                let merged: Vec<u64> = v.chunks(2).map(|c| c.iter().sum()).collect();
+                *v = merged;
+            }
+            idx = (t - self.start) / self.bucket;
+        }
+        let lo = self.start + idx * self.bucket;
+        self.cached = Some((lo, lo.saturating_add(self.bucket), idx as usize));
+        idx as usize
+    }
+
+    fn finish(self, interpreters: &[InterpreterProfile]) -> Timeline {
+        let mut counts = BTreeMap::new();
+        for (slot, v) in self.counts.into_iter().enumerate() {
+            if let Some(i) = interpreters.get(slot)
+                && !v.is_empty()
+            {
+                counts.insert(i.id, v);
+            }
+        }
+        Timeline {
+            bucket_ns: if self.started { self.bucket } else { 0 },
+            start_ns: self.start,
+            counts,
+            by_sample_index: self.by_sample_index,
+        }
+    }
 }

@@ -1,23 +1,95 @@
-//! `pcprof convert` (not implemented yet).
+//! `pcprof convert`: exports a profile to another tool's format or re-encodes
+//! it ([`pcprof::analysis::convert`]).
+//!
+//! - `-o` is required: exports are not meant to land somewhere implicit.
+//! - What the target cannot carry, and a read error in the input, are
+//!   reported on stderr; the conversion still succeeds with what was read.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use pcprof::analysis::convert::{ConvertOptions, ExportFormat, convert};
+
+use pcprof::analysis::report::DecoderChoice;
+
 use super::CliResult;
+
+/// Formats `pcprof convert` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// The Firefox Profiler (profiler.firefox.com): processed-format JSON.
+    Firefox,
+    /// speedscope (speedscope.app): its JSON file format.
+    Speedscope,
+    /// Collapsed stacks (`function;instruction count`) for flame graph tools.
+    Collapsed,
+    /// `pulley_interpreter::profile`'s format (e.g. for Pulley's
+    /// `profiler-html` example).
+    Pulley,
+    /// pcprof's native format.
+    Native,
+}
+
+impl From<Target> for ExportFormat {
+    fn from(t: Target) -> ExportFormat {
+        match t {
+            Target::Firefox => ExportFormat::Firefox,
+            Target::Speedscope => ExportFormat::Speedscope,
+            Target::Collapsed => ExportFormat::Collapsed,
+            Target::Pulley => ExportFormat::Pulley,
+            Target::Native => ExportFormat::Native,
+        }
+    }
+}
 
 /// Arguments of `pcprof convert`.
 #[derive(Debug, clap::Args)]
 pub struct ConvertArgs {
-    /// The profile file.
+    /// The profile file (native or Pulley format).
     file: PathBuf,
+    /// The format to write.
+    #[arg(long = "to", value_enum, value_name = "FORMAT")]
+    to: Target,
+    /// The file to write (replaced if it exists).
+    #[arg(short, long, value_name = "OUT")]
+    output: PathBuf,
+    /// Keep only the samples of this interpreter.
+    #[arg(long, value_name = "ID")]
+    interp: Option<u32>,
+    /// Decoder naming instruction frames: auto (Pulley, hex for bytes it
+    /// cannot decode), pulley or hex.
+    #[arg(long, default_value = "auto")]
+    decoder: DecoderChoice,
+    /// Time between two samples of a Pulley file, which records no times, in
+    /// nanoseconds.
+    #[arg(long, value_name = "NS", default_value_t = 1_000_000)]
+    pulley_interval_ns: u64,
 }
 
 /// Runs `pcprof convert`.
 pub fn run(args: ConvertArgs) -> CliResult {
-    Err(format!("pcprof convert is not implemented yet ({})", args.file.display()).into())
-}
-
-#[allow(dead_code)]
-fn _unused() -> ExitCode {
-    ExitCode::SUCCESS
+    let format = ExportFormat::from(args.to);
+    let options = ConvertOptions {
+        interp: args.interp,
+        decoder: args.decoder,
+        pulley_interval_ns: args.pulley_interval_ns,
+    };
+    let report = convert(&args.file, &args.output, format, &options)?;
+    let mut err = std::io::stderr().lock();
+    if let Some(e) = &report.read_error {
+        let _ = writeln!(err, "warning: {e}; converted the records before it");
+    }
+    for note in &report.notes {
+        let _ = writeln!(err, "note: {note}");
+    }
+    let _ = writeln!(
+        err,
+        "wrote {} ({format}: {} samples, {} functions, {} unresolved)",
+        args.output.display(),
+        report.samples,
+        report.functions,
+        report.unresolved
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -189,16 +189,22 @@ pub fn run(args: DemoArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints the report of the recorded profile (interim: shares only, until
-/// the full report is wired in).
+/// Prints the report of the recorded profile, as `pcprof report` would.
 fn print_report(
     path: &std::path::Path,
-    _threshold: f64,
-    _instructions: bool,
+    threshold: f64,
+    instructions: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let p = pcprof::analysis::load(path, &Default::default(), |_| {})?;
-    for f in p.functions_by_heat() {
-        println!("{:6.2}% {}", p.percent(f.samples), f.name);
-    }
+    let profile = pcprof::analysis::load(path, &Default::default(), |_| {})?;
+    let options = pcprof::analysis::report::ReportOptions {
+        threshold,
+        instructions,
+        color: super::stdout_color(),
+        ..Default::default()
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    pcprof::analysis::report::write_report(&mut out, &profile, &options)?;
+    std::io::Write::flush(&mut out)?;
     Ok(())
 }

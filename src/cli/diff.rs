@@ -1,23 +1,64 @@
-//! `pcprof diff` (not implemented yet).
+//! `pcprof diff`: the change in share per function and per instruction
+//! between two profiles (see [`pcprof::analysis::diff`]), as text on stdout
+//! and optionally as an HTML page.
+//!
+//! - Either file truncated or corrupt: the diff of their complete records,
+//!   then the read error as the command's one-line error (non-zero exit).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use pcprof::analysis::LoadOptions;
+use pcprof::analysis::diff::{DiffOptions, diff, write_html, write_text};
+use pcprof::analysis::report::DecoderChoice;
 
 use super::CliResult;
 
 /// Arguments of `pcprof diff`.
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
-    /// The profile file.
-    file: PathBuf,
+    /// The profile before the change.
+    before: PathBuf,
+    /// The profile after the change.
+    after: PathBuf,
+    /// Show at most this many rows per table.
+    #[arg(long, default_value_t = 30)]
+    top: usize,
+    /// Also write the diff as a self-contained HTML page here.
+    #[arg(long, value_name = "OUT.html")]
+    html: Option<PathBuf>,
+    /// Decoder: auto (Pulley, hex for bytes it cannot decode), pulley or hex.
+    #[arg(long, default_value = "auto")]
+    decoder: DecoderChoice,
 }
 
 /// Runs `pcprof diff`.
 pub fn run(args: DiffArgs) -> CliResult {
-    Err(format!("pcprof diff is not implemented yet ({})", args.file.display()).into())
-}
-
-#[allow(dead_code)]
-fn _unused() -> ExitCode {
-    ExitCode::SUCCESS
+    let load = LoadOptions::default();
+    let before = super::load_profile(&args.before, &load)?;
+    let after = super::load_profile(&args.after, &load)?;
+    let options = DiffOptions {
+        decoder: args.decoder,
+        ..DiffOptions::default()
+    };
+    let d = diff(&before, &after, &options);
+    if let Some(path) = &args.html {
+        let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        write_html(&mut w, &d, Some(args.top))
+            .and_then(|()| w.flush())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    write_text(&mut out, &d, Some(args.top))?;
+    if let Some(path) = &args.html {
+        writeln!(out, "\nHTML: {}", path.display())?;
+    }
+    out.flush()?;
+    if let Some(e) = before.read_error.or(after.read_error) {
+        return Err(e.into());
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,23 +1,130 @@
-//! `pcprof html` (not implemented yet).
+//! `pcprof html`: writes the self-contained HTML report of a profile
+//! ([`pcprof::analysis::html`]).
+//!
+//! - Output defaults to `FILE.html` beside the input; an existing file is
+//!   replaced (the report is derived data), and the command says so.
+//! - Written to a temporary file and renamed, so a failure never leaves a
+//!   half-written page.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::CliResult;
+use pcprof::analysis::html::{HotSequence, HtmlOptions, write_report};
+use pcprof::analysis::report::DecoderChoice;
+use pcprof::analysis::sequences::{SequenceOptions, mine};
+use pcprof::analysis::{LoadOptions, Profile};
+
+use super::{CliResult, load_profile};
 
 /// Arguments of `pcprof html`.
 #[derive(Debug, clap::Args)]
 pub struct HtmlArgs {
-    /// The profile file.
+    /// The profile file (native or Pulley format).
     file: PathBuf,
+    /// Where to write the page [default: FILE.html beside the input].
+    #[arg(short, long, value_name = "OUT.html")]
+    output: Option<PathBuf>,
+    /// Keep only the samples of this interpreter.
+    #[arg(long, value_name = "ID")]
+    interp: Option<u32>,
+    /// Decoder: auto (Pulley, hex for bytes it cannot decode), pulley or hex.
+    #[arg(long, default_value = "auto")]
+    decoder: DecoderChoice,
+    /// How many hot sequences to show.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    sequences: usize,
+    /// How many of the hottest functions get their disassembly.
+    #[arg(long, value_name = "N", default_value_t = 40)]
+    functions: usize,
+    /// Page title [default: the file's name].
+    #[arg(long)]
+    title: Option<String>,
 }
 
 /// Runs `pcprof html`.
 pub fn run(args: HtmlArgs) -> CliResult {
-    Err(format!("pcprof html is not implemented yet ({})", args.file.display()).into())
+    let output = args.output.clone().unwrap_or_else(|| {
+        let mut name = args.file.clone().into_os_string();
+        name.push(".html");
+        PathBuf::from(name)
+    });
+    let profile = load_profile(
+        &args.file,
+        &LoadOptions {
+            interp: args.interp,
+            ..LoadOptions::default()
+        },
+    )?;
+    if let Some(id) = args.interp
+        && !profile.interpreters.iter().any(|i| i.id == id)
+    {
+        return Err(format!(
+            "{}: no interpreter {id} in this profile",
+            args.file.display()
+        )
+        .into());
+    }
+    let (sequences, sequences_note) = hot_sequences(&profile, &args.decoder, args.sequences);
+    let options = HtmlOptions {
+        title: args.title,
+        decoder: args.decoder,
+        max_disassembled: args.functions,
+        sequences,
+        sequences_note,
+        ..HtmlOptions::default()
+    };
+    let existed = output.exists();
+    write_report(&profile, &options, &output)?;
+    let mut err = std::io::stderr().lock();
+    if let Some(e) = &profile.read_error {
+        let _ = writeln!(err, "warning: {e}; the report covers the records before it");
+    }
+    let _ = writeln!(
+        err,
+        "{} {} ({} samples, {} functions)",
+        if existed { "replaced" } else { "wrote" },
+        output.display(),
+        profile.total_samples,
+        profile.functions.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
-#[allow(dead_code)]
-fn _unused() -> ExitCode {
-    ExitCode::SUCCESS
+/// The hot sequences shown on the page, mined as `pcprof sequences` does
+/// (default lengths), and a note when there are none.
+fn hot_sequences(
+    profile: &Profile,
+    decoder: &DecoderChoice,
+    top: usize,
+) -> (Vec<HotSequence>, Option<String>) {
+    let mined = mine(
+        profile,
+        &SequenceOptions {
+            top: Some(top),
+            decoder: decoder.clone(),
+            ..SequenceOptions::default()
+        },
+    );
+    let rows: Vec<HotSequence> = mined
+        .candidates
+        .iter()
+        .map(|c| HotSequence {
+            opcodes: c.opcodes.clone(),
+            samples: c.samples,
+            sites: c.sites as u64,
+            example: Some(format!("{}+{:#x}", c.top_site.function, c.top_site.offset)),
+        })
+        .collect();
+    let note = rows.is_empty().then(|| {
+        if mined.skipped_functions.is_empty() {
+            "No sampled instruction sequence found.".to_string()
+        } else {
+            format!(
+                "No sampled instruction sequence found ({} functions could not be decoded).",
+                mined.skipped_functions.len()
+            )
+        }
+    });
+    (rows, note)
 }

@@ -1,23 +1,84 @@
-//! `pcprof report` (not implemented yet).
+//! `pcprof report`: hot functions and instructions of a profile, with
+//! disassembly (see [`pcprof::analysis::report`]).
+//!
+//! - One streaming pass loads the file (progress bar on a terminal for big
+//!   files), then the report is written to stdout through a buffer.
+//! - A truncated or corrupt file: the report of its complete records, then
+//!   the read error as the command's one-line error (non-zero exit).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use pcprof::analysis::LoadOptions;
+use pcprof::analysis::report::{DecoderChoice, ReportOptions, write_report};
 
 use super::CliResult;
 
 /// Arguments of `pcprof report`.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// The profile file.
+    /// The profile file (native or Pulley format).
     file: PathBuf,
+    /// Functions under this share of all samples (%) are left out;
+    /// instructions under this share of their function's samples are not
+    /// annotated.
+    #[arg(long, default_value_t = 0.5, value_parser = parse_percent)]
+    threshold: f64,
+    /// Whether to show each function's disassembly.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    instructions: bool,
+    /// Show at most this many functions.
+    #[arg(long)]
+    top: Option<usize>,
+    /// Only the samples of this interpreter id (the report lists the ids).
+    #[arg(long)]
+    interp: Option<u32>,
+    /// Decoder: auto (Pulley, hex for bytes it cannot decode), pulley or hex.
+    #[arg(long, default_value = "auto")]
+    decoder: DecoderChoice,
+}
+
+/// Parses a percentage in 0..=100.
+pub(crate) fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!("{v} is outside 0..=100"));
+    }
+    Ok(v)
 }
 
 /// Runs `pcprof report`.
 pub fn run(args: ReportArgs) -> CliResult {
-    Err(format!("pcprof report is not implemented yet ({})", args.file.display()).into())
-}
-
-#[allow(dead_code)]
-fn _unused() -> ExitCode {
-    ExitCode::SUCCESS
+    let load = LoadOptions {
+        interp: args.interp,
+        ..LoadOptions::default()
+    };
+    let profile = super::load_profile(&args.file, &load)?;
+    if let Some(id) = args.interp
+        && !profile.interpreters.iter().any(|i| i.id == id)
+    {
+        return Err(format!(
+            "{}: no interpreter {id} in this profile",
+            args.file.display()
+        )
+        .into());
+    }
+    let options = ReportOptions {
+        threshold: args.threshold,
+        instructions: args.instructions,
+        top: args.top,
+        decoder: args.decoder,
+        color: super::stdout_color(),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    write_report(&mut out, &profile, &options)?;
+    out.flush()?;
+    if let Some(e) = profile.read_error {
+        return Err(e.into());
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -839,38 +839,18 @@ impl<R: Read> ProfileReader<R> {
     }
 
     fn next_native(&mut self) -> Result<Option<Record>, ReadError> {
-        let start = self.offset;
-        let err = |kind| ReadError::new(start, kind);
-        let mut frame = [0u8; 8];
-        let got = read_full(&mut self.source, &mut frame).map_err(|e| err(ReadErrorKind::Io(e)))?;
-        if got == 0 {
+        let at = self.offset;
+        let Some(len) = self.read_native_frame()? else {
             return Ok(None);
-        }
-        if got < frame.len() {
-            return Err(err(ReadErrorKind::Truncated {
-                needed: 8,
-                available: got as u64,
-            }));
-        }
-        let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
-        let stored = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
-        if len > MAX_RECORD_LEN {
-            return Err(err(ReadErrorKind::TooLarge {
-                len: u64::from(len),
-            }));
-        }
-        let got = read_up_to(&mut self.source, u64::from(len), &mut self.buf)
-            .map_err(|e| err(ReadErrorKind::Io(e)))?;
-        if got < u64::from(len) {
-            return Err(err(ReadErrorKind::Truncated {
-                needed: 8 + u64::from(len),
-                available: 8 + got,
-            }));
-        }
-        let computed = crc32fast::hash(&self.buf);
-        if computed != stored {
-            return Err(err(ReadErrorKind::Checksum { stored, computed }));
-        }
+        };
+        let record = self.decode_record(at)?;
+        self.offset += 8 + len;
+        Ok(Some(record))
+    }
+
+    /// Decodes the payload in `self.buf` (the frame at `at`) with bincode.
+    fn decode_record(&self, at: u64) -> Result<Record, ReadError> {
+        let err = |kind| ReadError::new(at, kind);
         let (record, used): (Record, usize) =
             bincode::serde::decode_from_slice(&self.buf, bincode_config()).map_err(|e| {
                 err(ReadErrorKind::Invalid {
@@ -886,10 +866,11 @@ impl<R: Read> ProfileReader<R> {
                 ),
             }));
         }
-        self.offset += 8 + u64::from(len);
-        Ok(Some(record))
+        Ok(record)
     }
 
+    /// A Pulley function section (or an unknown tag); sample sections are
+    /// read by `next_pulley_into`.
     fn next_pulley(&mut self) -> Result<Option<Event>, ReadError> {
         let start = self.offset;
         let tag = match self.pending.take() {
@@ -926,57 +907,37 @@ impl<R: Read> ProfileReader<R> {
                     loaded_ns: 0,
                 })
             }
-            PULLEY_SAMPLES => {
-                let count = u32::from_le_bytes(take_fixed(src, start, &mut pos)?);
-                take_vec(src, start, &mut pos, u64::from(count) * 8, &mut self.buf)?;
-                let samples = self
-                    .buf
-                    .chunks_exact(8)
-                    .map(|c| Sample {
-                        time_ns: 0,
-                        interp: 0,
-                        pc: u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
-                    })
-                    .collect();
-                Event::Samples(samples)
-            }
             tag => return Err(ReadError::new(start, ReadErrorKind::UnknownTag { tag })),
         };
         self.offset += pos;
         Ok(Some(event))
     }
 
-    fn next_event(&mut self) -> Result<Option<Event>, ReadError> {
-        if self.format == Format::Pulley {
-            return self.next_pulley();
+    /// The next event into `samples` (see [`ProfileReader::next_into`]).
+    fn next_event_into(&mut self, samples: &mut Vec<Sample>) -> Result<Option<Event>, ReadError> {
+        match self.format {
+            Format::Pulley => self.next_pulley_into(samples),
+            Format::Native => self.next_native_into(samples),
         }
-        let at = self.offset;
-        let Some(record) = self.next_native()? else {
-            return Ok(None);
-        };
-        Ok(Some(match record {
-            Record::Header(_) => {
-                return Err(ReadError::new(
-                    at,
-                    ReadErrorKind::Invalid {
-                        reason: "a second header record".to_string(),
-                    },
-                ));
+    }
+
+    /// Ends the iteration after the end of the file or an error.
+    fn settle(
+        &mut self,
+        result: Result<Option<Event>, ReadError>,
+    ) -> Option<Result<Event, ReadError>> {
+        match result {
+            Ok(Some(e)) => Some(Ok(e)),
+            Ok(None) => {
+                self.done = true;
+                None
             }
-            Record::Function(f) => Event::Function(f),
-            Record::Unload(u) => Event::Unload(u),
-            Record::Interpreter(i) => Event::Interpreter(i),
-            Record::Retired(r) => Event::Retired(r),
-            Record::Rate(r) => Event::Rate(r),
-            Record::Summary(s) => Event::Summary(s),
-            Record::Samples(batch) => {
-                let mut samples = Vec::new();
-                batch
-                    .decode_into(&mut samples)
-                    .map_err(|reason| ReadError::new(at, ReadErrorKind::Invalid { reason }))?;
-                Event::Samples(samples)
+            Err(mut e) => {
+                self.done = true;
+                e.path = self.path.clone();
+                Some(Err(e))
             }
-        }))
+        }
     }
 }
 
@@ -994,23 +955,11 @@ impl<R: Read> ProfileReader<R> {
         if self.done {
             return None;
         }
-        let result = match self.format {
-            Format::Pulley => self.next_pulley_into(samples),
-            Format::Native => self.next_native_into(samples),
-        };
-        match result {
-            Ok(Some(e)) => Some(Ok(e)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(mut e) => {
-                self.done = true;
-                samples.clear();
-                e.path = self.path.clone();
-                Some(Err(e))
-            }
+        let result = self.next_event_into(samples);
+        if result.is_err() {
+            samples.clear();
         }
+        self.settle(result)
     }
 
     fn next_pulley_into(&mut self, samples: &mut Vec<Sample>) -> Result<Option<Event>, ReadError> {
@@ -1051,7 +1000,6 @@ impl<R: Read> ProfileReader<R> {
 
     fn next_native_into(&mut self, samples: &mut Vec<Sample>) -> Result<Option<Event>, ReadError> {
         let at = self.offset;
-        let err = |kind| ReadError::new(at, kind);
         let Some(len) = self.read_native_frame()? else {
             return Ok(None);
         };
@@ -1065,31 +1013,11 @@ impl<R: Read> ProfileReader<R> {
             }
             samples.clear();
         }
-        let (record, used): (Record, usize) =
-            bincode::serde::decode_from_slice(&self.buf, bincode_config()).map_err(|e| {
-                err(ReadErrorKind::Invalid {
-                    reason: e.to_string(),
-                })
-            })?;
-        if used != self.buf.len() {
-            return Err(err(ReadErrorKind::Invalid {
-                reason: format!(
-                    "{} trailing bytes after a {} record",
-                    self.buf.len() - used,
-                    record.kind()
-                ),
-            }));
-        }
+        let record = self.decode_record(at)?;
         self.offset += 8 + len;
+        let invalid = |reason| ReadError::new(at, ReadErrorKind::Invalid { reason });
         Ok(Some(match record {
-            Record::Header(_) => {
-                return Err(ReadError::new(
-                    at,
-                    ReadErrorKind::Invalid {
-                        reason: "a second header record".to_string(),
-                    },
-                ));
-            }
+            Record::Header(_) => return Err(invalid("a second header record".to_string())),
             Record::Function(f) => Event::Function(f),
             Record::Unload(u) => Event::Unload(u),
             Record::Interpreter(i) => Event::Interpreter(i),
@@ -1097,9 +1025,7 @@ impl<R: Read> ProfileReader<R> {
             Record::Rate(r) => Event::Rate(r),
             Record::Summary(s) => Event::Summary(s),
             Record::Samples(batch) => {
-                batch
-                    .decode_into(samples)
-                    .map_err(|reason| ReadError::new(at, ReadErrorKind::Invalid { reason }))?;
+                batch.decode_into(samples).map_err(invalid)?;
                 Event::Samples(Vec::new())
             }
         }))
@@ -1287,18 +1213,14 @@ impl<R: Read> Iterator for ProfileReader<R> {
         if self.done {
             return None;
         }
-        match self.next_event() {
-            Ok(Some(e)) => Some(Ok(e)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(mut e) => {
-                self.done = true;
-                e.path = self.path.clone();
-                Some(Err(e))
-            }
-        }
+        let mut samples = Vec::new();
+        let result = self.next_event_into(&mut samples).map(|e| {
+            e.map(|e| match e {
+                Event::Samples(_) => Event::Samples(samples),
+                other => other,
+            })
+        });
+        self.settle(result)
     }
 }
 

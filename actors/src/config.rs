@@ -23,6 +23,13 @@ pub const MAX_FREQUENCY_HZ: u32 = 1_000_000;
 /// Highest accepted batch size.
 pub const MAX_FLUSH_SAMPLES: u32 = 10_000_000;
 
+/// Default cap on the spin before each deadline. The learned margin is
+/// usually far below it (a kernel wake-up error of a few to tens of µs); the
+/// cap bounds the CPU a bad streak of wake-ups can cost (5 % of a core at
+/// 1 kHz). Where the period is shorter than the learned margin (100 kHz),
+/// the timing thread spins rather than sleeps: sleeping could not be on time.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
 /// Sampling rate variable (as Pulley's agent).
 pub const ENV_FREQ: &str = "PULLEY_SAMPLING_FREQ";
 /// Batch size variable (as Pulley's agent).
@@ -76,8 +83,10 @@ pub struct Config {
     pub format: Format,
     /// The time source; `None` = the monotonic clock.
     pub clock: Option<Arc<dyn Clock>>,
-    /// How long the timing thread spins before each deadline instead of
-    /// sleeping (monotonic clock only).
+    /// The longest the timing thread spins before each deadline instead of
+    /// sleeping (monotonic clock only). Within it, the clock learns how late
+    /// the kernel wakes the thread and spins only about that long; zero
+    /// never spins.
     pub spin: Duration,
     /// Scheduling of the timing thread.
     pub scheduling: Scheduling,
@@ -97,7 +106,7 @@ impl Default for Config {
             output: Output::Path(default_output()),
             format: Format::Native,
             clock: None,
-            spin: Duration::ZERO,
+            spin: DEFAULT_SPIN,
             scheduling: Scheduling::Normal,
             jitter: false,
             buffers: 4,

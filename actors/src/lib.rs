@@ -25,6 +25,8 @@
 //! ```
 #![warn(missing_docs, missing_debug_implementations)]
 
+#[doc(hidden)]
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod error;

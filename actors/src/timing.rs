@@ -9,8 +9,11 @@
 //!   `try_recv`); a sender unparks the thread so messages are handled between
 //!   ticks, not only at the next deadline. No lock is shared with an
 //!   interpreter or a registration.
-//! - The thread sets its timer slack to 1 ns and, when asked and permitted,
-//!   `SCHED_FIFO` (see [`crate::sys`]).
+//! - The thread sets its timer slack to 1 ns, a short EEVDF slice at normal
+//!   priority (so a waking tick preempts busy interpreters) and, when asked
+//!   and permitted, `SCHED_FIFO` (see [`crate::sys`]). The clock sleeps until
+//!   a learned margin before each deadline and spins the rest (see
+//!   [`crate::clock::WakeEstimator`]).
 
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, Thread};

@@ -1,0 +1,89 @@
+//! Benchmarking entry points into the timing thread's hot path.
+//!
+//! - Not part of the API (`#[doc(hidden)]`): criterion benchmarks in the
+//!   root package drive the real `TickerCore` and `SamplerCore` through
+//!   it, without threads, actors or a writer.
+//! - [`Tick::tick`] is exactly what the timing thread does per deadline once
+//!   awake: `ticker.fire(now)` then `sampler.sample(cmd)`. Full batches go to
+//!   a channel that the bench drains back into the buffer pool, standing in
+//!   for the writer, so the tick path allocates nothing and drops nothing.
+#![doc(hidden)]
+
+use std::sync::Arc;
+
+use crate::clock::{Clock, MonotonicClock};
+use crate::format::Sample;
+use crate::pc::{PcHandle, Source};
+use crate::sampler::SamplerCore;
+use crate::ticker::TickerCore;
+
+/// A ticker and a sampler over `n` interpreters whose PCs never change.
+#[derive(Debug)]
+pub struct Tick {
+    ticker: TickerCore,
+    sampler: SamplerCore,
+    clock: Arc<MonotonicClock>,
+    /// Kept so the interpreters are not retired.
+    _handles: Vec<PcHandle>,
+    written: flume::Receiver<Vec<Sample>>,
+    free: flume::Sender<Vec<Sample>>,
+}
+
+impl Tick {
+    /// `interpreters` executing interpreters, batches of `flush` samples, at
+    /// 1 kHz (the rate only sets the deadlines; nothing sleeps).
+    pub fn new(interpreters: usize, flush: usize) -> Tick {
+        let buffers = 4;
+        let (to_writer, written) = flume::bounded(buffers);
+        let (free, from_writer) = flume::bounded(buffers);
+        for _ in 1..buffers {
+            let _ = free.send(Vec::with_capacity(flush));
+        }
+        let mut sampler = SamplerCore::new(
+            flush,
+            Vec::with_capacity(flush),
+            to_writer,
+            from_writer,
+            None,
+        );
+        let mut handles = Vec::with_capacity(interpreters);
+        for i in 0..interpreters {
+            let h = PcHandle::new();
+            h.set(0x1000 + 4 * i);
+            sampler.add_interpreter(i as u32, Source::Native(h.reader()));
+            handles.push(h);
+        }
+        let clock = Arc::new(MonotonicClock::new(std::time::Duration::ZERO));
+        let mut ticker = TickerCore::new(1000, false);
+        ticker.start(clock.now());
+        Tick {
+            ticker,
+            sampler,
+            clock,
+            _handles: handles,
+            written,
+            free,
+        }
+    }
+
+    /// One tick, as the timing thread runs it once its deadline has come.
+    /// Returns the samples taken so far.
+    #[inline]
+    pub fn tick(&mut self) -> u64 {
+        // Pretend the deadline has just come, so every call fires.
+        let now = self.ticker.next_deadline();
+        if let Some(cmd) = self.ticker.fire(now) {
+            self.sampler.sample(cmd, &*self.clock);
+        }
+        // The writer's part, recycling buffers without encoding them.
+        while let Ok(batch) = self.written.try_recv() {
+            let _ = self.free.try_send(batch);
+        }
+        self.sampler.samples_taken
+    }
+
+    /// Samples dropped for want of a free buffer (zero in a sound bench).
+    pub fn dropped(&self) -> u64 {
+        self.sampler.samples_dropped
+    }
+}

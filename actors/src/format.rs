@@ -8,9 +8,10 @@
 //!   The frame makes every record self-delimiting and checkable, so a process
 //!   killed mid-write leaves a file whose complete records all read back; the
 //!   reader reports the torn tail as an error naming its offset.
-//! - Samples travel as [`EncodedBatch`]: grouped by tick, time as deltas,
-//!   interpreter ids and PCs as per-interpreter deltas, all varints, so a
-//!   sample with its tick time and interpreter costs about 3 to 4 bytes.
+//! - Samples travel as [`EncodedBatch`]: grouped by tick, tick times as
+//!   differences from the nominal step (one byte on schedule), PCs as
+//!   per-interpreter deltas in LEB128, so a sample with its tick time and
+//!   interpreter costs about 3 bytes.
 //! - **Pulley**: byte-for-byte the format of `pulley_interpreter::profile`'s
 //!   `Recorder` (no header; tag 1 = function: `addr u64 | name_len u32 | name |
 //!   body_len u32 | body`; tag 2 = samples: `count u32 | count × addr u64`,
@@ -167,22 +168,62 @@ pub struct Sample {
 
 /// A batch of samples as stored: struct of arrays of varints.
 ///
-/// Samples of one tick share its time; PCs are stored as the difference from
-/// the same interpreter's previous PC in the batch (zigzag varint), which is
-/// small because interpreters move little between ticks.
+/// Samples of one tick share its time. Ticks are usually one period apart,
+/// so a tick's distance from the previous one is stored as its difference
+/// from `tick_step_ns` (zigzag: one byte when on schedule). PCs are stored
+/// as the difference from the same interpreter's previous PC in the batch,
+/// zigzag-mapped and LEB128-encoded in one byte stream (two bytes for a move
+/// under 8 KiB, where bincode's varint would take three).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncodedBatch {
     /// Time of the first tick.
     pub first_time_ns: u64,
-    /// Time of each later tick minus the time of the tick before it.
-    pub time_deltas: Vec<u64>,
+    /// The nominal distance between ticks (the first one seen).
+    pub tick_step_ns: u64,
+    /// For each later tick: its distance from the tick before, minus
+    /// `tick_step_ns` (wrapping).
+    pub time_deltas: Vec<i64>,
     /// Samples per tick.
     pub counts: Vec<u32>,
     /// Interpreter id of each sample.
     pub interps: Vec<u32>,
-    /// PC of each sample minus the previous PC of the same interpreter in
-    /// this batch (minus 0 for its first).
-    pub pc_deltas: Vec<i64>,
+    /// For each sample, LEB128 of the zigzag of its PC minus the previous PC
+    /// of the same interpreter in this batch (minus 0 for its first).
+    pub pc_deltas: Vec<u8>,
+}
+
+#[inline]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+fn unzigzag(n: u64) -> i64 {
+    (n >> 1) as i64 ^ -((n & 1) as i64)
+}
+
+#[inline]
+fn push_leb128(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads one LEB128 value at `*pos`; `None` if cut or longer than 10 bytes.
+#[inline]
+fn read_leb128(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..70).step_by(7) {
+        let b = *bytes.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 impl EncodedBatch {
@@ -194,13 +235,18 @@ impl EncodedBatch {
             ..EncodedBatch::default()
         };
         out.interps.reserve(samples.len());
-        out.pc_deltas.reserve(samples.len());
+        out.pc_deltas.reserve(samples.len() * 2);
         let mut last_pc: Vec<u64> = Vec::new();
         let mut prev_time = out.first_time_ns;
         for (i, s) in samples.iter().enumerate() {
             if i == 0 || s.time_ns != prev_time {
                 if i != 0 {
-                    out.time_deltas.push(s.time_ns.wrapping_sub(prev_time));
+                    let delta = s.time_ns.wrapping_sub(prev_time);
+                    if out.time_deltas.is_empty() {
+                        out.tick_step_ns = delta;
+                    }
+                    out.time_deltas
+                        .push(delta.wrapping_sub(out.tick_step_ns) as i64);
                 }
                 out.counts.push(0);
                 prev_time = s.time_ns;
@@ -213,7 +259,10 @@ impl EncodedBatch {
                 last_pc.resize(slot + 1, 0);
             }
             out.interps.push(s.interp);
-            out.pc_deltas.push(s.pc.wrapping_sub(last_pc[slot]) as i64);
+            push_leb128(
+                &mut out.pc_deltas,
+                zigzag(s.pc.wrapping_sub(last_pc[slot]) as i64),
+            );
             last_pc[slot] = s.pc;
         }
         out
@@ -230,56 +279,102 @@ impl EncodedBatch {
     }
 
     /// Decodes into `out` (appending). Fails, appending nothing, if the
-    /// arrays disagree in length.
+    /// arrays disagree.
     pub fn decode_into(&self, out: &mut Vec<Sample>) -> Result<(), String> {
-        let n = self.interps.len();
-        if self.pc_deltas.len() != n {
-            return Err(format!(
-                "{} interpreters but {} PCs",
-                n,
-                self.pc_deltas.len()
-            ));
+        let start = out.len();
+        let r = decode_batch(
+            self.first_time_ns,
+            self.tick_step_ns,
+            self.time_deltas.iter().map(|&d| Some(d)),
+            self.time_deltas.len(),
+            self.counts.iter().map(|&c| Some(c)),
+            self.counts.len(),
+            self.interps.iter().map(|&i| Some(i)),
+            self.interps.len(),
+            &self.pc_deltas,
+            out,
+        );
+        if r.is_err() {
+            out.truncate(start);
         }
-        if self.time_deltas.len() + 1 != self.counts.len().max(1) {
-            return Err(format!(
-                "{} ticks but {} time deltas",
-                self.counts.len(),
-                self.time_deltas.len()
-            ));
-        }
-        let total: u64 = self.counts.iter().map(|&c| u64::from(c)).sum();
-        if total != n as u64 {
-            return Err(format!("tick counts add up to {total} but {n} samples"));
-        }
-        if self.interps.iter().any(|&i| i > 1 << 24) {
-            return Err("interpreter id above 2^24".to_string());
-        }
-        out.reserve(n);
-        let mut last_pc: Vec<u64> = Vec::new();
-        let mut time = self.first_time_ns;
-        let mut k = 0;
-        for (t, &count) in self.counts.iter().enumerate() {
-            if t > 0 {
-                time = time.wrapping_add(self.time_deltas[t - 1]);
-            }
-            for _ in 0..count {
-                let interp = self.interps[k];
-                let slot = interp as usize;
-                if slot >= last_pc.len() {
-                    last_pc.resize(slot + 1, 0);
-                }
-                let pc = last_pc[slot].wrapping_add(self.pc_deltas[k] as u64);
-                last_pc[slot] = pc;
-                out.push(Sample {
-                    time_ns: time,
-                    interp,
-                    pc,
-                });
-                k += 1;
-            }
-        }
-        Ok(())
+        r
     }
+}
+
+/// The one decoder of a batch's arrays, fed either from an [`EncodedBatch`]
+/// or straight from a record's bytes (the reader's fast path). Checks every
+/// length and value; appends to `out`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn decode_batch(
+    first_time_ns: u64,
+    tick_step_ns: u64,
+    mut time_deltas: impl Iterator<Item = Option<i64>>,
+    n_times: usize,
+    mut counts: impl Iterator<Item = Option<u32>>,
+    n_counts: usize,
+    mut interps: impl Iterator<Item = Option<u32>>,
+    n_samples: usize,
+    pc_bytes: &[u8],
+    out: &mut Vec<Sample>,
+) -> Result<(), String> {
+    if n_times + 1 != n_counts.max(1) {
+        return Err(format!("{n_counts} ticks but {n_times} time deltas"));
+    }
+    out.reserve(n_samples);
+    let bad = |what: &str| format!("malformed {what}");
+    let mut last_pc: Vec<u64> = Vec::new();
+    let mut time = first_time_ns;
+    let mut left = n_samples;
+    let mut pos = 0;
+    for t in 0..n_counts {
+        if t > 0 {
+            let d = time_deltas
+                .next()
+                .flatten()
+                .ok_or_else(|| bad("time delta"))?;
+            time = time.wrapping_add(tick_step_ns).wrapping_add(d as u64);
+        }
+        let count = counts.next().flatten().ok_or_else(|| bad("tick count"))? as usize;
+        if count > left {
+            return Err(format!("tick counts exceed the {n_samples} samples"));
+        }
+        left -= count;
+        for _ in 0..count {
+            let interp = interps
+                .next()
+                .flatten()
+                .ok_or_else(|| bad("interpreter id"))?;
+            if interp > 1 << 24 {
+                return Err(format!("interpreter id {interp} above 2^24"));
+            }
+            let slot = interp as usize;
+            if slot >= last_pc.len() {
+                last_pc.resize(slot + 1, 0);
+            }
+            let delta = read_leb128(pc_bytes, &mut pos).ok_or_else(|| bad("PC delta"))?;
+            let pc = last_pc[slot].wrapping_add(unzigzag(delta) as u64);
+            last_pc[slot] = pc;
+            out.push(Sample {
+                time_ns: time,
+                interp,
+                pc,
+            });
+        }
+    }
+    if left != 0 {
+        return Err(format!(
+            "tick counts add up to {} but {n_samples} samples",
+            n_samples - left
+        ));
+    }
+    if pos != pc_bytes.len() {
+        return Err(format!(
+            "{} bytes of PC deltas left over",
+            pc_bytes.len() - pos
+        ));
+    }
+    Ok(())
 }
 
 /// A record of a native file.
@@ -1148,59 +1243,44 @@ impl Varints<'_> {
 /// Decodes the payload of a `Record::Samples` after its variant byte (an
 /// [`EncodedBatch`] as bincode lays it out) straight into `out`, without
 /// the batch's intermediate vectors. `None` if it is not exactly a valid
-/// batch (then nothing useful is in `out`): the caller falls back to
-/// bincode for the error message.
+/// batch: the caller falls back to bincode for the error message.
 fn decode_batch_payload(payload: &[u8], out: &mut Vec<Sample>) -> Option<()> {
     let mut c = Varints {
         bytes: payload,
         pos: 0,
     };
     let first_time = c.u64()?;
+    let step = c.u64()?;
     let (n_times, times_at) = c.skip_seq()?;
     let (n_counts, counts_at) = c.skip_seq()?;
     let (n_interps, interps_at) = c.skip_seq()?;
-    let (n_pcs, pcs_at) = c.skip_seq()?;
-    if c.pos != payload.len() || n_pcs != n_interps || n_times + 1 != n_counts.max(1) {
+    // `Vec<u8>`: a varint length, then raw bytes.
+    let n_pc_bytes = usize::try_from(c.u64()?).ok()?;
+    let pcs = payload.get(c.pos..c.pos.checked_add(n_pc_bytes)?)?;
+    if c.pos + n_pc_bytes != payload.len() {
         return None;
     }
     let cursor = |pos| Varints {
         bytes: payload,
         pos,
     };
-    let (mut times, mut counts) = (cursor(times_at), cursor(counts_at));
-    let (mut interps, mut pcs) = (cursor(interps_at), cursor(pcs_at));
+    let (mut times, mut counts, mut interps) =
+        (cursor(times_at), cursor(counts_at), cursor(interps_at));
     let start = out.len();
-    out.reserve(n_interps);
-    let mut last_pc: Vec<u64> = Vec::new();
-    let mut time = first_time;
-    for t in 0..n_counts {
-        if t > 0 {
-            time = time.wrapping_add(times.u64()?);
-        }
-        let count = counts.u32()? as usize;
-        // The tick counts must add up to the samples: never read past them.
-        if count > n_interps - (out.len() - start) {
-            return None;
-        }
-        for _ in 0..count {
-            let interp = interps.u32()?;
-            if interp > 1 << 24 {
-                return None;
-            }
-            let slot = interp as usize;
-            if slot >= last_pc.len() {
-                last_pc.resize(slot + 1, 0);
-            }
-            let pc = last_pc[slot].wrapping_add(pcs.i64()? as u64);
-            last_pc[slot] = pc;
-            out.push(Sample {
-                time_ns: time,
-                interp,
-                pc,
-            });
-        }
-    }
-    if out.len() - start != n_interps {
+    let r = decode_batch(
+        first_time,
+        step,
+        std::iter::from_fn(|| Some(times.i64())),
+        n_times,
+        std::iter::from_fn(|| Some(counts.u32())),
+        n_counts,
+        std::iter::from_fn(|| Some(interps.u32())),
+        n_interps,
+        pcs,
+        out,
+    );
+    if r.is_err() {
+        out.truncate(start);
         return None;
     }
     Some(())

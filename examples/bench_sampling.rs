@@ -46,6 +46,7 @@ struct Args {
     timerslack_ns: Option<u64>,
     realtime: Option<u8>,
     spin_us: Option<u64>,
+    target_us: Option<u64>,
     jitter: bool,
     format: Format,
     buffers: Option<usize>,
@@ -58,11 +59,12 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: bench_sampling [--freq HZ=1000] [--flush N=20000] [--interpreters N=4] \
          [--seconds S=2] [--out PATH] [--keep] [--work spin|idle] [--timerslack-ns N]\n\
-         \x20      [--realtime PRIO] [--spin-us N] [--jitter] [--format native|pulley] [--buffers N]\n\
+         \x20      [--realtime PRIO] [--spin-us N] [--target-us N] [--jitter] [--format native|pulley] [--buffers N]\n\
          Without --out a temp file under /tmp is used and removed at the end unless --keep.\n\
          --realtime asks for SCHED_FIFO on the timing thread (falls back to normal scheduling\n\
          where the process may not raise it; the JSON's \"scheduling\" says which was in force).\n\
-         --spin-us caps the spin before each deadline (default: the profiler's own)."
+         --spin-us caps the spin before each deadline (default: the profiler's own).\n\
+         --target-us is the p99 lateness the timing thread aims at (default: the profiler's own)."
     );
     std::process::exit(2)
 }
@@ -88,6 +90,7 @@ fn parse_args() -> Args {
         timerslack_ns: None,
         realtime: None,
         spin_us: None,
+        target_us: None,
         jitter: false,
         format: Format::Native,
         buffers: None,
@@ -104,6 +107,7 @@ fn parse_args() -> Args {
             "--timerslack-ns" => a.timerslack_ns = Some(parse(&flag, it.next())),
             "--realtime" => a.realtime = Some(parse(&flag, it.next())),
             "--spin-us" => a.spin_us = Some(parse(&flag, it.next())),
+            "--target-us" => a.target_us = Some(parse(&flag, it.next())),
             "--jitter" => a.jitter = true,
             "--buffers" => a.buffers = Some(parse(&flag, it.next())),
             "--format" => {
@@ -321,6 +325,9 @@ fn main() {
     }
     if let Some(us) = args.spin_us {
         builder = builder.spin(Duration::from_micros(us));
+    }
+    if let Some(us) = args.target_us {
+        builder = builder.lateness_target(Duration::from_micros(us));
     }
     if let Some(n) = args.buffers {
         builder = builder.buffers(n);

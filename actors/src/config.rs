@@ -88,6 +88,9 @@ pub struct Config {
     /// the kernel wakes the thread and spins only about that long; zero
     /// never spins.
     pub spin: Duration,
+    /// The 99th percentile of lateness the timing thread aims at: it wakes
+    /// early (spinning the rest, within `spin`) only as much as this needs.
+    pub lateness_target: Duration,
     /// Scheduling of the timing thread.
     pub scheduling: Scheduling,
     /// Randomise each interval (exponentially distributed around the
@@ -107,6 +110,7 @@ impl Default for Config {
             format: Format::Native,
             clock: None,
             spin: DEFAULT_SPIN,
+            lateness_target: crate::clock::DEFAULT_LATENESS_TARGET,
             scheduling: Scheduling::Normal,
             jitter: false,
             buffers: 4,

@@ -106,6 +106,13 @@ impl ProfilerBuilder {
         self
     }
 
+    /// The p99 lateness the timing thread aims at (default 40 µs): a smaller
+    /// target spins more, a larger one less.
+    pub fn lateness_target(mut self, target: Duration) -> Self {
+        self.config.lateness_target = target;
+        self
+    }
+
     /// Ask for `SCHED_FIFO` at `priority` for the timing thread, falling back
     /// to normal scheduling where the process may not raise it.
     pub fn realtime(mut self, priority: u8) -> Self {
@@ -202,10 +209,12 @@ impl Profiler {
     /// Starts with `config`.
     pub fn with_config(config: Config) -> Result<Profiler, Error> {
         config.validate()?;
-        let clock: Arc<dyn Clock> = config
-            .clock
-            .clone()
-            .unwrap_or_else(|| Arc::new(MonotonicClock::new(config.spin)));
+        let clock: Arc<dyn Clock> = config.clock.clone().unwrap_or_else(|| {
+            Arc::new(MonotonicClock::with_target(
+                config.spin,
+                config.lateness_target,
+            ))
+        });
         let (sink, path) = open_output(config.output)?;
         let label = sink_label(&path);
         let encoder = match config.format {

@@ -50,8 +50,11 @@ pub struct Stats {
     pub functions_live: u64,
     /// Functions unloaded.
     pub functions_unloaded: u64,
-    /// The scheduling policy of the timing thread (`normal`, `fifo:N`, or
-    /// `normal (fifo refused: ...)`).
+    /// The scheduling in force on the timing thread: `fifo:N` (real-time
+    /// priority, when asked and permitted), `normal (slice 100us)` (normal
+    /// priority with a short time slice, where the kernel supports it),
+    /// `normal`, with `; fifo refused: ...` appended when real-time priority
+    /// was asked for but not permitted.
     pub scheduling: String,
     /// CPU time of the timing thread (ticker and sampler), in ns.
     pub sampler_cpu_ns: u64,

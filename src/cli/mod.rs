@@ -77,15 +77,20 @@ pub fn stdout_color() -> bool {
 
 /// Loads a profile, with a progress bar on stderr when it is a terminal
 /// and the file is large enough to take a moment.
-pub fn load_profile(path: &Path, options: &LoadOptions) -> Result<Profile, Box<dyn std::error::Error>> {
+pub fn load_profile(
+    path: &Path,
+    options: &LoadOptions,
+) -> Result<Profile, Box<dyn std::error::Error>> {
     let len = std::fs::metadata(path)
         .map_err(|e| format!("{}: {e}", path.display()))?
         .len();
     let bar = (std::io::stderr().is_terminal() && len > 16 << 20).then(|| {
         let bar = indicatif::ProgressBar::new(len);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} ({eta})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{msg} {wide_bar} {bytes}/{total_bytes} ({eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar.set_message(format!("reading {}", path.display()));
         bar.enable_steady_tick(Duration::from_millis(200));

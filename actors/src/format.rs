@@ -964,21 +964,9 @@ impl<R: Read> ProfileReader<R> {
         Ok(record)
     }
 
-    /// A Pulley function section (or an unknown tag); sample sections are
-    /// read by `next_pulley_into`.
-    fn next_pulley(&mut self) -> Result<Option<Event>, ReadError> {
-        let start = self.offset;
-        let tag = match self.pending.take() {
-            Some(t) => t,
-            None => {
-                let mut t = [0u8; 1];
-                match read_full(&mut self.source, &mut t) {
-                    Ok(0) => return Ok(None),
-                    Ok(_) => t[0],
-                    Err(e) => return Err(ReadError::new(start, ReadErrorKind::Io(e))),
-                }
-            }
-        };
+    /// A Pulley section other than samples, whose tag (read at `start`) is
+    /// `tag`: a function, or an error.
+    fn pulley_section(&mut self, start: u64, tag: u8) -> Result<Option<Event>, ReadError> {
         // `pos` counts the bytes of this section consumed so far.
         let mut pos: u64 = 1;
         let src = &mut self.source;
@@ -1071,9 +1059,7 @@ impl<R: Read> ProfileReader<R> {
             }
         };
         if tag != PULLEY_SAMPLES {
-            // Functions and bad tags: the generic path, from the same tag.
-            self.pending = Some(tag);
-            return self.next_pulley();
+            return self.pulley_section(start, tag);
         }
         let mut pos: u64 = 1;
         let count = u32::from_le_bytes(take_fixed(&mut self.source, start, &mut pos)?);

@@ -10,12 +10,12 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use pcprof::analysis::Profile;
 use pcprof::analysis::html::{HotSequence, HtmlOptions, write_report};
 use pcprof::analysis::report::DecoderChoice;
 use pcprof::analysis::sequences::{SequenceOptions, mine};
-use pcprof::analysis::{LoadOptions, Profile};
 
-use super::{CliResult, load_profile};
+use super::CliResult;
 
 /// Arguments of `pcprof html`.
 #[derive(Debug, clap::Args)]
@@ -49,22 +49,7 @@ pub fn run(args: HtmlArgs) -> CliResult {
         name.push(".html");
         PathBuf::from(name)
     });
-    let profile = load_profile(
-        &args.file,
-        &LoadOptions {
-            interp: args.interp,
-            ..LoadOptions::default()
-        },
-    )?;
-    if let Some(id) = args.interp
-        && !profile.interpreters.iter().any(|i| i.id == id)
-    {
-        return Err(format!(
-            "{}: no interpreter {id} in this profile",
-            args.file.display()
-        )
-        .into());
-    }
+    let profile = super::load_filtered(&args.file, args.interp)?;
     let (sequences, sequences_note) = hot_sequences(&profile, &args.decoder, args.sequences);
     let options = HtmlOptions {
         title: args.title,

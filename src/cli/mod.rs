@@ -106,3 +106,22 @@ pub fn load_profile(
     }
     Ok(profile?)
 }
+
+/// Loads a profile keeping only interpreter `interp`'s samples (all when
+/// `None`); an id the profile does not have is an error, not an empty report.
+pub fn load_filtered(
+    path: &Path,
+    interp: Option<u32>,
+) -> Result<Profile, Box<dyn std::error::Error>> {
+    let options = LoadOptions {
+        interp,
+        ..LoadOptions::default()
+    };
+    let profile = load_profile(path, &options)?;
+    if let Some(id) = interp
+        && !profile.interpreters.iter().any(|i| i.id == id)
+    {
+        return Err(format!("{}: no interpreter {id} in this profile", path.display()).into());
+    }
+    Ok(profile)
+}

@@ -10,7 +10,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use pcprof::analysis::LoadOptions;
 use pcprof::analysis::report::{DecoderChoice, ReportOptions, write_report};
 
 use super::CliResult;
@@ -52,20 +51,7 @@ pub(crate) fn parse_percent(s: &str) -> Result<f64, String> {
 
 /// Runs `pcprof report`.
 pub fn run(args: ReportArgs) -> CliResult {
-    let load = LoadOptions {
-        interp: args.interp,
-        ..LoadOptions::default()
-    };
-    let profile = super::load_profile(&args.file, &load)?;
-    if let Some(id) = args.interp
-        && !profile.interpreters.iter().any(|i| i.id == id)
-    {
-        return Err(format!(
-            "{}: no interpreter {id} in this profile",
-            args.file.display()
-        )
-        .into());
-    }
+    let profile = super::load_filtered(&args.file, args.interp)?;
     let options = ReportOptions {
         threshold: args.threshold,
         instructions: args.instructions,

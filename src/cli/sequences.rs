@@ -9,7 +9,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use pcprof::analysis::LoadOptions;
 use pcprof::analysis::report::DecoderChoice;
 use pcprof::analysis::sequences::{SequenceOptions, mine, write_sequences};
 
@@ -47,11 +46,7 @@ pub fn run(args: SequencesArgs) -> CliResult {
         )
         .into());
     }
-    let load = LoadOptions {
-        interp: args.interp,
-        ..LoadOptions::default()
-    };
-    let profile = super::load_profile(&args.file, &load)?;
+    let profile = super::load_filtered(&args.file, args.interp)?;
     let options = SequenceOptions {
         min_len: args.min_len as usize,
         max_len: args.max_len as usize,

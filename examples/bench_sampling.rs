@@ -279,6 +279,11 @@ fn read_back(path: &PathBuf) -> Result<ReadBack, String> {
 }
 
 fn main() {
+    // Actor transitions, when asked for: RUST_LOG=pcprof_actors=trace.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args = parse_args();
     if let Some(ns) = args.timerslack_ns {
         // SAFETY: plain prctl call with integer arguments.

@@ -216,6 +216,11 @@ fn run(functions: &[Vec<u8>], pc: &pcprof::PcHandle) -> Result<i64, String> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Actor transitions, when asked for: RUST_LOG=pcprof_actors=trace.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let functions = vec![main_fn(20_000), collatz()];
     let out = std::path::PathBuf::from("pcprof-stack-vm.data");
     if out.exists() {

@@ -59,7 +59,8 @@ pub fn run(cli: Cli) -> CliResult {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default: warnings).
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings); each line
+/// leads with the event's dotted name (`registry.register_interpreter`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -67,7 +68,33 @@ pub fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .event_format(Named(tracing_subscriber::fmt::format()))
         .try_init();
+}
+
+/// Prefixes the default format with the event's name, which carries pcprof's
+/// actor transitions (the default format shows only target and fields).
+struct Named<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Named<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let name = event.metadata().name();
+        // Unnamed events get tracing's generated `event file:line` name.
+        if !name.starts_with("event ") {
+            write!(writer, "{name} ")?;
+        }
+        self.0.format_event(ctx, writer, event)
+    }
 }
 
 /// Whether to colour stdout: a terminal, and `NO_COLOR` unset or empty.

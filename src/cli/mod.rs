@@ -23,7 +23,17 @@ pub type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
 /// Without a subcommand, records the bundled Pulley demo and prints its
 /// report (`pcprof demo`).
 #[derive(Debug, Parser)]
-#[command(name = "pcprof", version, about, long_about = None)]
+#[command(
+    name = "pcprof",
+    version,
+    about = "pcprof: a sampling profiler for bytecode interpreters. Without a command, records the \
+             bundled Pulley demo and prints its report.",
+    after_help = "Typical use:\n  pcprof                           record the demo (./pulley-<pid>.data) and report it\n  \
+                  pcprof report FILE               hot functions and instructions, with disassembly\n  \
+                  pcprof sequences FILE            hot instruction sequences (macro-instruction candidates)\n  \
+                  pcprof html FILE                 an HTML report to open in a browser\n\n\
+                  Logging: RUST_LOG=pcprof_actors=trace shows every actor transition."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

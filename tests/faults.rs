@@ -52,8 +52,10 @@ fn writer_error_reaches_stop_without_panic() {
     h.set_ptr(&code[0]);
     p.sync().unwrap();
     clock.advance(Duration::from_millis(50));
-    // The embedder keeps running: queries still answer.
-    let live = p.stats().unwrap();
+    // The embedder keeps running: queries still answer. (`flush` has the
+    // writer take every batch sent so far first; `stats` alone may be
+    // answered before it has.)
+    let live = p.flush().unwrap();
     assert_eq!(live.errors, 1);
     assert!(
         live.first_error

@@ -110,3 +110,12 @@ pub fn instruction_at(instructions: &[Instruction], offset: u32) -> Option<usize
         .binary_search_by_key(&offset, |i| i.offset)
         .ok()
 }
+
+/// Index of the instruction whose bytes include `offset`, if any.
+pub fn containing_instruction(instructions: &[Instruction], offset: u64) -> Option<usize> {
+    let i = instructions
+        .partition_point(|ins| u64::from(ins.offset) <= offset)
+        .checked_sub(1)?;
+    let ins = &instructions[i];
+    (offset < u64::from(ins.offset) + u64::from(ins.len.max(1))).then_some(i)
+}

@@ -30,12 +30,12 @@ use std::path::{Path, PathBuf};
 
 #[cfg(feature = "export")]
 use crate::Resolver;
-#[cfg(feature = "export")]
-use crate::analysis::html::containing_instruction;
-use crate::analysis::html::instruction_hits;
 use crate::analysis::profile::{LoadError, LoadOptions, Profile, load};
+#[cfg(feature = "export")]
+use crate::analysis::report::instruction_totals;
 use crate::analysis::report::{DecoderChoice, decode_function};
 use crate::disasm::Instruction;
+use crate::disasm::containing_instruction;
 use crate::format::{
     EncodeError, Encoder, Event, FileHeader, Format, InterpreterRecord, Record, Sample,
 };
@@ -366,7 +366,7 @@ pub fn write_collapsed(
         }
         let name = collapsed_frame(&f.name);
         let instructions = decode_function(decoder, &f.code, &[]).instructions;
-        let hits = instruction_hits(&instructions, &f.hits);
+        let hits = instruction_totals(&instructions, &f.hits);
         let mut attributed = 0;
         for (ins, &count) in instructions.iter().zip(&hits) {
             if count > 0 {

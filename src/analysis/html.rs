@@ -121,7 +121,7 @@ pub fn render(profile: &Profile, options: &HtmlOptions) -> String {
         .map(|f| {
             let listing = decode_function(&options.decoder, &f.code, &f.hits);
             let instructions = listing.instructions;
-            let hits = instruction_hits(&instructions, &f.hits);
+            let hits = super::report::instruction_totals(&instructions, &f.hits);
             decoders.insert(listing.decoder);
             Listed {
                 index: index_of
@@ -195,30 +195,6 @@ struct Listed<'a> {
     instructions: Vec<Instruction>,
     /// Samples per instruction (same indices as `instructions`).
     hits: Vec<u64>,
-}
-
-/// Samples per instruction: a sample at any byte of an instruction counts
-/// for it (a PC inside an instruction is still that instruction).
-pub fn instruction_hits(instructions: &[Instruction], hits: &[u64]) -> Vec<u64> {
-    let mut out = vec![0; instructions.len()];
-    for (offset, &count) in hits.iter().enumerate() {
-        if count == 0 {
-            continue;
-        }
-        if let Some(i) = containing_instruction(instructions, offset as u64) {
-            out[i] += count;
-        }
-    }
-    out
-}
-
-/// Index of the instruction whose bytes include `offset`, if any.
-pub fn containing_instruction(instructions: &[Instruction], offset: u64) -> Option<usize> {
-    let i = instructions
-        .partition_point(|ins| u64::from(ins.offset) <= offset)
-        .checked_sub(1)?;
-    let ins = &instructions[i];
-    (offset < u64::from(ins.offset) + u64::from(ins.len.max(1))).then_some(i)
 }
 
 fn header(out: &mut String, profile: &Profile, title: &str) {

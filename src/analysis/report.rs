@@ -136,6 +136,14 @@ fn hex_listing(code: &[u8], hits: &[u64], width: u32) -> Vec<Instruction> {
     out
 }
 
+/// Samples per instruction, wherever in its bytes they fell.
+pub fn instruction_totals(instructions: &[Instruction], hits: &[u64]) -> Vec<u64> {
+    instruction_hits(instructions, hits)
+        .into_iter()
+        .map(|(at, inside)| at + inside)
+        .collect()
+}
+
 /// Samples credited to each instruction: `(at its start, inside it)`.
 /// Samples at offsets no instruction covers are ignored (a decoder breaking
 /// its contract).

@@ -70,10 +70,11 @@ impl Tick {
     /// Returns the samples taken so far.
     #[inline]
     pub fn tick(&mut self) -> u64 {
-        // Pretend the deadline has just come, so every call fires.
-        let now = self.ticker.next_deadline();
+        // One clock read, as on the timing thread; never before the
+        // deadline, so every call fires.
+        let now = self.clock.now().max(self.ticker.next_deadline());
         if let Some(cmd) = self.ticker.fire(now) {
-            self.sampler.sample(cmd, &*self.clock);
+            self.sampler.sample(cmd, now);
         }
         // The writer's part, recycling buffers without encoding them.
         while let Ok(batch) = self.written.try_recv() {

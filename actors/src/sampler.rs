@@ -16,7 +16,7 @@ use std::mem;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{debug, trace};
 
-use crate::clock::Clock;
+use crate::clock::Nanos;
 use crate::format::Sample;
 use crate::pc::Source;
 use crate::registry::RegistryMsg;
@@ -98,10 +98,12 @@ impl SamplerCore {
     }
 
     /// Executes one sample command. The only work done per tick.
+    ///
+    /// `read_at` is the clock's reading just before the PCs are read (the
+    /// one the ticker fired on: nothing runs between), so lateness is
+    /// measured at the read, against the deadline, with one clock read a tick.
     #[inline]
-    pub(crate) fn sample(&mut self, cmd: SampleCommand, clock: &dyn Clock) {
-        // Lateness is measured when the PCs are read, against the deadline.
-        let read_at = clock.now();
+    pub(crate) fn sample(&mut self, cmd: SampleCommand, read_at: Nanos) {
         self.lateness.record(read_at.saturating_sub(cmd.deadline));
         let mut i = 0;
         while i < self.interps.len() {

@@ -183,8 +183,9 @@ impl TimingThread {
                 }
             }
             clock.sleep_until(self.ticker.next_deadline());
-            if let Some(cmd) = self.ticker.fire(clock.now()) {
-                self.sampler.sample(cmd, &*clock);
+            let now = clock.now();
+            if let Some(cmd) = self.ticker.fire(now) {
+                self.sampler.sample(cmd, now);
             }
         }
         clock.detach();

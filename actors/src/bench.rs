@@ -53,7 +53,7 @@ impl Tick {
             sampler.add_interpreter(i as u32, Source::Native(h.reader()));
             handles.push(h);
         }
-        let clock = Arc::new(MonotonicClock::new(std::time::Duration::ZERO));
+        let clock = Arc::new(MonotonicClock::default());
         let mut ticker = TickerCore::new(1000, false);
         ticker.start(clock.now());
         Tick {

@@ -23,13 +23,6 @@ pub const MAX_FREQUENCY_HZ: u32 = 1_000_000;
 /// Highest accepted batch size.
 pub const MAX_FLUSH_SAMPLES: u32 = 10_000_000;
 
-/// Default cap on the spin before each deadline. The learned margin is
-/// usually far below it (a kernel wake-up error of a few to tens of µs); the
-/// cap bounds the CPU a bad streak of wake-ups can cost (5 % of a core at
-/// 1 kHz). Where the period is shorter than the learned margin (100 kHz),
-/// the timing thread spins rather than sleeps: sleeping could not be on time.
-pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
-
 /// Sampling rate variable (as Pulley's agent).
 pub const ENV_FREQ: &str = "PULLEY_SAMPLING_FREQ";
 /// Batch size variable (as Pulley's agent).
@@ -85,9 +78,12 @@ pub struct Config {
     pub clock: Option<Arc<dyn Clock>>,
     /// The longest the timing thread spins before each deadline instead of
     /// sleeping (monotonic clock only). Within it, the clock learns how late
-    /// the kernel wakes the thread and spins only about that long; zero
-    /// never spins.
-    pub spin: Duration,
+    /// the kernel wakes the thread and spins only about that long.
+    /// `None` (the default): at most 1/100 of the tick period and at most
+    /// [`AUTO_SPIN_MAX`](crate::clock::AUTO_SPIN_MAX), spinning through
+    /// where the period is shorter than the kernel's wake-up error (100 kHz);
+    /// `Some(d)`: at most `d`, always; `Some(ZERO)` never spins.
+    pub spin: Option<Duration>,
     /// The 99th percentile of lateness the timing thread aims at: it wakes
     /// early (spinning the rest, within `spin`) only as much as this needs.
     pub lateness_target: Duration,
@@ -109,7 +105,7 @@ impl Default for Config {
             output: Output::Path(default_output()),
             format: Format::Native,
             clock: None,
-            spin: DEFAULT_SPIN,
+            spin: None,
             lateness_target: crate::clock::DEFAULT_LATENESS_TARGET,
             scheduling: Scheduling::Normal,
             jitter: false,

@@ -100,9 +100,11 @@ impl ProfilerBuilder {
         self
     }
 
-    /// Spin through the last `spin` before each deadline (monotonic clock).
+    /// Spin at most through the last `spin` before each deadline (monotonic
+    /// clock), instead of the automatic cap (1/100 of the tick period, at
+    /// most 50 µs); zero never spins.
     pub fn spin(mut self, spin: Duration) -> Self {
-        self.config.spin = spin;
+        self.config.spin = Some(spin);
         self
     }
 

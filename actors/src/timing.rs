@@ -6,9 +6,11 @@
 //!   [`SampleCommand`](crate::ticker::SampleCommand), let the sampler execute
 //!   it. Nothing else runs on it.
 //! - The mailbox is lock-free (tokio's unbounded MPSC queue, polled with
-//!   `try_recv`); a sender unparks the thread so messages are handled between
-//!   ticks, not only at the next deadline. No lock is shared with an
-//!   interpreter or a registration.
+//!   `try_recv` before every sleep); a sender unparks the thread, which ends
+//!   a long sleep (slow rates, pauses) at once; a tick's sleep (at most
+//!   [`DEAF_SLEEP_MAX`](crate::clock::DEAF_SLEEP_MAX)) runs to its end, so a
+//!   message is handled between ticks, never in the middle of one. No lock
+//!   is shared with an interpreter or a registration.
 //! - The thread sets its timer slack to 1 ns, a short EEVDF slice at normal
 //!   priority (so a waking tick preempts busy interpreters) and, when asked
 //!   and permitted, `SCHED_FIFO` (see [`crate::sys`]). The clock sleeps until

@@ -14,10 +14,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 SEED_TARGET="${SEED_TARGET:-$ROOT/target/seed-baseline}"
 if [ -z "${NO_BUILD:-}" ]; then
   cargo build --quiet --release --manifest-path "$BASE_DIR/Cargo.toml" --target-dir "$SEED_TARGET" >&2
-  (cd "$ROOT" && cargo build --quiet --release --example bench_sampling >&2)
+  (cd "$ROOT" && cargo build --quiet --release --example bench_sampling --example wake_probe >&2)
 fi
 B="$SEED_TARGET/release/seed-baseline"
 P="$CARGO_TARGET_DIR/release/examples/bench_sampling"
+# The floor: one bare sleep a tick, no profiler; its p99 shows the host's
+# wake-up tail during that run, its CPU what one wake-up costs.
+W="$CARGO_TARGET_DIR/release/examples/wake_probe"
 
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 wait_quiet() {
@@ -43,6 +46,7 @@ both() {
 }
 for rep in $(seq 1 "${REPS:-3}"); do
   both idle1k --freq 1000 --interpreters 1 --seconds 3 --work idle
+  run idle1k floor "$W" floor 1000 3
   both spin1k --freq 1000 --interpreters 4 --seconds 3 --work spin
   both spin10k --freq 10000 --interpreters 16 --seconds 3 --work spin
   run spin10k_fifo pcprof "$P" --freq 10000 --interpreters 16 --seconds 3 --work spin --realtime 10

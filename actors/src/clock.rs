@@ -304,6 +304,7 @@ impl WakeEstimator {
     pub fn p99(&self) -> Nanos {
         self.p99
     }
+
     /// The most the thread may spin before a deadline, for ticks `period`
     /// ns apart (0: unknown).
     pub fn cap_for(&self, period: Nanos) -> Nanos {

@@ -7,8 +7,8 @@
 //!   it. Nothing else runs on it.
 //! - The mailbox is lock-free (tokio's unbounded MPSC queue, drained with
 //!   `try_recv` before a sleep when its doorbell flag rang); a sender rings
-//!   the doorbell and unparks the thread, which ends
-//!   a long sleep (slow rates, pauses) at once; a tick's sleep (at most
+//!   the doorbell and unparks the thread, which ends a long sleep (slow
+//!   rates, pauses) at once; a tick's sleep (at most
 //!   [`DEAF_SLEEP_MAX`](crate::clock::DEAF_SLEEP_MAX)) runs to its end, so a
 //!   message is handled between ticks, never in the middle of one. No lock
 //!   is shared with an interpreter or a registration.
@@ -111,8 +111,14 @@ pub struct TimingStats {
 pub struct TimingMailbox {
     tx: UnboundedSender<TimingMsg>,
     thread: Thread,
-    /// Raised after each send (see [`Doorbell`]).
-    doorbell: Arc<Doorbell>,
+    /// The doorbell: raised after each send. What the timing thread checks
+    /// before each sleep instead of polling the queue: one flag in one cache
+    /// line, where the queue's poll reads three or four (a tick starts with
+    /// cold caches, at about 0.1 µs a line on a VM). The thread lowers it
+    /// before draining the queue, so a message is never left waiting for the
+    /// next one; the count of mailboxes sharing it (the `Arc`'s, in the same
+    /// line) tells the thread when every sender is gone.
+    doorbell: Arc<AtomicBool>,
 }
 
 impl TimingMailbox {
@@ -120,22 +126,10 @@ impl TimingMailbox {
         self.tx
             .send(msg)
             .map_err(|_| Error::actor("sampler", "the timing thread has exited"))?;
-        self.doorbell.rung.store(true, Ordering::Release);
+        self.doorbell.store(true, Ordering::Release);
         self.thread.unpark();
         Ok(())
     }
-}
-
-/// What the timing thread checks before each sleep instead of polling the
-/// queue: one flag in one cache line, where the queue's poll reads three or
-/// four (a tick starts with cold caches, at about 0.1 µs a line on a VM).
-/// Raised after a message is queued, lowered by the thread before it drains
-/// the queue, so a message is never left waiting for the next one. The
-/// count of mailboxes sharing it (the `Arc`'s, in the same line) tells the
-/// thread when every sender is gone.
-#[derive(Debug, Default)]
-struct Doorbell {
-    rung: AtomicBool,
 }
 
 /// Everything the timing thread owns.
@@ -156,7 +150,7 @@ impl TimingThread {
     /// Spawns the thread; it starts ticking at once.
     pub(crate) fn spawn(self) -> std::io::Result<(JoinHandle<()>, TimingMailbox)> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let doorbell = Arc::new(Doorbell::default());
+        let doorbell = Arc::new(AtomicBool::new(false));
         let bell = Arc::clone(&doorbell);
         // The clock is attached before the thread exists, so a virtual clock
         // never advances past the thread's first deadline before it sleeps.
@@ -164,7 +158,7 @@ impl TimingThread {
         let clock = Arc::clone(&self.clock);
         let spawned = thread::Builder::new()
             .name("pcprof-sampler".into())
-            .spawn(move || self.run(rx, &bell));
+            .spawn(move || self.run(rx, bell));
         match spawned {
             Ok(join) => {
                 let thread = join.thread().clone();
@@ -184,7 +178,7 @@ impl TimingThread {
         }
     }
 
-    fn run(mut self, mut inbox: UnboundedReceiver<TimingMsg>, doorbell: &Arc<Doorbell>) {
+    fn run(mut self, mut inbox: UnboundedReceiver<TimingMsg>, doorbell: Arc<AtomicBool>) {
         let dispatch = self.dispatch.clone();
         let _guard = tracing::dispatcher::set_default(&dispatch);
         let policy = sys::prepare_timing_thread(self.scheduling);
@@ -197,11 +191,11 @@ impl TimingThread {
             // the doorbell rang, or when this thread holds the last reference
             // to it (every mailbox dropped: the poll then sees the queue
             // disconnected).
-            if doorbell.rung.load(Ordering::Relaxed) || Arc::strong_count(doorbell) == 1 {
+            if doorbell.load(Ordering::Relaxed) || Arc::strong_count(&doorbell) == 1 {
                 // Lowered before draining (and the Acquire pairs with the
                 // sender's Release): a message queued after this is seen now
                 // or rings again.
-                doorbell.rung.swap(false, Ordering::Acquire);
+                doorbell.swap(false, Ordering::Acquire);
                 loop {
                     match inbox.try_recv() {
                         Ok(msg) => {

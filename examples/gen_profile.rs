@@ -16,11 +16,12 @@
 //!     [--samples 50000000] [--seed 1] [--native]
 //! ```
 
-use std::io::BufWriter;
 use std::process::ExitCode;
 
 #[cfg(feature = "pulley")]
 fn run() -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::BufWriter;
+
     use pcprof::disasm::InstructionDecoder;
     use pcprof::format::{Encoder, FileHeader, FunctionRecord, Record, Sample};
     use pcprof::pulley::PulleyDecoder;

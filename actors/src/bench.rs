@@ -41,6 +41,7 @@ impl Tick {
         }
         let mut sampler = SamplerCore::new(
             flush,
+            crate::config::DEFAULT_FLUSH_INTERVAL.as_nanos() as u64,
             Vec::with_capacity(flush),
             to_writer,
             from_writer,

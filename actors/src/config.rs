@@ -31,6 +31,16 @@ pub const ENV_FLUSH: &str = "PULLEY_SAMPLING_FLUSH_AMT";
 pub const ENV_OUT: &str = "PCPROF_OUT";
 /// Output format variable (`native` or `pulley`).
 pub const ENV_FORMAT: &str = "PCPROF_FORMAT";
+/// Flush interval variable (`500ms`, `2s`; a bare number is milliseconds).
+pub const ENV_FLUSH_INTERVAL: &str = "PCPROF_FLUSH_INTERVAL";
+
+/// Default flush interval: a killed process loses at most about this much.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Shortest and longest accepted flush intervals.
+pub const FLUSH_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_millis(1), Duration::from_secs(3600));
+/// Default time an actor has to answer a shutdown step or a query.
+pub const DEFAULT_ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the profile goes.
 pub enum Output {
@@ -68,8 +78,18 @@ pub enum Scheduling {
 pub struct Config {
     /// Ticks per second (1..=1_000_000).
     pub frequency_hz: u32,
-    /// Samples per batch handed to the writer.
+    /// Samples per batch handed to the writer (at most; see
+    /// `flush_interval`).
     pub flush_samples: u32,
+    /// The longest samples wait in the sampler's batch before they are
+    /// handed to the writer, which writes them to the OS at once: what a
+    /// killed process can lose, whatever the batch size.
+    pub flush_interval: Duration,
+    /// How long the supervisor waits for an actor's answer, in each step of
+    /// the shutdown and in each query; past it the actor is reported
+    /// (`ErrorKind::Timeout`) and the profiler goes on without it, so a
+    /// stalled sink never hangs `stop()`.
+    pub actor_timeout: Duration,
     /// Where the profile goes.
     pub output: Output,
     /// Its format.
@@ -102,6 +122,8 @@ impl Default for Config {
         Config {
             frequency_hz: 1000,
             flush_samples: 20_000,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            actor_timeout: DEFAULT_ACTOR_TIMEOUT,
             output: Output::Path(default_output()),
             format: Format::Native,
             clock: None,
@@ -134,7 +156,101 @@ fn parse_u32(variable: &str, value: &str, min: u32, max: u32) -> Result<u32, Err
     Ok(n as u32)
 }
 
+/// `500ms`, `1.5s`, `250us` or a bare number of milliseconds, within
+/// [`FLUSH_INTERVAL_RANGE`].
+fn parse_interval(variable: &str, value: &str) -> Result<Duration, Error> {
+    let v = value.trim();
+    let (number, scale) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = v.strip_suffix("us") {
+        (n, 1e-6)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        (v, 1e-3)
+    };
+    let seconds = number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x >= 0.0)
+        .map(|x| x * scale)
+        .ok_or_else(|| {
+            Error::config(
+                variable,
+                value,
+                "not a duration (examples: 500ms, 2s, 1.5s; a bare number is milliseconds)",
+            )
+        })?;
+    let d = Duration::try_from_secs_f64(seconds)
+        .map_err(|_| Error::config(variable, value, "out of range"))?;
+    check_interval(variable, value, d)
+}
+
+fn check_interval(
+    variable: &str,
+    value: impl fmt::Display,
+    d: Duration,
+) -> Result<Duration, Error> {
+    let (lo, hi) = FLUSH_INTERVAL_RANGE;
+    if d < lo || d > hi {
+        return Err(Error::config(
+            variable,
+            value,
+            format!("must be between {lo:?} and {hi:?}"),
+        ));
+    }
+    Ok(d)
+}
+
+/// Physical memory, where the OS tells it.
+fn physical_memory() -> Option<u64> {
+    // SAFETY: sysconf only reads system constants.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    (pages > 0 && size > 0).then(|| pages as u64 * size as u64)
+}
+
 impl Config {
+    /// Capacity of one batch buffer: headroom so that one tick of many
+    /// interpreters rarely splits a batch.
+    pub(crate) fn buffer_capacity(&self) -> usize {
+        self.flush_samples as usize + 64
+    }
+
+    /// Bytes the batch buffers take when full: `buffers` times
+    /// `flush_samples + 64` samples. Refused, naming both settings, when it
+    /// overflows or exceeds the machine's memory, instead of aborting the
+    /// host on a failed allocation.
+    pub fn buffer_bytes(&self) -> Result<u64, Error> {
+        let sample = std::mem::size_of::<crate::format::Sample>() as u64;
+        let total = (self.buffer_capacity() as u64)
+            .checked_mul(sample)
+            .and_then(|b| b.checked_mul(self.buffers as u64));
+        let refuse = |why: String| {
+            Error::config(
+                "buffers × flush_samples",
+                format!("{} × {}", self.buffers, self.flush_samples),
+                why,
+            )
+        };
+        let total = total.ok_or_else(|| refuse("the buffers' size overflows".into()))?;
+        if let Some(mem) = physical_memory()
+            && total > mem
+        {
+            return Err(refuse(format!(
+                "the batch buffers would take {} MiB, more than this machine's {} MiB",
+                total >> 20,
+                mem >> 20
+            )));
+        }
+        Ok(total)
+    }
+
     /// Applies the environment variables found by `lookup` (use
     /// `|k| std::env::var(k).ok()` for the process environment).
     pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), Error> {
@@ -143,6 +259,9 @@ impl Config {
         }
         if let Some(v) = lookup(ENV_FLUSH) {
             self.flush_samples = parse_u32(ENV_FLUSH, &v, 1, MAX_FLUSH_SAMPLES)?;
+        }
+        if let Some(v) = lookup(ENV_FLUSH_INTERVAL) {
+            self.flush_interval = parse_interval(ENV_FLUSH_INTERVAL, &v)?;
         }
         if let Some(v) = lookup(ENV_OUT) {
             if v.is_empty() {
@@ -175,6 +294,18 @@ impl Config {
                 format!("must be between 1 and {MAX_FLUSH_SAMPLES}"),
             ));
         }
+        check_interval(
+            "flush_interval",
+            format!("{:?}", self.flush_interval),
+            self.flush_interval,
+        )?;
+        if self.actor_timeout.is_zero() {
+            return Err(Error::config(
+                "actor_timeout",
+                format!("{:?}", self.actor_timeout),
+                "must be longer than zero",
+            ));
+        }
         if self.buffers < 2 {
             return Err(Error::config(
                 "buffers",
@@ -191,6 +322,7 @@ impl Config {
                 "must be between 1 and 99",
             ));
         }
+        self.buffer_bytes()?;
         Ok(())
     }
 
@@ -248,6 +380,10 @@ mod tests {
             (ENV_FLUSH, "-3"),
             (ENV_FORMAT, "json"),
             (ENV_OUT, ""),
+            (ENV_FLUSH_INTERVAL, "0"),
+            (ENV_FLUSH_INTERVAL, "soon"),
+            (ENV_FLUSH_INTERVAL, "2h"),
+            (ENV_FLUSH_INTERVAL, "-1s"),
         ] {
             let mut c = Config::default();
             let e = c.apply_env(env(&[(var, val)])).unwrap_err();
@@ -256,5 +392,44 @@ mod tests {
             assert!(msg.contains(var), "{msg}");
             assert!(msg.contains(&format!("{val:?}")), "{msg}");
         }
+    }
+
+    #[test]
+    fn flush_interval_from_env() {
+        for (val, want) in [
+            ("250ms", Duration::from_millis(250)),
+            ("2s", Duration::from_secs(2)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("1500us", Duration::from_micros(1500)),
+            ("40", Duration::from_millis(40)),
+        ] {
+            let mut c = Config::default();
+            c.apply_env(env(&[(ENV_FLUSH_INTERVAL, val)])).unwrap();
+            assert_eq!(c.flush_interval, want, "{val}");
+        }
+        assert_eq!(Config::default().flush_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn buffers_that_cannot_be_allocated_are_refused_by_name() {
+        let c = Config {
+            flush_samples: MAX_FLUSH_SAMPLES,
+            buffers: 1_000_000,
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("buffers × flush_samples"), "{msg}");
+        assert!(msg.contains("1000000 × 10000000"), "{msg}");
+        let c = Config {
+            buffers: usize::MAX,
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("overflows"));
+        // The defaults take 4 × 20064 samples.
+        assert_eq!(
+            Config::default().buffer_bytes().unwrap(),
+            4 * 20_064 * std::mem::size_of::<crate::format::Sample>() as u64
+        );
     }
 }

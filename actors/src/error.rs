@@ -10,10 +10,15 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::stats::Stats;
+
 /// An error of the recording runtime.
 #[derive(Debug)]
 pub struct Error {
     kind: Box<ErrorKind>,
+    /// The final statistics, on an error returned by
+    /// [`crate::Profiler::stop`]: a fault never loses the counts.
+    stats: Option<Box<Stats>>,
 }
 
 /// What went wrong.
@@ -61,12 +66,46 @@ pub enum ErrorKind {
     },
     /// The profiler has already stopped, so the request cannot be served.
     Stopped,
+    /// An actor did not answer in time (a stalled output sink, a stuck
+    /// thread); the profiler went on without it.
+    Timeout {
+        /// The actor waited for.
+        actor: &'static str,
+        /// What it was asked (`flush`, `finish`, `stats`, `stop`, ...).
+        request: &'static str,
+        /// How long it was waited for.
+        after: std::time::Duration,
+    },
 }
 
 impl Error {
     /// The kind of error.
     pub fn kind(&self) -> &ErrorKind {
         &self.kind
+    }
+
+    /// The final statistics (samples taken, written, dropped, ...) when this
+    /// error was returned by [`crate::Profiler::stop`].
+    pub fn stats(&self) -> Option<&Stats> {
+        self.stats.as_deref()
+    }
+
+    pub(crate) fn with_stats(mut self, stats: Stats) -> Error {
+        self.stats = Some(Box::new(stats));
+        self
+    }
+
+    pub(crate) fn timeout(
+        actor: &'static str,
+        request: &'static str,
+        after: std::time::Duration,
+    ) -> Error {
+        ErrorKind::Timeout {
+            actor,
+            request,
+            after,
+        }
+        .into()
     }
 
     pub(crate) fn config(
@@ -108,6 +147,7 @@ impl From<ErrorKind> for Error {
     fn from(kind: ErrorKind) -> Error {
         Error {
             kind: Box::new(kind),
+            stats: None,
         }
     }
 }
@@ -136,6 +176,15 @@ impl fmt::Display for Error {
             }
             ErrorKind::Actor { actor, reason } => write!(f, "{actor} actor: {reason}"),
             ErrorKind::Stopped => write!(f, "the profiler has stopped"),
+            ErrorKind::Timeout {
+                actor,
+                request,
+                after,
+            } => write!(
+                f,
+                "{actor} actor: no answer to {request} within {} ms",
+                after.as_millis()
+            ),
         }
     }
 }
@@ -153,7 +202,7 @@ impl Clone for Error {
     /// Errors are kept in statistics and handed out more than once; an I/O
     /// error is cloned by kind and message.
     fn clone(&self) -> Error {
-        match &*self.kind {
+        let kind: ErrorKind = match &*self.kind {
             ErrorKind::Config {
                 variable,
                 value,
@@ -162,11 +211,8 @@ impl Clone for Error {
                 variable: variable.clone(),
                 value: value.clone(),
                 reason: reason.clone(),
-            }
-            .into(),
-            ErrorKind::OutputExists { path } => {
-                ErrorKind::OutputExists { path: path.clone() }.into()
-            }
+            },
+            ErrorKind::OutputExists { path } => ErrorKind::OutputExists { path: path.clone() },
             ErrorKind::Io {
                 path,
                 operation,
@@ -175,19 +221,29 @@ impl Clone for Error {
                 path: path.clone(),
                 operation,
                 source: io::Error::new(source.kind(), source.to_string()),
-            }
-            .into(),
+            },
             ErrorKind::Encode { record, reason } => ErrorKind::Encode {
                 record,
                 reason: reason.clone(),
-            }
-            .into(),
+            },
             ErrorKind::Actor { actor, reason } => ErrorKind::Actor {
                 actor,
                 reason: reason.clone(),
-            }
-            .into(),
-            ErrorKind::Stopped => ErrorKind::Stopped.into(),
+            },
+            ErrorKind::Stopped => ErrorKind::Stopped,
+            ErrorKind::Timeout {
+                actor,
+                request,
+                after,
+            } => ErrorKind::Timeout {
+                actor,
+                request,
+                after: *after,
+            },
+        };
+        Error {
+            kind: Box::new(kind),
+            stats: self.stats.clone(),
         }
     }
 }

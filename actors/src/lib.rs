@@ -41,6 +41,7 @@ pub mod supervisor;
 mod sys;
 pub mod ticker;
 pub mod timing;
+pub mod watch;
 pub mod writer;
 
 pub use clock::{Clock, MonotonicClock, Nanos, VirtualClock};

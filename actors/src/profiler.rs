@@ -50,7 +50,8 @@ impl ProfilerBuilder {
     }
 
     /// Applies `PULLEY_SAMPLING_FREQ`, `PULLEY_SAMPLING_FLUSH_AMT`,
-    /// `PCPROF_OUT` and `PCPROF_FORMAT` from the process environment.
+    /// `PCPROF_FLUSH_INTERVAL`, `PCPROF_OUT` and `PCPROF_FORMAT` from the
+    /// process environment.
     pub fn env(self) -> Result<ProfilerBuilder, Error> {
         self.env_from(|k| std::env::var(k).ok())
     }
@@ -70,9 +71,25 @@ impl ProfilerBuilder {
         self
     }
 
-    /// Samples per batch handed to the writer.
+    /// Samples per batch handed to the writer (at most: a batch is also
+    /// handed over when it is `flush_interval` old).
     pub fn flush_every(mut self, samples: u32) -> Self {
         self.config.flush_samples = samples;
+        self
+    }
+
+    /// The longest samples wait before they are written to the OS (default
+    /// 1 s, `PCPROF_FLUSH_INTERVAL`): what `kill -9` can lose.
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.config.flush_interval = interval;
+        self
+    }
+
+    /// How long an actor has to answer each shutdown step and each query
+    /// (default 5 s); past it the call returns `ErrorKind::Timeout`, so a
+    /// stalled output sink never hangs `stop()` or a drop.
+    pub fn actor_timeout(mut self, timeout: Duration) -> Self {
+        self.config.actor_timeout = timeout;
         self
     }
 
@@ -156,11 +173,76 @@ pub struct Profiler {
     final_stats: Option<Stats>,
 }
 
+/// Removes a freshly created output file unless `start` succeeds: a failed
+/// start leaves nothing behind (an empty file would block a rerun).
+struct RemoveOnFailure(Option<PathBuf>);
+
+impl Drop for RemoveOnFailure {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Allocates the batch buffers, refusing (with an error naming the
+/// settings) what the allocator cannot give instead of aborting the host.
+fn allocate_buffers(config: &Config) -> Result<Vec<Vec<crate::format::Sample>>, Error> {
+    config.buffer_bytes()?;
+    let capacity = config.buffer_capacity();
+    let mut buffers = Vec::new();
+    let refuse = |e: std::collections::TryReserveError| {
+        Error::config(
+            "buffers × flush_samples",
+            format!("{} × {}", config.buffers, config.flush_samples),
+            format!("cannot allocate the batch buffers: {e}"),
+        )
+    };
+    buffers.try_reserve_exact(config.buffers).map_err(refuse)?;
+    for _ in 0..config.buffers {
+        let mut b = Vec::new();
+        b.try_reserve_exact(capacity).map_err(refuse)?;
+        buffers.push(b);
+    }
+    Ok(buffers)
+}
+
+/// The header is written on the caller's thread, through the embedder's
+/// sink: a panic there is an error of `start`, never the caller's panic.
+fn write_header(sink: Sink, header: &FileHeader, label: &Path) -> Result<Encoder<Sink>, Error> {
+    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut encoder = Encoder::native(sink, header)?;
+        // The header reaches the OS now: a process killed at any later
+        // moment leaves a file that is recognisably a profile.
+        encoder.get_mut().flush()?;
+        Ok(encoder)
+    }));
+    match written {
+        Ok(Ok(encoder)) => Ok(encoder),
+        Ok(Err(crate::format::EncodeError::Io(io))) => Err(Error::io(label, "write", io)),
+        Ok(Err(crate::format::EncodeError::Encode(reason))) => Err(ErrorKind::Encode {
+            record: "header",
+            reason,
+        }
+        .into()),
+        Err(payload) => Err(Error::actor(
+            "writer",
+            format!(
+                "the output {} panicked while the header was written: {}",
+                label.display(),
+                crate::watch::panic_message(payload.as_ref())
+            ),
+        )),
+    }
+}
+
 /// A cloneable handle to a running profiler: registration and queries.
 #[derive(Clone)]
 pub struct ProfilerHandle {
     refs: ActorRefs,
     clock: Arc<dyn Clock>,
+    /// The actor timeout: a query waits for at most a few of these.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for ProfilerHandle {
@@ -217,7 +299,11 @@ impl Profiler {
                 config.lateness_target,
             ))
         });
+        // Everything that can fail before any thread exists fails first,
+        // and before the output is created where it can.
+        let buffers = allocate_buffers(&config)?;
         let (sink, path) = open_output(config.output)?;
+        let mut created = RemoveOnFailure(path.clone());
         let label = sink_label(&path);
         let encoder = match config.format {
             Format::Pulley => Encoder::pulley(sink),
@@ -233,14 +319,7 @@ impl Profiler {
                     flush_samples: config.flush_samples,
                     clock: clock.name().to_string(),
                 };
-                Encoder::native(sink, &header).map_err(|e| match e {
-                    crate::format::EncodeError::Io(io) => Error::io(&label, "write", io),
-                    crate::format::EncodeError::Encode(reason) => ErrorKind::Encode {
-                        record: "header",
-                        reason,
-                    }
-                    .into(),
-                })?
+                write_header(sink, &header, &label)?
             }
         };
         let dispatch = tracing::dispatcher::get_default(|d| d.clone());
@@ -249,7 +328,9 @@ impl Profiler {
             clock: Arc::clone(&clock),
             frequency_hz: config.frequency_hz,
             flush_samples: config.flush_samples,
-            buffers: config.buffers,
+            flush_interval_ns: u64::try_from(config.flush_interval.as_nanos()).unwrap_or(u64::MAX),
+            buffers,
+            actor_timeout: config.actor_timeout,
             scheduling: config.scheduling,
             jitter: config.jitter,
             dispatch: dispatch.clone(),
@@ -274,8 +355,13 @@ impl Profiler {
         match ready {
             Ok(refs) => {
                 debug!(name: "profiler.started", output = %label.display());
+                created.0 = None;
                 Ok(Profiler {
-                    handle: ProfilerHandle { refs, clock },
+                    handle: ProfilerHandle {
+                        refs,
+                        clock,
+                        timeout: config.actor_timeout,
+                    },
                     runtime: Some(runtime),
                     output: path,
                     result: None,
@@ -284,10 +370,6 @@ impl Profiler {
             }
             Err(e) => {
                 let _ = runtime.join();
-                // Nothing was recorded: do not leave an empty file behind.
-                if let Some(p) = &path {
-                    let _ = std::fs::remove_file(p);
-                }
                 Err(e)
             }
         }
@@ -304,29 +386,40 @@ impl Profiler {
     }
 
     /// Stops in order and returns the final statistics, or the first error
-    /// met while profiling. Calling it again returns the same result.
+    /// met while profiling (its [`Error::stats`] holds the final
+    /// statistics). Calling it again returns the same result. It never
+    /// hangs: each shutdown step has the actor timeout
+    /// ([`ProfilerBuilder::actor_timeout`]).
     pub fn stop(&mut self) -> Result<Stats, Error> {
         if let Some(r) = &self.result {
             return r.clone();
         }
+        // Four steps at most wait their full timeout; the margin covers the
+        // registry and the faces.
+        let limit = self.handle.timeout.saturating_mul(8);
         let result = self
             .handle
-            .call(SupervisorMsg::Stop)
-            .unwrap_or_else(|_| Err(Error::actor("supervisor", "stopped without a result")));
+            .call_within(SupervisorMsg::Stop, "stop", Some(limit));
+        let answered = !matches!(
+            result.as_ref().map_err(Error::kind),
+            Err(ErrorKind::Timeout { .. })
+        );
+        let result = result.unwrap_or_else(Err);
+        // The runtime thread exits right after the answer; without one it
+        // is stuck, and is left detached rather than joined.
         if let Some(rt) = self.runtime.take()
+            && answered
             && rt.join().is_err()
         {
             warn!(name: "profiler.runtime_panicked", "the runtime thread panicked");
         }
-        self.final_stats = match &result {
-            Ok(s) => Some(s.clone()),
-            Err(_) => None,
-        };
+        self.final_stats = SupervisorActor::final_stats_of(&result);
         self.result = Some(result.clone());
         result
     }
 
-    /// The final statistics after [`Profiler::stop`] returned `Ok`.
+    /// The final statistics once [`Profiler::stop`] has run, whether it
+    /// returned `Ok` or an error.
     pub fn final_stats(&self) -> Option<&Stats> {
         self.final_stats.as_ref()
     }
@@ -369,11 +462,21 @@ fn run_runtime(args: SupervisorArgs, dispatch: tracing::Dispatch, ready: flume::
         let _ = ready.send(refs);
         let _ = join.await;
     });
+    // A thread that missed its shutdown step is left behind, never waited
+    // for: dropping the runtime would wait for its blocking tasks.
+    rt.shutdown_timeout(Duration::from_millis(100));
 }
 
-/// Runs a future to completion on the calling thread, parking between polls.
+/// Runs a future to completion on the calling thread, parking between polls,
+/// for at most `limit` (`None`: no limit); `None` when the limit passed.
 /// Enough for a oneshot reply, which needs no runtime to make progress.
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+///
+/// - The future is polled `unconstrained`: inside a caller's tokio runtime
+///   each completed reply spends that runtime's cooperative budget, and once
+///   it is spent tokio defers the wake-up to a scheduler that never runs,
+///   because this thread is parked here (the facade hung after about 130
+///   calls from a current_thread `block_on`).
+fn block_on<F: std::future::Future>(fut: F, limit: Option<Duration>) -> Option<F::Output> {
     struct Unpark(thread::Thread);
     impl std::task::Wake for Unpark {
         fn wake(self: Arc<Self>) {
@@ -383,14 +486,24 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
             self.0.unpark();
         }
     }
+    let deadline = limit.map(|l| std::time::Instant::now() + l);
     let waker = std::task::Waker::from(Arc::new(Unpark(thread::current())));
     let mut cx = std::task::Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
+    let mut fut = std::pin::pin!(tokio::task::coop::unconstrained(fut));
     loop {
         if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
+            return Some(v);
         }
-        thread::park();
+        match deadline {
+            None => thread::park(),
+            Some(d) => {
+                let now = std::time::Instant::now();
+                if now >= d {
+                    return None;
+                }
+                thread::park_timeout(d - now);
+            }
+        }
     }
 }
 
@@ -412,7 +525,8 @@ impl Drop for Profiler {
 }
 
 impl ProfilerHandle {
-    /// Sends a request to the supervisor and blocks for the reply.
+    /// Sends a request to the supervisor and blocks for the reply, at most
+    /// three actor timeouts (a query asks up to three actors, each bounded).
     ///
     /// The reply is awaited by parking this thread ([`block_on`]), not on a
     /// runtime: tokio's `blocking_recv` panics when the caller is inside a
@@ -422,12 +536,29 @@ impl ProfilerHandle {
         &self,
         msg: impl FnOnce(RpcReplyPort<T>) -> SupervisorMsg,
     ) -> Result<T, Error> {
+        self.call_within(msg, "query", Some(self.timeout.saturating_mul(3)))
+    }
+
+    fn call_within<T: Send + 'static>(
+        &self,
+        msg: impl FnOnce(RpcReplyPort<T>) -> SupervisorMsg,
+        request: &'static str,
+        limit: Option<Duration>,
+    ) -> Result<T, Error> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.refs
             .supervisor
             .cast(msg(tx.into()))
             .map_err(|_| Error::from(ErrorKind::Stopped))?;
-        block_on(rx).map_err(|_| ErrorKind::Stopped.into())
+        match block_on(rx, limit) {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(_)) => Err(ErrorKind::Stopped.into()),
+            None => Err(Error::timeout(
+                "supervisor",
+                request,
+                limit.unwrap_or_default(),
+            )),
+        }
     }
 
     /// Now, on the profiler's clock (ns since its start).
@@ -436,28 +567,45 @@ impl ProfilerHandle {
     }
 
     /// Registers a new interpreter and returns the handle it publishes its
-    /// PC through. `label` is typically the thread's name.
+    /// PC through. `label` is typically the thread's name. Waits for the
+    /// registry's answer, so a registration that races `stop()` is
+    /// [`ErrorKind::Stopped`], never a handle that is silently not sampled.
     pub fn new_interpreter(&self, label: Option<&str>) -> Result<PcHandle, Error> {
         let handle = PcHandle::new();
         self.register(label, handle.reader().into())?;
         Ok(handle)
     }
 
-    /// Registers an interpreter whose PC cell is its own.
-    pub fn register_source(&self, label: Option<&str>, source: impl PcSource) -> Result<(), Error> {
+    /// Registers an interpreter whose PC cell is its own; returns its id in
+    /// the profile.
+    pub fn register_source(
+        &self,
+        label: Option<&str>,
+        source: impl PcSource,
+    ) -> Result<u32, Error> {
         self.register(label, SourceBox::foreign(source))
     }
 
-    fn register(&self, label: Option<&str>, source: SourceBox) -> Result<(), Error> {
+    fn register(&self, label: Option<&str>, source: SourceBox) -> Result<u32, Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
         self.refs
             .registry
             .cast(RegistryMsg::RegisterInterpreter {
                 label: label.map(str::to_string),
                 source,
                 registered_ns: self.clock.now(),
-                reply: None,
+                reply: Some(tx.into()),
             })
-            .map_err(|_| ErrorKind::Stopped.into())
+            .map_err(|_| Error::from(ErrorKind::Stopped))?;
+        match block_on(rx, Some(self.timeout)) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(ErrorKind::Stopped.into()),
+            None => Err(Error::timeout(
+                "registry",
+                "register interpreter",
+                self.timeout,
+            )),
+        }
     }
 
     /// Registers bytecode that executes where `code` is (the address is

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, trace, warn};
 
 use crate::clock::Nanos;
+use crate::error::{Error, ErrorKind};
 use crate::format::{FunctionRecord, InterpreterRecord, Record, RetiredRecord, UnloadRecord};
 use crate::pc::{PcReader, PcSource, Source};
 use crate::timing::{TimingMailbox, TimingMsg};
@@ -92,7 +93,9 @@ pub struct RegistryCounts {
 /// Messages of the registry actor.
 #[derive(Debug)]
 pub enum RegistryMsg {
-    /// A new interpreter; replies with its id when a port is given.
+    /// A new interpreter; replies with its id when a port is given, or
+    /// with [`ErrorKind::Stopped`](crate::ErrorKind::Stopped) when sampling
+    /// has ended (a registration that raced the shutdown).
     RegisterInterpreter {
         /// Label, e.g. the thread's name.
         label: Option<String>,
@@ -101,7 +104,7 @@ pub enum RegistryMsg {
         /// Registration time.
         registered_ns: Nanos,
         /// Where to send the id.
-        reply: Option<RpcReplyPort<u32>>,
+        reply: Option<RpcReplyPort<Result<u32, Error>>>,
     },
     /// The sampler found an interpreter finished.
     InterpreterRetired {
@@ -225,11 +228,30 @@ impl Actor for RegistryActor {
                 registered_ns,
                 reply,
             } => {
+                // The sampler first: once the shutdown has drained it, the
+                // registration is refused to its caller, never a failure of
+                // this actor.
                 let id = state.next_id;
+                if state
+                    .timing
+                    .send(TimingMsg::AddInterpreter {
+                        id,
+                        source: source.0.clone(),
+                    })
+                    .is_err()
+                {
+                    debug!(name: "registry.refused_interpreter", label = ?label, "sampling has ended");
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(ErrorKind::Stopped.into()));
+                    }
+                    return Ok(());
+                }
                 state.next_id += 1;
                 trace!(name: "registry.register_interpreter", interp = id, label = ?label);
-                // The record goes to the writer before the source goes to the
-                // sampler, so it precedes every sample of this interpreter.
+                // The sampler takes the source between ticks, after this
+                // handler has queued the record for the writer; the writer
+                // passes a barrier through this mailbox before each batch,
+                // so the record precedes every sample of this interpreter.
                 state.to_writer(Record::Interpreter(InterpreterRecord {
                     id,
                     label: label.clone(),
@@ -245,13 +267,9 @@ impl Actor for RegistryActor {
                         current_pc: None,
                     },
                 );
-                state.sources.insert(id, source.0.clone());
-                state.timing.send(TimingMsg::AddInterpreter {
-                    id,
-                    source: source.0,
-                })?;
+                state.sources.insert(id, source.0);
                 if let Some(reply) = reply {
-                    let _ = reply.send(id);
+                    let _ = reply.send(Ok(id));
                 }
             }
             RegistryMsg::InterpreterRetired { id, retired_ns } => {

@@ -29,9 +29,6 @@ use crate::timing::{TimingMailbox, TimingMsg, TimingStats};
 pub enum SamplerMsg {
     /// Hand the current batch to the writer now (replies once handed over).
     Flush(RpcReplyPort<()>),
-    /// Hand over the last batch and stop: the second step of the ordered
-    /// shutdown.
-    Drain(RpcReplyPort<TimingStats>),
     /// Counters of the ticker and sampler.
     GetStats(RpcReplyPort<TimingStats>),
 }
@@ -50,7 +47,12 @@ pub(crate) struct SamplerCore {
     batch: Vec<Sample>,
     /// A buffer whose hand-over failed, kept for reuse.
     spare: Option<Vec<Sample>>,
+    /// Batch size that seals a batch.
     flush: usize,
+    /// Age that seals a batch, in ns: the durability bound.
+    interval: Nanos,
+    /// When the current batch must be sealed (its first tick + `interval`).
+    seal_at: Nanos,
     to_writer: flume::Sender<Vec<Sample>>,
     free: flume::Receiver<Vec<Sample>>,
     registry: Option<ActorRef<RegistryMsg>>,
@@ -64,6 +66,7 @@ pub(crate) struct SamplerCore {
 impl SamplerCore {
     pub(crate) fn new(
         flush: usize,
+        interval: Nanos,
         first_buffer: Vec<Sample>,
         to_writer: flume::Sender<Vec<Sample>>,
         free: flume::Receiver<Vec<Sample>>,
@@ -74,6 +77,8 @@ impl SamplerCore {
             batch: first_buffer,
             spare: None,
             flush: flush.max(1),
+            interval,
+            seal_at: 0,
             to_writer,
             free,
             registry,
@@ -105,6 +110,7 @@ impl SamplerCore {
     #[inline]
     pub(crate) fn sample(&mut self, cmd: SampleCommand, read_at: Nanos) {
         self.lateness.record(read_at.saturating_sub(cmd.deadline));
+        let was_empty = self.batch.is_empty();
         let mut i = 0;
         while i < self.interps.len() {
             let slot = &self.interps[i];
@@ -134,7 +140,16 @@ impl SamplerCore {
             lateness_ns = read_at.saturating_sub(cmd.deadline),
             batch_len = self.batch.len()
         );
-        if self.batch.len() >= self.flush {
+        if was_empty && !self.batch.is_empty() {
+            self.seal_at = cmd.deadline.saturating_add(self.interval);
+        }
+        // Sealed when full, or when its first samples are `interval` old:
+        // the writer writes a batch to the OS as soon as it gets it, so a
+        // killed process loses at most about one interval, whatever the
+        // batch size.
+        if self.batch.len() >= self.flush
+            || (!self.batch.is_empty() && cmd.deadline >= self.seal_at)
+        {
             self.hand_over();
         }
     }
@@ -214,7 +229,6 @@ impl Actor for SamplerActor {
         trace!(name: "sampler.message", msg = ?msg);
         let forwarded = match msg {
             SamplerMsg::Flush(reply) => TimingMsg::Flush(reply),
-            SamplerMsg::Drain(reply) => TimingMsg::Drain(reply),
             SamplerMsg::GetStats(reply) => TimingMsg::Stats(reply),
         };
         state.mailbox.send(forwarded)?;

@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tracing::{debug, trace, warn};
@@ -29,6 +30,7 @@ use crate::sampler::{SamplerActor, SamplerCore, SamplerMsg};
 use crate::stats::Stats;
 use crate::ticker::{TickerActor, TickerCore, TickerMsg};
 use crate::timing::{TimingMailbox, TimingMsg, TimingStats, TimingThread};
+use crate::watch::{ThreadEvent, Watch};
 use crate::writer::{
     HotFunction, Sink, WriterActor, WriterCmd, WriterInbox, WriterMsg, WriterStats, WriterThread,
 };
@@ -74,8 +76,18 @@ pub enum SupervisorMsg {
     /// before this one has been handled.
     Sync(RpcReplyPort<()>),
     /// Ordered shutdown; replies with the final statistics or the first
-    /// error, then the supervisor stops.
+    /// error (carrying the final statistics), then the supervisor stops.
     Stop(RpcReplyPort<Result<Stats, Error>>),
+    /// A report from one of the profiler's own threads (sent by the threads
+    /// themselves; it cannot be built outside this crate).
+    Thread(ThreadReport),
+}
+
+/// A watched thread's report: which actor it hosts, and what happened.
+#[derive(Debug)]
+pub struct ThreadReport {
+    role: &'static str,
+    event: ThreadEvent,
 }
 
 /// What the supervisor starts with.
@@ -84,7 +96,11 @@ pub struct SupervisorArgs {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) frequency_hz: u32,
     pub(crate) flush_samples: u32,
-    pub(crate) buffers: usize,
+    pub(crate) flush_interval_ns: u64,
+    /// The batch buffers, allocated by the caller of `start` (where a
+    /// failure is an error, not an abort); the first is the sampler's.
+    pub(crate) buffers: Vec<Vec<Sample>>,
+    pub(crate) actor_timeout: Duration,
     pub(crate) scheduling: Scheduling,
     pub(crate) jitter: bool,
     pub(crate) dispatch: tracing::Dispatch,
@@ -105,18 +121,25 @@ pub struct SupervisorActor;
 
 /// State of the supervisor.
 pub struct SupervisorState {
+    /// Every actor's reference (handed to the facade).
     refs: ActorRefs,
     /// Direct line to the timing thread, for the shutdown protocol.
     timing: TimingMailbox,
     /// Direct line to the writer thread, for the shutdown protocol.
     writer_inbox: flume::Sender<WriterCmd>,
+    /// The timing thread, joined at the end of the shutdown's second step.
     timing_join: Option<JoinHandle<()>>,
+    /// The writer thread, joined at the end of the shutdown's third step.
     writer_join: Option<JoinHandle<()>>,
+    /// The profiler's clock (stop time).
     clock: Arc<dyn Clock>,
+    /// How long any actor has to answer a step or a query.
+    timeout: Duration,
     /// Errors seen so far (supervision events, failed steps).
     errors: Vec<Error>,
     /// Set once the shutdown has run; kept for every later `Stop`.
     result: Option<Result<Stats, Error>>,
+    /// The statistics at the end of the shutdown, whatever its result.
     final_stats: Option<Stats>,
 }
 
@@ -129,15 +152,45 @@ impl std::fmt::Debug for SupervisorState {
     }
 }
 
-/// Sends a request with a reply port and waits for the answer.
+/// Sends a request with a reply port and waits for the answer, at most
+/// `limit`: a stalled actor is an error, never a hang.
 async fn ask<T: Send + 'static>(
     role: &'static str,
+    request: &'static str,
+    limit: Duration,
     send: impl FnOnce(RpcReplyPort<T>) -> Result<(), Error>,
 ) -> Result<T, Error> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     send(tx.into())?;
-    rx.await
-        .map_err(|_| Error::actor(role, "stopped without replying"))
+    match tokio::time::timeout(limit, rx).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) => Err(Error::actor(
+            role,
+            format!("stopped without answering {request}"),
+        )),
+        Err(_) => {
+            warn!(name: "supervisor.timeout", actor = role, request, limit_ms = limit.as_millis() as u64);
+            Err(Error::timeout(role, request, limit))
+        }
+    }
+}
+
+/// Joins a thread that said it is exiting, waiting at most `limit` without
+/// blocking the runtime; a thread still running then is left detached.
+async fn join_within(
+    role: &'static str,
+    join: JoinHandle<()>,
+    limit: Duration,
+) -> Result<(), Error> {
+    let deadline = std::time::Instant::now() + limit;
+    while !join.is_finished() {
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::timeout(role, "exit", limit));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    join.join()
+        .map_err(|_| Error::actor(role, "its thread panicked"))
 }
 
 fn merge(t: &TimingStats, c: &RegistryCounts, w: Option<&WriterStats>, errors: &[Error]) -> Stats {
@@ -211,17 +264,21 @@ impl SupervisorActor {
         if let Some(s) = &state.final_stats {
             return Ok(s.clone());
         }
+        let limit = state.timeout;
         let timing = state.timing.clone();
-        let t = ask("sampler", |p| timing.send(TimingMsg::Stats(p))).await?;
+        let t = ask("sampler", "stats", limit, |p| {
+            timing.send(TimingMsg::Stats(p))
+        })
+        .await?;
         let registry = state.refs.registry.clone();
-        let c = ask("registry", |p| {
+        let c = ask("registry", "counts", limit, |p| {
             registry
                 .cast(RegistryMsg::Counts(p))
                 .map_err(|e| Error::actor("registry", e))
         })
         .await?;
         let inbox = state.writer_inbox.clone();
-        let w = ask("writer", |p| {
+        let w = ask("writer", "stats", limit, |p| {
             inbox
                 .send(WriterCmd::Stats(p))
                 .map_err(|_| Error::actor("writer", "the writer thread has exited"))
@@ -230,57 +287,79 @@ impl SupervisorActor {
         Ok(merge(&t, &c, Some(&w), &state.errors))
     }
 
+    /// Hands the sampler's batch to the writer and has it flush; a broken
+    /// output is an error (carrying the statistics), not a silent `Ok`.
     async fn flush(state: &SupervisorState) -> Result<Stats, Error> {
         if state.result.is_some() {
             return Err(crate::error::ErrorKind::Stopped.into());
         }
+        let limit = state.timeout;
         let timing = state.timing.clone();
-        ask("sampler", |p| timing.send(TimingMsg::Flush(p))).await?;
+        ask("sampler", "flush", limit, |p| {
+            timing.send(TimingMsg::Flush(p))
+        })
+        .await?;
         let inbox = state.writer_inbox.clone();
-        ask("writer", |p| {
+        let w = ask("writer", "flush", limit, |p| {
             inbox
                 .send(WriterCmd::Flush(p))
                 .map_err(|_| Error::actor("writer", "the writer thread has exited"))
         })
         .await?;
-        Self::stats(state).await
+        let stats = Self::stats(state).await?;
+        match w.first_error {
+            Some(e) => Err(e.with_stats(stats)),
+            None => Ok(stats),
+        }
     }
 
     /// The ordered shutdown. Runs once; every step is attempted even when an
-    /// earlier one failed, so what was recorded reaches the disk.
+    /// earlier one failed, so what was recorded reaches the disk; each step
+    /// waits at most the actor timeout, so a stalled actor cannot hang it.
     async fn shutdown(state: &mut SupervisorState) -> Result<Stats, Error> {
         if let Some(r) = &state.result {
             return r.clone();
         }
         debug!(name: "supervisor.stopping", errors = state.errors.len());
+        let limit = state.timeout;
 
         // 1. The ticker stops: no new sample commands.
         let timing = state.timing.clone();
-        if let Err(e) = ask("ticker", |p| timing.send(TimingMsg::StopTicking(p))).await {
+        if let Err(e) = ask("ticker", "stop ticking", limit, |p| {
+            timing.send(TimingMsg::StopTicking(p))
+        })
+        .await
+        {
             note(&mut state.errors, e);
         }
         debug!(name: "supervisor.shutdown", step = "ticker");
 
         // 2. The sampler hands over its last batch; the timing thread exits.
-        let timing_stats = match ask("sampler", |p| timing.send(TimingMsg::Drain(p))).await {
-            Ok(t) => t,
+        let drained = ask("sampler", "drain", limit, |p| {
+            timing.send(TimingMsg::Drain(p))
+        })
+        .await;
+        let timing_stats = match drained {
+            Ok(t) => {
+                if let Some(join) = state.timing_join.take()
+                    && let Err(e) = join_within("sampler", join, limit).await
+                {
+                    note(&mut state.errors, e);
+                }
+                t
+            }
             Err(e) => {
+                // A thread that did not drain is left detached, not joined.
                 note(&mut state.errors, e);
+                state.timing_join = None;
                 TimingStats::default()
             }
         };
-        if let Some(join) = state.timing_join.take()
-            && join.join().is_err()
-        {
-            state
-                .errors
-                .push(Error::actor("sampler", "the timing thread panicked"));
-        }
         debug!(name: "supervisor.shutdown", step = "sampler", samples = timing_stats.samples_taken);
 
         // 3. The writer drains, writes the summary, flushes and syncs.
         let registry = state.refs.registry.clone();
-        let counts = ask("registry", |p| {
+        let counts = ask("registry", "counts", limit, |p| {
             registry
                 .cast(RegistryMsg::Counts(p))
                 .map_err(|e| Error::actor("registry", e))
@@ -293,7 +372,7 @@ impl SupervisorActor {
         let partial = merge(&timing_stats, &counts, None, &state.errors);
         let stopped_ns = state.clock.now();
         let inbox = state.writer_inbox.clone();
-        let writer_stats = ask("writer", |reply| {
+        let finished = ask("writer", "finish", limit, |reply| {
             inbox
                 .send(WriterCmd::Finish {
                     stats: Box::new(partial),
@@ -303,28 +382,38 @@ impl SupervisorActor {
                 .map_err(|_| Error::actor("writer", "the writer thread has exited"))
         })
         .await;
-        let writer_stats = match writer_stats {
-            Ok(w) => Some(w),
+        let writer_stats = match finished {
+            Ok(w) => {
+                if let Some(join) = state.writer_join.take()
+                    && let Err(e) = join_within("writer", join, limit).await
+                {
+                    note(&mut state.errors, e);
+                }
+                Some(w)
+            }
             Err(e) => {
                 note(&mut state.errors, e);
+                state.writer_join = None;
                 None
             }
         };
-        if let Some(join) = state.writer_join.take()
-            && join.join().is_err()
-        {
-            state
-                .errors
-                .push(Error::actor("writer", "the writer thread panicked"));
-        }
         debug!(name: "supervisor.shutdown", step = "writer");
 
         // 4. The registry, then the faces.
-        state.refs.registry.stop_and_wait(None, None).await.ok();
+        for (role, cell) in [
+            ("registry", state.refs.registry.get_cell()),
+            ("ticker", state.refs.ticker.get_cell()),
+            ("sampler", state.refs.sampler.get_cell()),
+            ("writer", state.refs.writer.get_cell()),
+        ] {
+            if tokio::time::timeout(limit, cell.stop_and_wait(None, None))
+                .await
+                .is_err()
+            {
+                note(&mut state.errors, Error::timeout(role, "stop", limit));
+            }
+        }
         debug!(name: "supervisor.shutdown", step = "registry");
-        state.refs.ticker.stop_and_wait(None, None).await.ok();
-        state.refs.sampler.stop_and_wait(None, None).await.ok();
-        state.refs.writer.stop_and_wait(None, None).await.ok();
 
         let stats = merge(&timing_stats, &counts, writer_stats.as_ref(), &state.errors);
         let first = state
@@ -333,13 +422,57 @@ impl SupervisorActor {
             .cloned()
             .or_else(|| writer_stats.as_ref().and_then(|w| w.first_error.clone()));
         let result = match first {
-            Some(e) => Err(e),
+            Some(e) => Err(e.with_stats(stats.clone())),
             None => Ok(stats.clone()),
         };
         debug!(name: "supervisor.stopped", ok = result.is_ok());
         state.final_stats = Some(stats);
         state.result = Some(result.clone());
         result
+    }
+
+    /// The final statistics, kept after the shutdown whatever its result.
+    pub(crate) fn final_stats_of(result: &Result<Stats, Error>) -> Option<Stats> {
+        match result {
+            Ok(s) => Some(s.clone()),
+            Err(e) => e.stats().cloned(),
+        }
+    }
+}
+
+impl SupervisorActor {
+    /// Supervision of the timing and writer threads, as ractor's supervision
+    /// events are for the actors on the runtime.
+    async fn thread_event(state: &mut SupervisorState, role: &'static str, event: ThreadEvent) {
+        if state.result.is_some() {
+            return; // exits (or late panics) during our own shutdown
+        }
+        match event {
+            // The writer keeps its own fault, like an I/O error: its output
+            // is broken, later samples are counted as dropped, queries still
+            // answer, and `stop` returns the error.
+            ThreadEvent::Panicked(msg) if role == "writer" => {
+                warn!(name: "supervisor.thread_panicked", actor = role, error = %msg);
+            }
+            // Sampling has ended: shut down in order at once, so the samples
+            // taken and the summary reach the disk.
+            ThreadEvent::Panicked(msg) => {
+                warn!(name: "supervisor.thread_panicked", actor = role, error = %msg);
+                note(
+                    &mut state.errors,
+                    Error::actor(role, format!("panicked: {msg}")),
+                );
+                let _ = Self::shutdown(state).await;
+            }
+            ThreadEvent::Exited => {
+                warn!(name: "supervisor.thread_exited", actor = role, "exited before the shutdown");
+                note(
+                    &mut state.errors,
+                    Error::actor(role, "its thread exited before the shutdown"),
+                );
+                let _ = Self::shutdown(state).await;
+            }
+        }
     }
 }
 
@@ -355,23 +488,40 @@ impl Actor for SupervisorActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         debug!(name: "supervisor.starting", hz = args.frequency_hz, flush = args.flush_samples);
         let flush = args.flush_samples as usize;
-        // Headroom so one tick of many interpreters rarely splits a batch.
-        let capacity = flush + 64;
-        let (batch_tx, batch_rx) = flume::bounded::<Vec<Sample>>(args.buffers);
-        let (free_tx, free_rx) = flume::bounded::<Vec<Sample>>(args.buffers);
-        for _ in 1..args.buffers {
+        let mut buffers = args.buffers.into_iter();
+        let first = buffers
+            .next()
+            .ok_or_else(|| Error::actor("supervisor", "no batch buffer"))?;
+        let (batch_tx, batch_rx) = flume::bounded::<Vec<Sample>>(buffers.len() + 1);
+        let (free_tx, free_rx) = flume::bounded::<Vec<Sample>>(buffers.len() + 1);
+        for b in buffers {
             free_tx
-                .try_send(Vec::with_capacity(capacity))
+                .try_send(b)
                 .map_err(|_| Error::actor("supervisor", "buffer pool too small"))?;
         }
         let (writer_tx, writer_rx) = flume::unbounded::<WriterCmd>();
 
+        // The threads report panics and exits as messages to this actor.
+        let me = myself.clone();
+        let report: Arc<dyn Fn(&'static str, ThreadEvent) + Send + Sync> =
+            Arc::new(move |role, event| {
+                let _ = me.cast(SupervisorMsg::Thread(ThreadReport { role, event }));
+            });
+
         let timing = TimingThread {
             ticker: TickerCore::new(args.frequency_hz, args.jitter),
-            sampler: SamplerCore::new(flush, Vec::with_capacity(capacity), batch_tx, free_rx, None),
+            sampler: SamplerCore::new(
+                flush,
+                args.flush_interval_ns,
+                first,
+                batch_tx,
+                free_rx,
+                None,
+            ),
             clock: Arc::clone(&args.clock),
             scheduling: args.scheduling,
             dispatch: args.dispatch.clone(),
+            watch: Watch::new("sampler", Arc::clone(&report)),
         };
         let (timing_join, mailbox) = timing
             .spawn()
@@ -395,6 +545,7 @@ impl Actor for SupervisorActor {
             free_tx,
             registry.clone(),
             args.dispatch.clone(),
+            Watch::new("writer", report),
         )
         .spawn()
         .map_err(|e| Error::actor("writer", format!("cannot spawn the writer thread: {e}")))?;
@@ -422,6 +573,7 @@ impl Actor for SupervisorActor {
             timing_join: Some(timing_join),
             writer_join: Some(writer_join),
             clock: args.clock,
+            timeout: args.actor_timeout,
             errors: Vec::new(),
             result: None,
             final_stats: None,
@@ -458,7 +610,7 @@ impl Actor for SupervisorActor {
                 let hot = match Self::flush(state).await {
                     Ok(_) => {
                         let inbox = state.writer_inbox.clone();
-                        ask("writer", |p| {
+                        ask("writer", "hot functions", state.timeout, |p| {
                             inbox
                                 .send(WriterCmd::Hot(n, p))
                                 .map_err(|_| Error::actor("writer", "the writer thread has exited"))
@@ -474,7 +626,11 @@ impl Actor for SupervisorActor {
             }
             SupervisorMsg::SetRate(hz, reply) => {
                 let timing = state.timing.clone();
-                let result = match ask("ticker", |p| timing.send(TimingMsg::SetRate(hz, p))).await {
+                let result = match ask("ticker", "set rate", state.timeout, |p| {
+                    timing.send(TimingMsg::SetRate(hz, p))
+                })
+                .await
+                {
                     Ok(Ok(())) => {
                         let _ =
                             state
@@ -503,9 +659,11 @@ impl Actor for SupervisorActor {
             SupervisorMsg::Resume => {
                 if state.timing.send(TimingMsg::Resume).is_ok() {
                     let timing = state.timing.clone();
-                    let hz = ask("ticker", |p| timing.send(TimingMsg::Stats(p)))
-                        .await
-                        .map_or(0, |t| t.frequency_hz);
+                    let hz = ask("ticker", "stats", state.timeout, |p| {
+                        timing.send(TimingMsg::Stats(p))
+                    })
+                    .await
+                    .map_or(0, |t| t.frequency_hz);
                     let _ = state
                         .writer_inbox
                         .send(WriterCmd::Record(Record::Rate(RateRecord {
@@ -516,20 +674,26 @@ impl Actor for SupervisorActor {
             }
             SupervisorMsg::Sync(reply) => {
                 let registry = state.refs.registry.clone();
-                let _ = ask("registry", |p| {
+                let _ = ask("registry", "barrier", state.timeout, |p| {
                     registry
                         .cast(RegistryMsg::Barrier(p))
                         .map_err(|e| Error::actor("registry", e))
                 })
                 .await;
                 let timing = state.timing.clone();
-                let _ = ask("sampler", |p| timing.send(TimingMsg::Stats(p))).await;
+                let _ = ask("sampler", "stats", state.timeout, |p| {
+                    timing.send(TimingMsg::Stats(p))
+                })
+                .await;
                 let _ = reply.send(());
             }
             SupervisorMsg::Stop(reply) => {
                 let result = Self::shutdown(state).await;
                 let _ = reply.send(result);
                 myself.stop(None);
+            }
+            SupervisorMsg::Thread(ThreadReport { role, event }) => {
+                Self::thread_event(state, role, event).await;
             }
         }
         Ok(())

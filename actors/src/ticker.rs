@@ -29,8 +29,6 @@ pub enum TickerMsg {
     Pause,
     /// Start again, the first deadline one period from now.
     Resume,
-    /// Stop for good: the first step of the ordered shutdown.
-    StopTicking(RpcReplyPort<TimingStats>),
     /// Counters of the ticker and sampler.
     GetStats(RpcReplyPort<TimingStats>),
 }
@@ -257,7 +255,6 @@ impl Actor for TickerActor {
             TickerMsg::SetRate(hz, reply) => TimingMsg::SetRate(hz, reply),
             TickerMsg::Pause => TimingMsg::Pause,
             TickerMsg::Resume => TimingMsg::Resume,
-            TickerMsg::StopTicking(reply) => TimingMsg::StopTicking(reply),
             TickerMsg::GetStats(reply) => TimingMsg::Stats(reply),
         };
         state.mailbox.send(forwarded)?;

@@ -25,7 +25,7 @@ use std::thread::{self, JoinHandle, Thread};
 use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, error::TryRecvError};
-use tracing::{debug, trace};
+use tracing::{debug, trace, warn};
 
 use crate::clock::Clock;
 use crate::config::Scheduling;
@@ -34,6 +34,7 @@ use crate::pc::Source;
 use crate::sampler::SamplerCore;
 use crate::sys;
 use crate::ticker::TickerCore;
+use crate::watch::{ThreadEvent, Watch, panic_message};
 
 /// Messages to the timing thread (the ticker's and the sampler's).
 pub(crate) enum TimingMsg {
@@ -139,6 +140,8 @@ pub(crate) struct TimingThread {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) scheduling: Scheduling,
     pub(crate) dispatch: tracing::Dispatch,
+    /// Reports a caught panic and the thread's exit to the supervisor.
+    pub(crate) watch: Watch,
 }
 
 enum Next {
@@ -185,13 +188,54 @@ impl TimingThread {
         let clock = Arc::clone(&self.clock);
         self.ticker.start(clock.now());
         debug!(name: "ticker.running", hz = self.ticker.frequency_hz(), scheduling = %policy);
-        'run: loop {
+        let mut panics = 0;
+        loop {
+            // A panic (an embedder's `PcSource`, or a bug) is caught here, at
+            // no cost to a tick that does not panic. The state survives it:
+            // the batch holds whole samples. Sampling stops, the samples are
+            // handed over, the supervisor is told, and the thread keeps
+            // answering until the shutdown drains it.
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.run_loop(&mut inbox, &doorbell, &policy)
+            }));
+            match run {
+                Ok(()) => break,
+                Err(payload) => {
+                    let msg = panic_message(payload.as_ref());
+                    warn!(name: "sampler.panicked", error = %msg);
+                    self.ticker.stop(clock.now());
+                    self.sampler.hand_over();
+                    self.watch.report(ThreadEvent::Panicked(msg));
+                    panics += 1;
+                    if panics >= 3 {
+                        // Panicking again and again, even with the ticker
+                        // stopped: give up; the supervisor's steps time out.
+                        break;
+                    }
+                }
+            }
+        }
+        clock.detach();
+        debug!(name: "sampler.exited", "timing thread exited");
+        self.watch.report(ThreadEvent::Exited);
+    }
+
+    /// Messages, then a sleep to the next deadline, then the tick; returns
+    /// when the thread should exit.
+    fn run_loop(
+        &mut self,
+        inbox: &mut UnboundedReceiver<TimingMsg>,
+        doorbell: &Arc<AtomicBool>,
+        policy: &str,
+    ) {
+        let clock = Arc::clone(&self.clock);
+        loop {
             // Messages first: registrations and control take effect between
             // ticks, never in the middle of one. The queue is polled only when
             // the doorbell rang, or when this thread holds the last reference
             // to it (every mailbox dropped: the poll then sees the queue
             // disconnected).
-            if doorbell.load(Ordering::Relaxed) || Arc::strong_count(&doorbell) == 1 {
+            if doorbell.load(Ordering::Relaxed) || Arc::strong_count(doorbell) == 1 {
                 // Lowered before draining (and the Acquire pairs with the
                 // sender's Release): a message queued after this is seen now
                 // or rings again.
@@ -199,8 +243,14 @@ impl TimingThread {
                 loop {
                     match inbox.try_recv() {
                         Ok(msg) => {
-                            if let Next::Exit = self.handle(msg, &policy) {
-                                break 'run;
+                            if let TimingMsg::Drain(_) = msg {
+                                // From now on a send fails at once: a
+                                // registration racing the shutdown is
+                                // refused to its caller.
+                                inbox.close();
+                            }
+                            if let Next::Exit = self.handle(msg, policy) {
+                                return;
                             }
                         }
                         Err(TryRecvError::Empty) => break,
@@ -208,7 +258,7 @@ impl TimingThread {
                             // Every sender is gone: the supervisor died. Keep
                             // what was sampled.
                             self.sampler.hand_over();
-                            break 'run;
+                            return;
                         }
                     }
                 }
@@ -218,8 +268,6 @@ impl TimingThread {
                 self.sampler.sample(cmd, now);
             }
         }
-        clock.detach();
-        debug!(name: "sampler.exited", "timing thread exited");
     }
 
     fn stats(&self, policy: &str) -> TimingStats {
@@ -264,6 +312,8 @@ impl TimingThread {
             }
             TimingMsg::Pause => {
                 self.ticker.pause(now);
+                // Nothing would seal the batch while paused.
+                self.sampler.hand_over();
                 debug!(name: "ticker.paused", "ticker paused");
             }
             TimingMsg::Resume => {
@@ -321,10 +371,18 @@ mod tests {
             .expect("the pool is open");
         let timing = TimingThread {
             ticker: TickerCore::new(1000, false),
-            sampler: SamplerCore::new(1000, Vec::with_capacity(64), batch_tx, free_rx, None),
+            sampler: SamplerCore::new(
+                1000,
+                1_000_000_000,
+                Vec::with_capacity(64),
+                batch_tx,
+                free_rx,
+                None,
+            ),
             clock: Arc::new(clock.clone()),
             scheduling: Scheduling::Normal,
             dispatch: tracing::Dispatch::none(),
+            watch: Watch::none("sampler"),
         };
         let (join, mailbox) = timing.spawn().expect("spawn the timing thread");
         let pc = PcHandle::new();

@@ -29,6 +29,7 @@ use crate::registry::RegistryMsg;
 use crate::resolve::Resolver;
 use crate::stats::Stats;
 use crate::sys;
+use crate::watch::{ThreadEvent, Watch, panic_message};
 
 /// Where the bytes go.
 pub(crate) enum Sink {
@@ -139,16 +140,6 @@ pub enum WriterMsg {
     GetStats(RpcReplyPort<WriterStats>),
     /// The `n` functions with the most samples written so far.
     HotFunctions(usize, RpcReplyPort<Vec<HotFunction>>),
-    /// Drain, write the summary (these statistics, completed with the
-    /// writer's own), flush and sync: the third step of the ordered shutdown.
-    Finish {
-        /// Statistics of the other actors.
-        stats: Box<Stats>,
-        /// Stop time.
-        stopped_ns: u64,
-        /// Where to reply.
-        reply: RpcReplyPort<WriterStats>,
-    },
 }
 
 /// The writer thread's state.
@@ -168,6 +159,16 @@ pub(crate) struct WriterThread {
     /// at hand is written, so their answers cover it.
     deferred: std::collections::VecDeque<WriterCmd>,
     finish: Option<(Box<Stats>, u64, RpcReplyPort<WriterStats>)>,
+    /// Records written since the last flush to the OS.
+    unflushed: bool,
+    /// Reports a caught panic and the thread's exit to the supervisor.
+    watch: Watch,
+}
+
+/// What the writer thread waits for.
+enum Ev {
+    Cmd(Option<WriterCmd>),
+    Batch(Option<Vec<Sample>>),
 }
 
 impl WriterThread {
@@ -178,6 +179,7 @@ impl WriterThread {
         free: flume::Sender<Vec<Sample>>,
         registry: ActorRef<RegistryMsg>,
         dispatch: tracing::Dispatch,
+        watch: Watch,
     ) -> WriterThread {
         let bytes = encoder.bytes_written();
         WriterThread {
@@ -197,6 +199,8 @@ impl WriterThread {
             broken: false,
             deferred: std::collections::VecDeque::new(),
             finish: None,
+            unflushed: false,
+            watch,
         }
     }
 
@@ -212,19 +216,14 @@ impl WriterThread {
         debug!(name: "writer.started", format = %self.encoder.format());
         let mut batches_open = true;
         loop {
-            if let Some(cmd) = self.deferred.pop_front() {
-                self.handle(cmd);
-                continue;
-            }
-            if let Some((stats, stopped_ns, reply)) = self.finish.take() {
-                self.finish(*stats, stopped_ns, reply);
+            let ev = if let Some(cmd) = self.deferred.pop_front() {
+                Ev::Cmd(Some(cmd))
+            } else if let Some((stats, stopped_ns, reply)) = self.finish.take() {
+                // A panic here drops the reply port: the supervisor's step
+                // sees it and reports the writer.
+                let _ = self.guarded(|w| w.finish(*stats, stopped_ns, reply));
                 break;
-            }
-            enum Ev {
-                Cmd(Option<WriterCmd>),
-                Batch(Option<Vec<Sample>>),
-            }
-            let ev = if batches_open {
+            } else if batches_open {
                 flume::Selector::new()
                     .recv(&self.inbox, |r| Ev::Cmd(r.ok()))
                     .recv(&self.batches, |r| Ev::Batch(r.ok()))
@@ -233,20 +232,66 @@ impl WriterThread {
                 Ev::Cmd(self.inbox.recv().ok())
             };
             match ev {
-                Ev::Batch(Some(batch)) => self.write_batch(batch),
+                Ev::Batch(Some(batch)) => self.write_batch_guarded(batch),
                 Ev::Batch(None) => batches_open = false,
-                Ev::Cmd(Some(cmd)) => self.handle(cmd),
+                Ev::Cmd(Some(cmd)) => {
+                    self.guarded(|w| {
+                        w.handle(cmd);
+                        // Records reach the OS when they are made: a burst of
+                        // them (registrations) is written with one flush.
+                        if w.unflushed && w.inbox.is_empty() {
+                            w.flush_output("write");
+                        }
+                    });
+                }
                 Ev::Cmd(None) => {
                     // Every sender is gone without a Finish: the supervisor
                     // died. Keep what was received.
-                    self.drain_batches();
-                    let _ = self.encoder.get_mut().sync();
+                    let _ = self.guarded(|w| {
+                        w.drain_batches();
+                        let _ = w.encoder.get_mut().sync();
+                    });
                     warn!(name: "writer.orphaned", "writer closed without a summary");
                     break;
                 }
             }
         }
         debug!(name: "writer.exited", samples = self.stats.samples_written);
+        self.watch.report(ThreadEvent::Exited);
+    }
+
+    /// Runs one step, catching a panic (an embedder's sink, or a bug): the
+    /// output is then broken like after an I/O error, later samples are
+    /// counted as dropped, the supervisor is told, and the thread goes on
+    /// answering so that the shutdown completes.
+    /// Returns whether the step completed.
+    fn guarded(&mut self, step: impl FnOnce(&mut WriterThread)) -> bool {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(self)));
+        let Err(payload) = caught else {
+            return true;
+        };
+        {
+            let msg = panic_message(payload.as_ref());
+            let label = self.encoder.get_mut().label();
+            self.fail(Error::actor(
+                "writer",
+                format!("panicked while writing to {}: {msg}", label.display()),
+            ));
+            self.watch.report(ThreadEvent::Panicked(msg));
+        }
+        false
+    }
+
+    /// Flushes the output to the OS; a failure breaks it.
+    fn flush_output(&mut self, operation: &'static str) {
+        self.unflushed = false;
+        if self.broken {
+            return;
+        }
+        if let Err(e) = self.encoder.get_mut().flush() {
+            let path = self.encoder.get_mut().label();
+            self.fail(Error::io(path, operation, e));
+        }
     }
 
     fn handle(&mut self, cmd: WriterCmd) {
@@ -255,25 +300,25 @@ impl WriterThread {
             WriterCmd::Flush(reply) => {
                 trace!(name: "writer.flush", "flush");
                 self.drain_batches();
-                if !self.broken
-                    && let Err(e) = self.encoder.get_mut().flush()
-                {
-                    let path = self.encoder.get_mut().label();
-                    self.fail(Error::io(path, "flush", e));
-                }
+                let _ = self.guarded(|w| w.flush_output("flush"));
                 let _ = reply.send(self.current_stats());
             }
             WriterCmd::Stats(reply) => {
+                trace!(name: "writer.stats", "stats");
                 let _ = reply.send(self.current_stats());
             }
             WriterCmd::Hot(n, reply) => {
+                trace!(name: "writer.hot_functions", n);
                 let _ = reply.send(self.hot(n));
             }
             WriterCmd::Finish {
                 stats,
                 stopped_ns,
                 reply,
-            } => self.finish = Some((stats, stopped_ns, reply)),
+            } => {
+                trace!(name: "writer.finish", stopped_ns);
+                self.finish = Some((stats, stopped_ns, reply));
+            }
         }
     }
 
@@ -343,8 +388,9 @@ impl WriterThread {
         if self.broken {
             return;
         }
-        if let Err(e) = self.encoder.write(&record) {
-            self.encode_failed(record.kind(), e);
+        match self.encoder.write(&record) {
+            Ok(_) => self.unflushed = true,
+            Err(e) => self.encode_failed(record.kind(), e),
         }
     }
 
@@ -375,14 +421,14 @@ impl WriterThread {
         let n = batch.len() as u64;
         if self.broken {
             self.stats.samples_dropped += n;
+            warn!(name: "writer.dropped", samples = n, "the output has failed; batch dropped");
         } else {
             match self.encoder.write_samples(&batch) {
                 Ok(_) => {
                     // Flushed per batch: a killed process loses at most the
                     // batch being sampled.
-                    if let Err(e) = self.encoder.get_mut().flush() {
-                        let path = self.encoder.get_mut().label();
-                        self.fail(Error::io(path, "write", e));
+                    self.flush_output("write");
+                    if self.broken {
                         self.stats.samples_dropped += n;
                     } else {
                         self.stats.samples_written += n;
@@ -402,11 +448,23 @@ impl WriterThread {
         let _ = self.free.try_send(batch);
     }
 
+    /// Writes a batch; if that panics, its samples are counted as dropped
+    /// (a sample counts as written only once written and flushed).
+    fn write_batch_guarded(&mut self, batch: Vec<Sample>) {
+        let n = batch.len() as u64;
+        if !self.guarded(|w| w.write_batch(batch)) {
+            self.stats.samples_dropped += n;
+        }
+    }
+
+    /// Every batch and record that has arrived. Each step is guarded, so a
+    /// panicking sink never keeps the caller (a flush, the finish) from
+    /// answering.
     fn drain_batches(&mut self) {
         while let Ok(batch) = self.batches.try_recv() {
-            self.write_batch(batch);
+            self.write_batch_guarded(batch);
         }
-        self.drain_records();
+        let _ = self.guarded(|w| w.drain_records());
     }
 
     fn finish(&mut self, mut stats: Stats, stopped_ns: u64, reply: RpcReplyPort<WriterStats>) {
@@ -420,18 +478,20 @@ impl WriterThread {
         if stats.first_error.is_none() {
             stats.first_error = self.stats.first_error.as_ref().map(|e| e.to_string());
         }
-        if !self.broken {
-            let summary = Record::Summary(Summary { stopped_ns, stats });
-            if let Err(e) = self.encoder.write(&summary) {
-                self.encode_failed("summary", e);
+        let _ = self.guarded(|w| {
+            if !w.broken {
+                let summary = Record::Summary(Summary { stopped_ns, stats });
+                if let Err(e) = w.encoder.write(&summary) {
+                    w.encode_failed("summary", e);
+                }
             }
-        }
-        if !self.broken
-            && let Err(e) = self.encoder.get_mut().sync()
-        {
-            let path = self.encoder.get_mut().label();
-            self.fail(Error::io(path, "sync", e));
-        }
+            if !w.broken
+                && let Err(e) = w.encoder.get_mut().sync()
+            {
+                let path = w.encoder.get_mut().label();
+                w.fail(Error::io(path, "sync", e));
+            }
+        });
         debug!(
             name: "writer.finished",
             samples = self.stats.samples_written,
@@ -492,15 +552,6 @@ impl Actor for WriterActor {
             WriterMsg::Flush(reply) => WriterCmd::Flush(reply),
             WriterMsg::GetStats(reply) => WriterCmd::Stats(reply),
             WriterMsg::HotFunctions(n, reply) => WriterCmd::Hot(n, reply),
-            WriterMsg::Finish {
-                stats,
-                stopped_ns,
-                reply,
-            } => WriterCmd::Finish {
-                stats,
-                stopped_ns,
-                reply,
-            },
         };
         state
             .inbox

@@ -31,10 +31,9 @@ use std::path::{Path, PathBuf};
 #[cfg(feature = "export")]
 use crate::Resolver;
 use crate::analysis::profile::{LoadError, LoadOptions, Profile, load};
-#[cfg(feature = "export")]
-use crate::analysis::report::instruction_totals;
-use crate::analysis::report::{DecoderChoice, decode_function};
+use crate::analysis::report::{DecoderChoice, decode_function, instruction_totals};
 use crate::disasm::Instruction;
+#[cfg(feature = "export")]
 use crate::disasm::containing_instruction;
 use crate::format::{
     EncodeError, Encoder, Event, FileHeader, Format, InterpreterRecord, Record, Sample,

@@ -19,3 +19,9 @@ pub mod analysis;
 pub mod disasm;
 #[cfg(feature = "pulley")]
 pub mod pulley;
+
+/// The README's code is compiled as a doctest, so its embedding snippet
+/// cannot rot (`cargo test --doc`, with or without default features).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -52,10 +52,15 @@ fn writer_error_reaches_stop_without_panic() {
     h.set_ptr(&code[0]);
     p.sync().unwrap();
     clock.advance(Duration::from_millis(50));
-    // The embedder keeps running: queries still answer. (`flush` has the
-    // writer take every batch sent so far first; `stats` alone may be
-    // answered before it has.)
-    let live = p.flush().unwrap();
+    // The embedder keeps running: queries still answer, and `flush` reports
+    // the broken output with the numbers beside it. (`flush` has the writer
+    // take every batch sent so far first; `stats` alone may be answered
+    // before it has.)
+    let broken = p.flush().unwrap_err();
+    assert!(broken.to_string().contains("no space left"), "{broken}");
+    let live = broken
+        .stats()
+        .expect("flush's error carries the statistics");
     assert_eq!(live.errors, 1);
     assert!(
         live.first_error
@@ -75,6 +80,15 @@ fn writer_error_reaches_stop_without_panic() {
         "{err}"
     );
     assert!(err.to_string().contains("<writer>"), "{err}");
+    // The final numbers survive the fault: 50 ticks of one interpreter were
+    // taken; what was not written is counted as dropped.
+    let last = err
+        .stats()
+        .expect("stop's error carries the final statistics");
+    assert_eq!(last.samples_taken, 50);
+    assert_eq!(last.samples_written + last.samples_dropped, 50);
+    assert!(last.samples_dropped > 0);
+    assert_eq!(p.final_stats(), Some(last));
     // Stopping again returns the same error.
     assert!(p.stop().is_err());
 }

@@ -20,6 +20,9 @@ mod pulley_adapter;
 /// The recording runtime: virtual-clock counts, shutdown order, formats,
 /// faults, concurrency.
 mod recording;
+/// Durability under kill -9, a facade that never hangs, supervision of
+/// every thread.
+mod reliability;
 /// `pcprof report`: shares, disassembly, thresholds, bad files.
 mod report;
 /// `pcprof sequences`: hot-sequence mining.

@@ -24,5 +24,7 @@ mod recording;
 mod report;
 /// `pcprof sequences`: hot-sequence mining.
 mod sequences;
+/// Ctrl-C and SIGTERM during `pcprof demo`.
+mod signals;
 /// Inside tokio, and many interpreters coming and going while sampling.
 mod threads;

@@ -15,6 +15,9 @@ mod faults;
 mod formats;
 /// `pcprof html`, driven in headless Chromium.
 mod html;
+/// Outputs never replace an input or a special file; truncated and corrupt
+/// inputs fail every analysis command after its output.
+mod outputs;
 /// The Pulley adapter on the real interpreter.
 mod pulley_adapter;
 /// The recording runtime: virtual-clock counts, shutdown order, formats,

@@ -2,8 +2,9 @@
 //!
 //! - an output that is an input (the same path, a symlink or a hard link to
 //!   it) is refused and the input left intact;
-//! - a symlink is written through (the link stays), a FIFO or a device is
-//!   written into (never replaced), a failure removes the temporary file;
+//! - a symlink is written through (the link stays), a FIFO, a device or
+//!   `/dev/stdout` is written into (never replaced), a failure removes the
+//!   temporary file;
 //! - a truncated or corrupt input: every command shows or writes its
 //!   complete records, then exits 1 with one line naming the file and the
 //!   byte offset.
@@ -176,6 +177,30 @@ fn a_device_output_is_written_into_and_its_errors_name_it() {
             "{full:?}: {err}"
         );
     }
+    // /dev/stdout is a link through /proc to the open file description:
+    // written into, a pipe as a regular file, which is not renamed over.
+    let want = collapsed(&dir, &input);
+    let to_stdout = [
+        p("convert"),
+        &input,
+        p("--to"),
+        p("collapsed"),
+        p("-o"),
+        p("/dev/stdout"),
+    ];
+    let o = run(&to_stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout, want);
+    let file = dir.path("stdout.txt");
+    let o = pcprof()
+        .args(to_stdout)
+        .stdout(std::fs::File::create(&file).unwrap())
+        .output()
+        .expect("run pcprof");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&file).unwrap(), want);
+    assert!(temporaries(&dir).is_empty(), "{:?}", temporaries(&dir));
+
     for dev in ["/dev/null", "/dev/full"] {
         let m = Path::new(dev).metadata().unwrap();
         assert!(m.file_type().is_char_device(), "{dev} was replaced");

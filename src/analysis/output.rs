@@ -14,6 +14,10 @@
 //! - A FIFO, a character or block device, or another non-regular file is
 //!   written straight into (renaming over it would replace it); a failure
 //!   there (ENOSPC from `/dev/full`, a reader gone) is an error naming it.
+//! - A path through `/proc` (`/dev/stdout` is `/proc/self/fd/1`) names an
+//!   open file description, not a place in a directory: it is written into,
+//!   appending when it is a regular file (as the shell's `>` or `>>` left
+//!   it), never renamed over.
 //! - A directory is refused.
 
 use std::fs::{File, OpenOptions};
@@ -78,8 +82,8 @@ pub fn write_output<T>(
         path: output.to_path_buf(),
         source,
     };
-    let target = resolve_symlinks(output).map_err(io_err)?;
-    let existing = match std::fs::metadata(&target) {
+    // The kernel follows the links here, `/proc`'s magic ones included.
+    let existing = match std::fs::metadata(output) {
         Ok(m) => Some(m),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(io_err(e)),
@@ -89,20 +93,34 @@ pub fn write_output<T>(
             io::ErrorKind::IsADirectory,
             "is a directory",
         ))),
-        Some(m) if !m.is_file() => write_into(output, &target, write),
-        Some(m) => write_replacing(output, &target, Some(m.permissions()), write),
-        None => write_replacing(output, &target, None, write),
+        Some(m) if !m.is_file() => write_into(output, false, write),
+        Some(m) => {
+            let (target, through_proc) = resolve_symlinks(output).map_err(io_err)?;
+            if through_proc {
+                write_into(output, true, write)
+            } else {
+                write_replacing(output, &target, Some(m.permissions()), write)
+            }
+        }
+        None => {
+            let (target, _) = resolve_symlinks(output).map_err(io_err)?;
+            write_replacing(output, &target, None, write)
+        }
     }
 }
 
 /// Follows `path` while it is a symlink; the result is the path of the
 /// final target, which may not exist yet (a dangling symlink is written
-/// through, creating its target).
-fn resolve_symlinks(path: &Path) -> io::Result<PathBuf> {
+/// through, creating its target), and whether a link on the way was under
+/// `/proc` (whose targets are descriptions like `pipe:[1234]` or a file's
+/// old name, not paths to rename onto).
+fn resolve_symlinks(path: &Path) -> io::Result<(PathBuf, bool)> {
     let mut path = path.to_path_buf();
+    let mut through_proc = false;
     for _ in 0..MAX_SYMLINK_HOPS {
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.file_type().is_symlink() => {
+                through_proc |= path.starts_with("/proc");
                 let link = std::fs::read_link(&path)?;
                 // A relative link is relative to the directory holding it.
                 path = match path.parent() {
@@ -110,7 +128,7 @@ fn resolve_symlinks(path: &Path) -> io::Result<PathBuf> {
                     _ => link,
                 };
             }
-            _ => return Ok(path),
+            _ => return Ok((path, through_proc)),
         }
     }
     Err(io::Error::new(
@@ -119,12 +137,12 @@ fn resolve_symlinks(path: &Path) -> io::Result<PathBuf> {
     ))
 }
 
-/// Writes straight into an existing non-regular file (FIFO, device): no
-/// temporary file, no truncation, no sync (FIFOs and many devices refuse
-/// `fsync`).
+/// Writes straight into an existing file opened through `output` (a FIFO,
+/// a device, an open file named through `/proc`, appended to): no temporary
+/// file, no truncation, no sync (FIFOs and many devices refuse `fsync`).
 fn write_into<T>(
     output: &Path,
-    target: &Path,
+    append: bool,
     write: impl FnOnce(&mut BufWriter<File>) -> Result<T, ConvertError>,
 ) -> Result<T, ConvertError> {
     let io_err = |source| ConvertError::Io {
@@ -133,7 +151,8 @@ fn write_into<T>(
     };
     let file = OpenOptions::new()
         .write(true)
-        .open(target)
+        .append(append)
+        .open(output)
         .map_err(io_err)?;
     let mut w = BufWriter::with_capacity(1 << 16, file);
     let value = write(&mut w)?;

@@ -341,5 +341,19 @@ fn bad_inputs_fail_every_analysis_command_after_its_output() {
                 }
             }
         }
+        // Every target format, not only the one checked above.
+        for to in ["native", "pulley", "firefox", "speedscope"] {
+            let out = dir.path(&format!("out.{to}"));
+            let o = run(&[p("convert"), bad, p("--to"), p(to), p("-o"), &out]);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(1), "convert --to {to} {name}: {err}");
+            let last = err.lines().last().unwrap_or_default();
+            assert!(
+                last.contains(&format!("{what} at byte {offset}"))
+                    && last.contains(&format!("out.{to} holds only the complete records")),
+                "convert --to {to} {name}: {err}"
+            );
+            assert!(out.metadata().unwrap().len() > 0, "{to}");
+        }
     }
 }

@@ -47,8 +47,7 @@ fn same_identity(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 
 #[cfg(not(unix))]
 fn same_identity(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
-    // Without inodes, fall back on nothing: callers also compare canonical
-    // paths.
+    // No inodes to compare: only `refuse_inputs`' canonical paths apply.
     false
 }
 

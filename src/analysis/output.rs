@@ -51,6 +51,14 @@ fn same_identity(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
     false
 }
 
+/// Whether [`write_output`] to `output` would replace an existing file (a
+/// regular one, not reached through `/proc`), rather than create one or
+/// write into one.
+pub fn would_replace(output: &Path) -> bool {
+    std::fs::metadata(output).is_ok_and(|m| m.is_file())
+        && resolve_symlinks(output).is_ok_and(|(_, through_proc)| !through_proc)
+}
+
 /// Fails with [`ConvertError::SameFile`] when `output` is one of `inputs`.
 pub fn refuse_inputs(output: &Path, inputs: &[&Path]) -> Result<(), ConvertError> {
     for input in inputs {

@@ -63,8 +63,8 @@ pub fn run(args: HtmlArgs) -> CliResult {
         sequences_note,
         ..HtmlOptions::default()
     };
-    // Only a regular file is replaced; a FIFO or device is written into.
-    let existed = std::fs::metadata(&output).is_ok_and(|m| m.is_file());
+    // A FIFO, a device or /dev/stdout is written into, not replaced.
+    let existed = pcprof::analysis::output::would_replace(&output);
     write_report(&profile, &options, &output)?;
     let mut err = std::io::stderr().lock();
     let _ = writeln!(

@@ -550,7 +550,7 @@ fn errors_name_the_file_and_leave_nothing_behind() {
     let input = fixture(&dir);
 
     let e = convert(&input, &input, ExportFormat::Native, &options()).unwrap_err();
-    assert!(matches!(e, ConvertError::SameFile(_)), "{e}");
+    assert!(matches!(e, ConvertError::SameFile { .. }), "{e}");
     assert!(
         read_all(&std::fs::read(&input).unwrap())
             .unwrap()

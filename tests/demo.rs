@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::common::TempDir;
 
-fn pcprof() -> Command {
+pub(crate) fn pcprof() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pcprof"));
     c.env_remove("PCPROF_OUT")
         .env_remove("PCPROF_FORMAT")

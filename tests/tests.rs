@@ -15,6 +15,9 @@ mod faults;
 mod formats;
 /// `pcprof html`, driven in headless Chromium.
 mod html;
+/// Outputs never replace an input or a special file; truncated and corrupt
+/// inputs fail every analysis command after its output.
+mod outputs;
 /// The Pulley adapter on the real interpreter.
 mod pulley_adapter;
 /// The recording runtime: virtual-clock counts, shutdown order, formats,
@@ -27,5 +30,7 @@ mod reliability;
 mod report;
 /// `pcprof sequences`: hot-sequence mining.
 mod sequences;
+/// Ctrl-C and SIGTERM during `pcprof demo`.
+mod signals;
 /// Inside tokio, and many interpreters coming and going while sampling.
 mod threads;

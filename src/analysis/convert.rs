@@ -17,15 +17,18 @@
 //!   with its real time (about 40 bytes each), speedscope merges consecutive
 //!   samples of one interpreter at the same instruction into one weighted
 //!   sample.
-//! - Output goes to a temporary file beside the target, renamed into place
-//!   only when complete: a failed conversion never leaves half a file. The
-//!   input is refused as output.
-//! - A file that ends early or has a corrupt record converts up to the fault;
-//!   [`ConvertReport::read_error`] says where it stopped.
+//! - Output is written by [`output::write_output`]: a regular file through a
+//!   temporary file renamed into place only when complete (a failed
+//!   conversion never leaves half a file), a symlink's target rather than the
+//!   symlink, a FIFO or device straight into it. The input (by identity, so
+//!   also through a symlink or a hard link) is refused as output.
+//! - A file that ends early or has a corrupt record converts up to the fault
+//!   and the output is still written, holding the complete records;
+//!   [`ConvertReport::read_error`] says where it stopped (the CLI then exits
+//!   non-zero).
 
 use std::fmt;
-use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 #[cfg(feature = "export")]
@@ -39,6 +42,8 @@ use crate::format::{
     EncodeError, Encoder, Event, FileHeader, Format, InterpreterRecord, Record, Sample,
 };
 use crate::{ProfileReader, ReadError};
+
+use super::output::{self, write_output};
 
 /// Samples per record written by [`recode`]: bounds a record's size however
 /// large the source's batches are.
@@ -171,8 +176,13 @@ pub enum ConvertError {
         /// The failure.
         source: serde_json::Error,
     },
-    /// The output is the input file.
-    SameFile(PathBuf),
+    /// The output is one of the inputs (the same file, by identity).
+    SameFile {
+        /// The output as given.
+        output: PathBuf,
+        /// The input it is.
+        input: PathBuf,
+    },
 }
 
 impl fmt::Display for ConvertError {
@@ -189,10 +199,11 @@ impl fmt::Display for ConvertError {
             ConvertError::Json { path, source } => {
                 write!(f, "{}: cannot write JSON: {source}", path.display())
             }
-            ConvertError::SameFile(path) => write!(
+            ConvertError::SameFile { output, input } => write!(
                 f,
-                "{}: the output is the input file; choose another output",
-                path.display()
+                "{}: the output is the input file {}; choose another output",
+                output.display(),
+                input.display()
             ),
         }
     }
@@ -206,7 +217,7 @@ impl std::error::Error for ConvertError {
             ConvertError::Encode { source, .. } => Some(source),
             #[cfg(feature = "export")]
             ConvertError::Json { source, .. } => Some(source),
-            ConvertError::SameFile(_) => None,
+            ConvertError::SameFile { .. } => None,
         }
     }
 }
@@ -217,15 +228,16 @@ impl From<LoadError> for ConvertError {
     }
 }
 
-/// Converts the profile at `input` to `format`, written to `output`
-/// (replaced only once the conversion is complete).
+/// Converts the profile at `input` to `format`, written to `output` as
+/// [`output::write_output`] does (a regular file replaced only once the
+/// conversion is complete).
 pub fn convert(
     input: &Path,
     output: &Path,
     format: ExportFormat,
     options: &ConvertOptions,
 ) -> Result<ConvertReport, ConvertError> {
-    refuse_same_file(input, output)?;
+    output::refuse_inputs(output, &[input])?;
     match format {
         ExportFormat::Collapsed => {
             let profile = load(
@@ -237,7 +249,7 @@ pub fn convert(
                 |_| {},
             )?;
             let report = collapsed_report(&profile);
-            write_atomically(output, |w| {
+            write_output(output, &[input], |w| {
                 write_collapsed(&profile, &options.decoder, w).map_err(|source| ConvertError::Io {
                     path: output.to_path_buf(),
                     source,
@@ -252,12 +264,14 @@ pub fn convert(
                 Format::Native
             };
             let reader = ProfileReader::open(input).map_err(ConvertError::Read)?;
-            write_atomically(output, |w| recode(reader, target, w, output, options))
+            write_output(output, &[input], |w| {
+                recode(reader, target, w, output, options)
+            })
         }
         #[cfg(feature = "export")]
         ExportFormat::Firefox => {
             let (profile, report) = firefox_profile(input, options)?;
-            write_atomically(output, |w| {
+            write_output(output, &[input], |w| {
                 serde_json::to_writer(w, &profile).map_err(|source| ConvertError::Json {
                     path: output.to_path_buf(),
                     source,
@@ -268,7 +282,7 @@ pub fn convert(
         #[cfg(feature = "export")]
         ExportFormat::Speedscope => {
             let (file, report) = speedscope_file(input, options)?;
-            write_atomically(output, |w| {
+            write_output(output, &[input], |w| {
                 serde_json::to_writer(w, &file).map_err(|source| ConvertError::Json {
                     path: output.to_path_buf(),
                     source,
@@ -285,47 +299,6 @@ pub fn convert(
             ),
         }),
     }
-}
-
-/// Fails when `output` names the same file as `input` (writing would
-/// destroy the input while it is read).
-pub(crate) fn refuse_same_file(input: &Path, output: &Path) -> Result<(), ConvertError> {
-    if let (Ok(a), Ok(b)) = (std::fs::canonicalize(input), std::fs::canonicalize(output))
-        && a == b
-    {
-        return Err(ConvertError::SameFile(output.to_path_buf()));
-    }
-    Ok(())
-}
-
-/// Runs `write` on a buffered temporary file beside `path`, then renames it
-/// to `path`; on failure the temporary file is removed and `path` untouched.
-pub(crate) fn write_atomically<T>(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<File>) -> Result<T, ConvertError>,
-) -> Result<T, ConvertError> {
-    let io_err = |source| ConvertError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".to_string());
-    let tmp = path.with_file_name(format!(".{name}.pcprof-{}.tmp", std::process::id()));
-    let result = (|| {
-        let file = File::create(&tmp).map_err(io_err)?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        let value = write(&mut w)?;
-        let file = w.into_inner().map_err(|e| io_err(e.into_error()))?;
-        file.sync_all().map_err(io_err)?;
-        std::fs::rename(&tmp, path).map_err(io_err)?;
-        Ok(value)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Frame name of an instruction: the instruction first (it is what a narrow

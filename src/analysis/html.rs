@@ -25,7 +25,8 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
-use crate::analysis::convert::{ConvertError, refuse_same_file, write_atomically};
+use crate::analysis::convert::ConvertError;
+use crate::analysis::output::write_output;
 
 use crate::analysis::profile::{FunctionProfile, Profile};
 use crate::analysis::report::{DecoderChoice, decode_function};
@@ -168,16 +169,18 @@ pub fn render(profile: &Profile, options: &HtmlOptions) -> String {
     out
 }
 
-/// Renders the report of `profile` and writes it to `output` (replacing
-/// it, only once complete). Refuses to overwrite the profile itself.
+/// Renders the report of `profile` and writes it to `output` as
+/// [`write_output`] does (a regular file replaced only once complete, a
+/// symlink's target, a FIFO or device straight into). Refuses to write over
+/// the profile itself.
 pub fn write_report(
     profile: &Profile,
     options: &HtmlOptions,
     output: &Path,
 ) -> Result<(), ConvertError> {
-    refuse_same_file(&profile.path, output)?;
+    crate::analysis::output::refuse_inputs(output, &[&profile.path])?;
     let page = render(profile, options);
-    write_atomically(output, |w| {
+    write_output(output, &[&profile.path], |w| {
         w.write_all(page.as_bytes())
             .map_err(|source| ConvertError::Io {
                 path: output.to_path_buf(),

@@ -3,7 +3,8 @@
 //! - [`profile`]: one streaming pass aggregates a file into functions,
 //!   per-instruction counts, interpreters and a timeline.
 //! - [`html`]: a self-contained HTML report; [`convert`]: exports (Firefox
-//!   Profiler, speedscope, collapsed stacks) and Pulley/native re-encoding.
+//!   Profiler, speedscope, collapsed stacks) and Pulley/native re-encoding;
+//!   [`output`]: how they write, never over an input or a special file.
 //! - [`report`]: the text report; [`sequences`]: hot instruction
 //!   sequences (macro-instruction candidates); [`diff`]: two profiles
 //!   compared per function and instruction.
@@ -13,6 +14,7 @@
 pub mod convert;
 pub mod diff;
 pub mod html;
+pub mod output;
 pub mod profile;
 pub mod report;
 pub mod sequences;

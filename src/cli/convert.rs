@@ -2,8 +2,11 @@
 //! it ([`pcprof::analysis::convert`]).
 //!
 //! - `-o` is required: exports are not meant to land somewhere implicit.
-//! - What the target cannot carry, and a read error in the input, are
-//!   reported on stderr; the conversion still succeeds with what was read.
+//!   It never names the input (refused); a symlink's target, a FIFO or a
+//!   device are written as [`pcprof::analysis::output`] describes.
+//! - What the target cannot carry is noted on stderr.
+//! - A truncated or corrupt input: the output holds its complete records,
+//!   then the read error is the command's one-line error (non-zero exit).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -51,7 +54,8 @@ pub struct ConvertArgs {
     /// The format to write.
     #[arg(long = "to", value_enum, value_name = "FORMAT")]
     to: Target,
-    /// The file to write (replaced if it exists).
+    /// The file to write (replaced if it exists; a symlink's target, a FIFO
+    /// or a device is written into).
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
     /// Keep only the samples of this interpreter.
@@ -77,9 +81,6 @@ pub fn run(args: ConvertArgs) -> CliResult {
     };
     let report = convert(&args.file, &args.output, format, &options)?;
     let mut err = std::io::stderr().lock();
-    if let Some(e) = &report.read_error {
-        let _ = writeln!(err, "warning: {e}; converted the records before it");
-    }
     for note in &report.notes {
         let _ = writeln!(err, "note: {note}");
     }
@@ -91,5 +92,12 @@ pub fn run(args: ConvertArgs) -> CliResult {
         report.functions,
         report.unresolved
     );
+    if let Some(e) = report.read_error {
+        return Err(format!(
+            "{e}; {} holds only the complete records before it",
+            args.output.display()
+        )
+        .into());
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,10 @@
 //! - Each thread owns a `Vm` wrapped in a [`ProfiledVm`], so it is sampled
 //!   only while bytecode runs.
 //! - Progress (a bar with live sample counts) only on a terminal.
+//! - Ctrl-C or SIGTERM ends the recording early but cleanly: the threads
+//!   stop, the summary is written, the report printed, and the exit status
+//!   is the shell's convention (130, 143); a second one exits at once
+//!   ([`super::interrupt`]).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -22,6 +26,7 @@ use pcprof::{Format, Profiler};
 use pulley_interpreter::interp::Vm;
 
 use super::CliResult;
+use super::interrupt::Interrupt;
 
 /// Arguments of `pcprof demo`.
 #[derive(Debug, clap::Args)]
@@ -72,6 +77,8 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> CliResult {
+    let interrupt =
+        Interrupt::install().map_err(|e| format!("cannot handle SIGINT and SIGTERM: {e}"))?;
     let mut builder = Profiler::builder().env()?;
     if let Some(out) = &args.out {
         builder = builder.output(out);
@@ -135,7 +142,7 @@ pub fn run(args: DemoArgs) -> CliResult {
             path.display()
         );
     }
-    while started.elapsed() < total {
+    while started.elapsed() < total && interrupt.received().is_none() {
         std::thread::sleep(Duration::from_millis(100).min(total.saturating_sub(started.elapsed())));
         if let Some(bar) = &bar {
             bar.set_position(started.elapsed().as_millis() as u64);
@@ -143,6 +150,17 @@ pub fn run(args: DemoArgs) -> CliResult {
                 bar.set_message(format!("{:.1}s  {} samples", args.seconds, s.samples_taken));
             }
         }
+    }
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    if let Some(signal) = interrupt.received() {
+        eprintln!(
+            "pcprof: interrupted by {} after {:.1} s: stopping and writing the summary \
+             (a second one exits at once)",
+            signal.name(),
+            started.elapsed().as_secs_f64()
+        );
     }
     stop.store(true, Ordering::Relaxed);
     let mut failure = None;
@@ -152,9 +170,6 @@ pub fn run(args: DemoArgs) -> CliResult {
             Ok(Err(e)) => failure = Some(e),
             Err(_) => failure = Some("an interpreter thread panicked".to_string()),
         }
-    }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
     }
     let stats = profiler.stop()?;
     if let Some(e) = failure {
@@ -186,6 +201,13 @@ pub fn run(args: DemoArgs) -> CliResult {
     println!(
         "         pcprof sequences {shown}   # hot instruction sequences: macro-instruction candidates"
     );
+    if let Some(signal) = interrupt.received() {
+        eprintln!(
+            "pcprof: interrupted by {}; {shown} is complete up to then",
+            signal.name()
+        );
+        return Ok(signal.exit_code());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

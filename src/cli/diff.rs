@@ -4,13 +4,17 @@
 //!
 //! - Either file truncated or corrupt: the diff of their complete records,
 //!   then the read error as the command's one-line error (non-zero exit).
+//! - `--html` never names either input (refused before reading); it is
+//!   written as [`pcprof::analysis::output`] describes.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use pcprof::analysis::LoadOptions;
+use pcprof::analysis::convert::ConvertError;
 use pcprof::analysis::diff::{DiffOptions, diff, write_html, write_text};
+use pcprof::analysis::output::{refuse_inputs, write_output};
 use pcprof::analysis::report::DecoderChoice;
 
 use super::CliResult;
@@ -35,6 +39,10 @@ pub struct DiffArgs {
 
 /// Runs `pcprof diff`.
 pub fn run(args: DiffArgs) -> CliResult {
+    let inputs = [args.before.as_path(), args.after.as_path()];
+    if let Some(path) = &args.html {
+        refuse_inputs(path, &inputs)?;
+    }
     let load = LoadOptions::default();
     let before = super::load_profile(&args.before, &load)?;
     let after = super::load_profile(&args.after, &load)?;
@@ -44,11 +52,12 @@ pub fn run(args: DiffArgs) -> CliResult {
     };
     let d = diff(&before, &after, &options);
     if let Some(path) = &args.html {
-        let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut w = std::io::BufWriter::new(file);
-        write_html(&mut w, &d, Some(args.top))
-            .and_then(|()| w.flush())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        write_output(path, &inputs, |w| {
+            write_html(w, &d, Some(args.top)).map_err(|source| ConvertError::Io {
+                path: path.clone(),
+                source,
+            })
+        })?;
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

@@ -3,8 +3,12 @@
 //!
 //! - Output defaults to `FILE.html` beside the input; an existing file is
 //!   replaced (the report is derived data), and the command says so.
-//! - Written to a temporary file and renamed, so a failure never leaves a
-//!   half-written page.
+//! - Written as [`pcprof::analysis::output`] describes: a regular file
+//!   through a temporary file and a rename, so a failure never leaves a
+//!   half-written page; a symlink's target; a FIFO or device straight into;
+//!   never over the input.
+//! - A truncated or corrupt input: the page shows its complete records, then
+//!   the read error is the command's one-line error (non-zero exit).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -59,12 +63,10 @@ pub fn run(args: HtmlArgs) -> CliResult {
         sequences_note,
         ..HtmlOptions::default()
     };
-    let existed = output.exists();
+    // A FIFO, a device or /dev/stdout is written into, not replaced.
+    let existed = pcprof::analysis::output::would_replace(&output);
     write_report(&profile, &options, &output)?;
     let mut err = std::io::stderr().lock();
-    if let Some(e) = &profile.read_error {
-        let _ = writeln!(err, "warning: {e}; the report covers the records before it");
-    }
     let _ = writeln!(
         err,
         "{} {} ({} samples, {} functions)",
@@ -73,6 +75,13 @@ pub fn run(args: HtmlArgs) -> CliResult {
         profile.total_samples,
         profile.functions.len()
     );
+    if let Some(e) = profile.read_error {
+        return Err(format!(
+            "{e}; {} holds only the complete records before it",
+            output.display()
+        )
+        .into());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,6 +4,7 @@ pub mod convert;
 pub mod demo;
 pub mod diff;
 pub mod html;
+pub mod interrupt;
 pub mod report;
 pub mod sequences;
 

@@ -11,6 +11,7 @@ pub(crate) fn pcprof() -> Command {
         .env_remove("PCPROF_FORMAT")
         .env_remove("PULLEY_SAMPLING_FREQ")
         .env_remove("PULLEY_SAMPLING_FLUSH_AMT")
+        .env_remove("PCPROF_FLUSH_INTERVAL")
         .env("NO_COLOR", "1");
     c
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pcprof::format::{
-    Encoder, FileHeader, FunctionRecord, InterpreterRecord, ReadErrorKind, Record,
+    EncodedBatch, Encoder, FileHeader, FunctionRecord, InterpreterRecord, ReadErrorKind, Record,
 };
 use pcprof::{Format, ProfileReader, Profiler, Sample, VirtualClock};
 use proptest::prelude::*;
@@ -249,6 +249,31 @@ fn corrupt_bytes_are_reported_with_their_offset() {
         ProfileReader::new(&bad[..]).unwrap_err().kind(),
         ReadErrorKind::UnsupportedVersion { version: 99 }
     ));
+}
+
+/// Interpreter ids are valid up to 2^24; decoding a batch once zeroed a
+/// table of 8 × id bytes (128 MiB here) per batch: seconds for a small file.
+#[test]
+fn large_interpreter_ids_decode_fast() {
+    let batch = EncodedBatch {
+        counts: vec![2],
+        interps: vec![1 << 24, (1 << 24) - 1],
+        pc_deltas: vec![2, 4],
+        ..EncodedBatch::default()
+    };
+    let mut file = Vec::new();
+    let mut enc = Encoder::native(&mut file, &header()).unwrap();
+    for _ in 0..200 {
+        enc.write(&Record::Samples(batch.clone())).unwrap();
+    }
+    drop(enc);
+    let t = std::time::Instant::now();
+    let c = read_all(&file).unwrap();
+    assert!(c.error.is_none());
+    assert_eq!(c.samples.len(), 400);
+    assert_eq!((c.samples[0].interp, c.samples[0].pc), (1 << 24, 1));
+    assert_eq!(c.samples[1].pc, 2);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
 }
 
 fn header() -> FileHeader {

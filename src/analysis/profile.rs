@@ -583,7 +583,15 @@ impl TimelineBuilder {
             if let Some(i) = interpreters.get(slot)
                 && !v.is_empty()
             {
-                counts.insert(i.id, v);
+                // An id registered twice has two slots: add them up (the
+                // buckets are the same for every slot).
+                let sum: &mut Vec<u64> = counts.entry(i.id).or_default();
+                if sum.len() < v.len() {
+                    sum.resize(v.len(), 0);
+                }
+                for (s, c) in sum.iter_mut().zip(v) {
+                    *s += c;
+                }
             }
         }
         Timeline {

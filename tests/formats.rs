@@ -313,22 +313,4 @@ proptest! {
         prop_assert!(c.error.is_none());
         prop_assert_eq!(c.samples, samples);
     }
-
-    /// Arbitrary bytes never panic the reader.
-    #[test]
-    fn reader_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), native in any::<bool>()) {
-        let mut input = Vec::new();
-        if native {
-            input.extend_from_slice(&pcprof::format::MAGIC);
-            input.extend_from_slice(&pcprof::format::VERSION.to_le_bytes());
-        }
-        input.extend_from_slice(&bytes);
-        if let Ok(r) = ProfileReader::new(&input[..]) {
-            for ev in r {
-                if ev.is_err() {
-                    break;
-                }
-            }
-        }
-    }
 }

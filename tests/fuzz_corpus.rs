@@ -152,3 +152,24 @@ fn timeline_counts_an_id_registered_twice() {
     assert_eq!(p.timeline.counts[&3].iter().sum::<u64>(), 3);
     harness::load(&file);
 }
+
+/// Found by the `native` target: the reader's fast batch decoder took a
+/// `u32` written with bincode's u64 marker, which bincode refuses; the two
+/// decoders must agree on what a valid batch is.
+#[test]
+fn batch_u32_with_the_u64_marker_is_refused() {
+    let mut prefix = pcprof::format::MAGIC.to_vec();
+    prefix.extend_from_slice(&pcprof::format::VERSION.to_le_bytes());
+    // Record::Header: version "0", then zeros and an empty clock name.
+    let header = [0, 1, b'0', 0, 0, 0, 0, 0];
+    // Record::Samples: first time 0, step 0, no time delta, one tick of one
+    // sample, interpreter 0 as 253 + 8 bytes, PC delta 0.
+    let mut batch = vec![5, 0, 0, 0, 1, 1, 1, 253];
+    batch.extend_from_slice(&[0; 8]);
+    batch.extend_from_slice(&[1, 0]);
+    let file = harness::join_native(&prefix, &[header.to_vec(), batch], &[]);
+    let mut r = pcprof::ProfileReader::new(&file[..]).unwrap();
+    let e = r.next().unwrap().unwrap_err();
+    assert!(e.to_string().contains("U64"), "{e}");
+    harness::read(&file);
+}

@@ -1197,8 +1197,13 @@ impl Varints<'_> {
         }
     }
 
+    /// A `u32` varint: as bincode, refuses the u64 marker even for a value
+    /// that fits.
     #[inline]
     fn u32(&mut self) -> Option<u32> {
+        if self.bytes.get(self.pos) == Some(&253) {
+            return None;
+        }
         u32::try_from(self.u64()?).ok()
     }
 

@@ -13,6 +13,8 @@ mod diff;
 mod faults;
 /// Both file formats: round trips, Pulley compatibility, torn files.
 mod formats;
+/// The fuzz corpus replayed through the fuzz harness.
+mod fuzz_corpus;
 /// `pcprof html`, driven in headless Chromium.
 mod html;
 /// Outputs never replace an input or a special file; truncated and corrupt

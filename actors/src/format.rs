@@ -22,6 +22,7 @@
 //!   panics on bad input: every error names the byte offset of the record at
 //!   fault.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
@@ -301,6 +302,10 @@ impl EncodedBatch {
     }
 }
 
+/// Interpreter ids below this keep their last PC in a vector while a batch
+/// is decoded; the sampler's ids are small.
+const DENSE_LAST_PC: usize = 1 << 12;
+
 /// The one decoder of a batch's arrays, fed either from an [`EncodedBatch`]
 /// or straight from a record's bytes (the reader's fast path). Checks every
 /// length and value; appends to `out`.
@@ -324,6 +329,9 @@ fn decode_batch(
     out.reserve(n_samples);
     let bad = |what: &str| format!("malformed {what}");
     let mut last_pc: Vec<u64> = Vec::new();
+    // Ids from `DENSE_LAST_PC` up (valid to 2^24, rare) go to a map: a
+    // vector would be zeroed up to 8 × id bytes for every batch.
+    let mut last_pc_sparse: HashMap<u32, u64> = HashMap::new();
     let mut time = first_time_ns;
     let mut left = n_samples;
     let mut pos = 0;
@@ -349,12 +357,17 @@ fn decode_batch(
                 return Err(format!("interpreter id {interp} above 2^24"));
             }
             let slot = interp as usize;
-            if slot >= last_pc.len() {
-                last_pc.resize(slot + 1, 0);
-            }
+            let last = if slot < DENSE_LAST_PC {
+                if slot >= last_pc.len() {
+                    last_pc.resize(slot + 1, 0);
+                }
+                &mut last_pc[slot]
+            } else {
+                last_pc_sparse.entry(interp).or_insert(0)
+            };
             let delta = read_leb128(pc_bytes, &mut pos).ok_or_else(|| bad("PC delta"))?;
-            let pc = last_pc[slot].wrapping_add(unzigzag(delta) as u64);
-            last_pc[slot] = pc;
+            let pc = last.wrapping_add(unzigzag(delta) as u64);
+            *last = pc;
             out.push(Sample {
                 time_ns: time,
                 interp,
@@ -1184,8 +1197,13 @@ impl Varints<'_> {
         }
     }
 
+    /// A `u32` varint: as bincode, refuses the u64 marker even for a value
+    /// that fits.
     #[inline]
     fn u32(&mut self) -> Option<u32> {
+        if self.bytes.get(self.pos) == Some(&253) {
+            return None;
+        }
         u32::try_from(self.u64()?).ok()
     }
 

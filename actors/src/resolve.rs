@@ -108,7 +108,9 @@ impl Resolver {
                 continue;
             }
             let distance = if time_ns <= s.loaded_ns {
-                s.loaded_ns - time_ns + 1
+                // Saturating: a load at u64::MAX ns and a sample at 0 (the
+                // file's word, not a clock's) must not wrap to "alive".
+                (s.loaded_ns - time_ns).saturating_add(1)
             } else {
                 // 0 while alive, then the time since the unload.
                 time_ns.saturating_sub(s.unloaded_ns)
@@ -158,5 +160,17 @@ mod tests {
         assert_eq!(r.resolve(1002, 0), Some(5));
         assert_eq!(r.unload(100, 100), Some(1));
         assert_eq!(r.unload(100, 100), None);
+    }
+
+    /// Found by fuzzing: the distance to a function loaded at u64::MAX ns
+    /// overflowed for a sample at 0 (a panic in debug builds, the wrong
+    /// function in release ones).
+    #[test]
+    fn load_time_at_the_end_of_time() {
+        let mut r = Resolver::new();
+        r.add(0, 100, 10, u64::MAX);
+        r.add(1, 105, 10, 0);
+        assert_eq!(r.resolve(106, 0), Some(1));
+        assert_eq!(r.resolve(101, 0), Some(0));
     }
 }

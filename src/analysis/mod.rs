@@ -19,4 +19,4 @@ pub mod profile;
 pub mod report;
 pub mod sequences;
 
-pub use profile::{FunctionProfile, LoadOptions, Profile, load};
+pub use profile::{FunctionProfile, LoadOptions, Profile, load, load_bytes};

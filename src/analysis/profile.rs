@@ -11,6 +11,7 @@
 //!   reading stopped.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::Resolver;
@@ -181,14 +182,42 @@ impl std::error::Error for LoadError {
 pub fn load(
     path: &Path,
     options: &LoadOptions,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> Result<Profile, LoadError> {
     let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let mut reader = ProfileReader::open(path).map_err(LoadError)?;
+    let reader = ProfileReader::open(path).map_err(LoadError)?;
+    aggregate(reader, path.to_path_buf(), file_bytes, options, progress)
+}
+
+/// Like [`load`], from a profile already in memory (`path` is left empty):
+/// for tests and fuzzing, which have bytes rather than a file.
+pub fn load_bytes(
+    bytes: &[u8],
+    options: &LoadOptions,
+    progress: impl FnMut(u64),
+) -> Result<Profile, LoadError> {
+    let reader = ProfileReader::new(bytes).map_err(LoadError)?;
+    aggregate(
+        reader,
+        PathBuf::new(),
+        bytes.len() as u64,
+        options,
+        progress,
+    )
+}
+
+/// The one pass of [`load`] and [`load_bytes`].
+fn aggregate<R: Read>(
+    mut reader: ProfileReader<R>,
+    path: PathBuf,
+    file_bytes: u64,
+    options: &LoadOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<Profile, LoadError> {
     let format = reader.format();
     let header = reader.header().cloned();
     let mut p = Profile {
-        path: path.to_path_buf(),
+        path,
         file_bytes,
         format,
         header,
@@ -554,7 +583,15 @@ impl TimelineBuilder {
             if let Some(i) = interpreters.get(slot)
                 && !v.is_empty()
             {
-                counts.insert(i.id, v);
+                // An id registered twice has two slots: add them up (the
+                // buckets are the same for every slot).
+                let sum: &mut Vec<u64> = counts.entry(i.id).or_default();
+                if sum.len() < v.len() {
+                    sum.resize(v.len(), 0);
+                }
+                for (s, c) in sum.iter_mut().zip(v) {
+                    *s += c;
+                }
             }
         }
         Timeline {

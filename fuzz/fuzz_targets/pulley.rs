@@ -1,0 +1,11 @@
+//! `ProfileReader` over pulley files: libFuzzer mutates inside frames (or
+//! sections), the harness re-frames them and checks the reader's invariants.
+#![no_main]
+
+use libfuzzer_sys::{fuzz_mutator, fuzz_target, fuzzer_mutate};
+
+fuzz_target!(|data: &[u8]| pcprof_fuzz::read(data));
+
+fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
+    pcprof_fuzz::mutate_in_place(data, size, max_size, seed, fuzzer_mutate)
+});

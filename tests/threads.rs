@@ -30,6 +30,46 @@ async fn start_query_stop_inside_a_current_thread_runtime() {
     assert_eq!(p.stop().unwrap().samples_written, 5);
 }
 
+/// The ticker, sampler and writer live on their own threads; their faces
+/// forward each public message to them, so async code reaches them like any
+/// actor.
+#[tokio::test(flavor = "current_thread")]
+async fn every_actor_answers_ractor_call() {
+    use pcprof::sampler::SamplerMsg;
+    use pcprof::ticker::TickerMsg;
+    use pcprof::writer::WriterMsg;
+
+    let dir = TempDir::new("faces");
+    let clock = VirtualClock::new();
+    let mut p = Profiler::builder()
+        .output(dir.path("p.data"))
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .unwrap();
+    let code = [0u8; 4];
+    p.register_function("f", &code).unwrap();
+    let h = p.new_interpreter(None).unwrap();
+    h.set_ptr(&code[1]);
+    p.sync().unwrap();
+    clock.advance(Duration::from_millis(4));
+    let t = ractor::call!(p.ticker(), TickerMsg::GetStats).unwrap();
+    assert_eq!((t.ticks_taken, t.samples_taken), (4, 4));
+    ractor::call!(p.sampler(), SamplerMsg::Flush).unwrap();
+    let w = ractor::call!(p.writer(), WriterMsg::Flush).unwrap();
+    assert_eq!(w.samples_written, 4);
+    let hot = ractor::call!(p.writer(), WriterMsg::GetHotFunctions, 3).unwrap();
+    assert_eq!((hot[0].name.as_str(), hot[0].samples), ("f", 4));
+    let refused = ractor::call!(p.ticker(), TickerMsg::SetRate, 0).unwrap();
+    assert!(refused.is_err());
+    ractor::call!(p.ticker(), TickerMsg::SetRate, 500)
+        .unwrap()
+        .unwrap();
+    let interps =
+        ractor::call!(p.registry(), pcprof::registry::RegistryMsg::GetInterpreters).unwrap();
+    assert_eq!(interps.len(), 1);
+    assert_eq!(p.stop().unwrap().samples_written, 4);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_inside_a_multi_thread_runtime() {
     let dir = TempDir::new("tokio2");

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::format::Format;
+pub use crate::sys::Scheduling;
 
 /// Highest accepted sampling rate.
 pub const MAX_FREQUENCY_HZ: u32 = 1_000_000;
@@ -57,20 +58,6 @@ impl fmt::Debug for Output {
             Output::Writer(_) => f.write_str("Writer(..)"),
         }
     }
-}
-
-/// Scheduling of the timing thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scheduling {
-    /// The default policy of the process.
-    Normal,
-    /// `SCHED_FIFO` at this priority (1..=99) where the process may raise
-    /// it (root or `CAP_SYS_NICE`); otherwise the thread falls back to normal
-    /// scheduling and the statistics say so.
-    Realtime {
-        /// FIFO priority.
-        priority: u8,
-    },
 }
 
 /// How the profiler runs. Build it with [`ProfilerBuilder`](crate::ProfilerBuilder).

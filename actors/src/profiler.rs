@@ -166,10 +166,15 @@ impl ProfilerBuilder {
 /// A running profiler. Dropping it stops it.
 #[derive(Debug)]
 pub struct Profiler {
+    /// Registration and queries (what `Deref` exposes).
     handle: ProfilerHandle,
+    /// The "pcprof-runtime" thread, joined by `stop` once it has answered.
     runtime: Option<JoinHandle<()>>,
+    /// The output file, unless it is an embedder's sink.
     output: Option<PathBuf>,
+    /// What `stop` returned, kept for later calls.
     result: Option<Result<Stats, Error>>,
+    /// The final statistics, whatever `stop` returned.
     final_stats: Option<Stats>,
 }
 
@@ -239,7 +244,9 @@ fn write_header(sink: Sink, header: &FileHeader, label: &Path) -> Result<Encoder
 /// A cloneable handle to a running profiler: registration and queries.
 #[derive(Clone)]
 pub struct ProfilerHandle {
+    /// Every actor's reference.
     refs: ActorRefs,
+    /// The profiler's clock (registration times).
     clock: Arc<dyn Clock>,
     /// The actor timeout: a query waits for at most a few of these.
     timeout: Duration,
@@ -457,7 +464,7 @@ fn run_runtime(args: SupervisorArgs, dispatch: tracing::Dispatch, ready: flume::
                 return;
             }
         };
-        let refs = ractor::call!(supervisor, SupervisorMsg::Refs)
+        let refs = ractor::call!(supervisor, SupervisorMsg::GetRefs)
             .map_err(|e| Error::actor("supervisor", e));
         let _ = ready.send(refs);
         let _ = join.await;
@@ -646,17 +653,17 @@ impl ProfilerHandle {
 
     /// Every interpreter registered.
     pub fn interpreters(&self) -> Result<Vec<InterpreterInfo>, Error> {
-        self.call(SupervisorMsg::ListInterpreters)
+        self.call(SupervisorMsg::GetInterpreters)
     }
 
     /// Every function registered.
     pub fn functions(&self) -> Result<Vec<FunctionInfo>, Error> {
-        self.call(SupervisorMsg::ListFunctions)
+        self.call(SupervisorMsg::GetFunctions)
     }
 
     /// The `n` hottest functions so far.
     pub fn hot_functions(&self, n: usize) -> Result<Vec<HotFunction>, Error> {
-        self.call(|p| SupervisorMsg::HotFunctions(n, p))?
+        self.call(|p| SupervisorMsg::GetHotFunctions(n, p))?
     }
 
     /// Hands over the current batch and flushes the output.

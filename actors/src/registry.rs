@@ -11,126 +11,18 @@
 //!   may reuse the address, and samples resolve by time.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde::{Deserialize, Serialize};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, trace, warn};
 
-use crate::clock::Nanos;
-use crate::error::{Error, ErrorKind};
+use crate::error::ErrorKind;
 use crate::format::{FunctionRecord, InterpreterRecord, Record, RetiredRecord, UnloadRecord};
-use crate::pc::{PcReader, PcSource, Source};
-use crate::timing::{TimingMailbox, TimingMsg};
-use crate::writer::WriterCmd;
-
-/// A PC source on its way to the sampler.
-pub struct SourceBox(pub(crate) Source);
-
-impl SourceBox {
-    /// Wraps a foreign PC source.
-    pub fn foreign(source: impl PcSource) -> SourceBox {
-        SourceBox(Source::Foreign(Arc::new(source)))
-    }
-}
-
-impl From<PcReader> for SourceBox {
-    fn from(r: PcReader) -> SourceBox {
-        SourceBox(Source::Native(r))
-    }
-}
-
-impl std::fmt::Debug for SourceBox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// A registered interpreter.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InterpreterInfo {
-    /// Id in the profile.
-    pub id: u32,
-    /// Label given at registration (e.g. the thread's name).
-    pub label: Option<String>,
-    /// Registration time, in ns since the clock's epoch.
-    pub registered_ns: Nanos,
-    /// When the sampler found it finished.
-    pub retired_ns: Option<Nanos>,
-    /// The PC it is executing at the moment of the query (`None`: idle or
-    /// finished).
-    pub current_pc: Option<usize>,
-}
-
-/// A registered function.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FunctionInfo {
-    /// Address of its first byte.
-    pub addr: u64,
-    /// Name.
-    pub name: String,
-    /// The bytecode, copied at registration.
-    pub code: Arc<[u8]>,
-    /// Registration time, in ns since the clock's epoch.
-    pub loaded_ns: Nanos,
-    /// Unload time, if unloaded.
-    pub unloaded_ns: Option<Nanos>,
-}
-
-/// Counts kept by the registry.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RegistryCounts {
-    /// Interpreters registered and not retired.
-    pub interpreters_live: u64,
-    /// Interpreters retired.
-    pub interpreters_retired: u64,
-    /// Functions registered and not unloaded.
-    pub functions_live: u64,
-    /// Functions unloaded.
-    pub functions_unloaded: u64,
-}
-
-/// Messages of the registry actor.
-#[derive(Debug)]
-pub enum RegistryMsg {
-    /// A new interpreter; replies with its id when a port is given, or
-    /// with [`ErrorKind::Stopped`](crate::ErrorKind::Stopped) when sampling
-    /// has ended (a registration that raced the shutdown).
-    RegisterInterpreter {
-        /// Label, e.g. the thread's name.
-        label: Option<String>,
-        /// Its PC cell.
-        source: SourceBox,
-        /// Registration time.
-        registered_ns: Nanos,
-        /// Where to send the id.
-        reply: Option<RpcReplyPort<Result<u32, Error>>>,
-    },
-    /// The sampler found an interpreter finished.
-    InterpreterRetired {
-        /// Its id.
-        id: u32,
-        /// When.
-        retired_ns: Nanos,
-    },
-    /// New bytecode.
-    RegisterFunction(FunctionInfo),
-    /// Bytecode unloaded.
-    UnregisterFunction {
-        /// Address of the function.
-        addr: u64,
-        /// When.
-        unloaded_ns: Nanos,
-    },
-    /// Replies once every earlier message has been handled.
-    Barrier(RpcReplyPort<()>),
-    /// All interpreters ever registered.
-    ListInterpreters(RpcReplyPort<Vec<InterpreterInfo>>),
-    /// All functions ever registered (unloaded ones too).
-    ListFunctions(RpcReplyPort<Vec<FunctionInfo>>),
-    /// Counts.
-    Counts(RpcReplyPort<RegistryCounts>),
-}
+pub use crate::messages::registry::{
+    FunctionInfo, InterpreterInfo, RegistryCounts, RegistryMsg, SourceBox,
+};
+use crate::messages::timing::{TimingMailbox, TimingMsg};
+use crate::messages::writer::WriterCmd;
+use crate::pc::Source;
 
 /// The registry actor.
 #[derive(Debug, Clone, Copy, Default)]
@@ -156,6 +48,7 @@ pub struct RegistryState {
     sources: BTreeMap<u32, Source>,
     /// Every function, in registration order.
     functions: Vec<FunctionInfo>,
+    /// The id the next interpreter gets.
     next_id: u32,
 }
 
@@ -216,9 +109,9 @@ impl Actor for RegistryActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RegistryMsg::Barrier(_)
-            | RegistryMsg::ListInterpreters(_)
-            | RegistryMsg::ListFunctions(_)
-            | RegistryMsg::Counts(_) => trace!(name: "registry.message", msg = ?msg),
+            | RegistryMsg::GetInterpreters(_)
+            | RegistryMsg::GetFunctions(_)
+            | RegistryMsg::GetCounts(_) => trace!(name: "registry.message", msg = ?msg),
             _ => {}
         }
         match msg {
@@ -310,7 +203,7 @@ impl Actor for RegistryActor {
             RegistryMsg::Barrier(reply) => {
                 let _ = reply.send(());
             }
-            RegistryMsg::ListInterpreters(reply) => {
+            RegistryMsg::GetInterpreters(reply) => {
                 let list = state
                     .interpreters
                     .values()
@@ -321,10 +214,10 @@ impl Actor for RegistryActor {
                     .collect();
                 let _ = reply.send(list);
             }
-            RegistryMsg::ListFunctions(reply) => {
+            RegistryMsg::GetFunctions(reply) => {
                 let _ = reply.send(state.functions.clone());
             }
-            RegistryMsg::Counts(reply) => {
+            RegistryMsg::GetCounts(reply) => {
                 let _ = reply.send(state.counts());
             }
         }

@@ -13,37 +13,34 @@
 
 use std::mem;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tracing::{debug, trace};
+use ractor::ActorRef;
+#[cfg(debug_assertions)]
+use tracing::trace;
+use tracing::{debug, warn};
 
 use crate::clock::Nanos;
 use crate::format::Sample;
+use crate::messages::registry::RegistryMsg;
+use crate::messages::timing::SampleCommand;
+pub use crate::messages::timing::SamplerMsg;
 use crate::pc::Source;
-use crate::registry::RegistryMsg;
 use crate::stats::LatencyHistogram;
-use crate::ticker::SampleCommand;
-use crate::timing::{TimingMailbox, TimingMsg, TimingStats};
-
-/// Messages of the sampler actor.
-#[derive(Debug)]
-pub enum SamplerMsg {
-    /// Hand the current batch to the writer now (replies once handed over).
-    Flush(RpcReplyPort<()>),
-    /// Counters of the ticker and sampler.
-    GetStats(RpcReplyPort<TimingStats>),
-}
 
 /// An interpreter as the sampler holds it.
 #[derive(Debug)]
 struct Slot {
+    /// Its id in the profile.
     id: u32,
+    /// Its PC cell.
     source: Source,
 }
 
 /// The sampler's state (lives on the timing thread).
 #[derive(Debug)]
 pub(crate) struct SamplerCore {
+    /// The live interpreters, in registration order (retired ones removed).
     interps: Vec<Slot>,
+    /// The batch being filled; pre-sized, so a tick never allocates.
     batch: Vec<Sample>,
     /// A buffer whose hand-over failed, kept for reuse.
     spare: Option<Vec<Sample>>,
@@ -53,13 +50,21 @@ pub(crate) struct SamplerCore {
     interval: Nanos,
     /// When the current batch must be sealed (its first tick + `interval`).
     seal_at: Nanos,
+    /// Full batches to the writer.
     to_writer: flume::Sender<Vec<Sample>>,
+    /// Empty buffers back from the writer: the pool that bounds memory.
     free: flume::Receiver<Vec<Sample>>,
+    /// Where retirements are reported (set once the registry exists).
     registry: Option<ActorRef<RegistryMsg>>,
+    /// Lateness of each read against its deadline.
     pub(crate) lateness: LatencyHistogram,
+    /// PCs read from executing interpreters.
     pub(crate) samples_taken: u64,
+    /// Samples lost for want of a free buffer.
     pub(crate) samples_dropped: u64,
+    /// Batches handed to the writer.
     pub(crate) batches_sent: u64,
+    /// Batches lost whole.
     pub(crate) batches_dropped: u64,
 }
 
@@ -92,6 +97,10 @@ impl SamplerCore {
 
     pub(crate) fn set_registry(&mut self, registry: ActorRef<RegistryMsg>) {
         self.registry = Some(registry);
+    }
+
+    pub(crate) fn interval(&self) -> Nanos {
+        self.interval
     }
 
     pub(crate) fn live_interpreters(&self) -> usize {
@@ -167,6 +176,15 @@ impl SamplerCore {
         }
     }
 
+    /// Data loss: counted, and traced (rare, so the event costs nothing on
+    /// the ticks that matter).
+    #[cold]
+    fn dropped(&mut self, samples: u64, why: &'static str) {
+        self.samples_dropped += samples;
+        self.batches_dropped += 1;
+        warn!(name: "sampler.batch_dropped", samples, reason = why);
+    }
+
     /// Hands the current batch to the writer in exchange for an empty buffer
     /// from the pool; with none to exchange, drops the batch and counts it.
     pub(crate) fn hand_over(&mut self) {
@@ -175,8 +193,10 @@ impl SamplerCore {
         }
         let fresh = self.spare.take().or_else(|| self.free.try_recv().ok());
         let Some(mut fresh) = fresh else {
-            self.samples_dropped += self.batch.len() as u64;
-            self.batches_dropped += 1;
+            self.dropped(
+                self.batch.len() as u64,
+                "no free buffer: the writer is behind",
+            );
             self.batch.clear();
             return;
         };
@@ -189,58 +209,8 @@ impl SamplerCore {
                 let mut back = e.into_inner();
                 back.clear();
                 self.spare = Some(back);
-                self.samples_dropped += len;
-                self.batches_dropped += 1;
+                self.dropped(len, "the writer's queue is full or gone");
             }
         }
-    }
-}
-
-/// The sampler's actor face: forwards to the timing thread.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SamplerActor;
-
-/// State of the sampler actor.
-#[derive(Debug)]
-pub struct SamplerState {
-    mailbox: TimingMailbox,
-}
-
-impl Actor for SamplerActor {
-    type Msg = SamplerMsg;
-    type State = SamplerState;
-    type Arguments = TimingMailbox;
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        mailbox: TimingMailbox,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        debug!(name: "sampler.started", "sampler started");
-        Ok(SamplerState { mailbox })
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        trace!(name: "sampler.message", msg = ?msg);
-        let forwarded = match msg {
-            SamplerMsg::Flush(reply) => TimingMsg::Flush(reply),
-            SamplerMsg::GetStats(reply) => TimingMsg::Stats(reply),
-        };
-        state.mailbox.send(forwarded)?;
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        _state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        debug!(name: "sampler.stopped", "sampler stopped");
-        Ok(())
     }
 }

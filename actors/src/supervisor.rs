@@ -22,73 +22,19 @@ use tracing::{debug, trace, warn};
 use crate::clock::Clock;
 use crate::config::Scheduling;
 use crate::error::Error;
+use crate::face::{Face, FaceState};
 use crate::format::{Encoder, RateRecord, Record, Sample};
-use crate::registry::{
-    FunctionInfo, InterpreterInfo, RegistryActor, RegistryArgs, RegistryCounts, RegistryMsg,
-};
-use crate::sampler::{SamplerActor, SamplerCore, SamplerMsg};
+use crate::messages::registry::{RegistryCounts, RegistryMsg};
+pub use crate::messages::supervisor::{ActorRefs, SupervisorMsg, ThreadReport};
+use crate::messages::timing::{SamplerMsg, TickerMsg, TimingMailbox, TimingMsg, TimingStats};
+use crate::messages::writer::{WriterCmd, WriterMsg, WriterStats};
+use crate::registry::{RegistryActor, RegistryArgs};
+use crate::sampler::SamplerCore;
 use crate::stats::Stats;
-use crate::ticker::{TickerActor, TickerCore, TickerMsg};
-use crate::timing::{TimingMailbox, TimingMsg, TimingStats, TimingThread};
+use crate::ticker::TickerCore;
+use crate::timing::TimingThread;
 use crate::watch::{ThreadEvent, Watch};
-use crate::writer::{
-    HotFunction, Sink, WriterActor, WriterCmd, WriterInbox, WriterMsg, WriterStats, WriterThread,
-};
-
-/// References to every actor of a running profiler.
-#[derive(Clone, Debug)]
-pub struct ActorRefs {
-    /// The supervisor.
-    pub supervisor: ActorRef<SupervisorMsg>,
-    /// The registry.
-    pub registry: ActorRef<RegistryMsg>,
-    /// The ticker.
-    pub ticker: ActorRef<TickerMsg>,
-    /// The sampler.
-    pub sampler: ActorRef<SamplerMsg>,
-    /// The writer.
-    pub writer: ActorRef<WriterMsg>,
-}
-
-/// Messages of the supervisor: the embedder's entry point.
-#[derive(Debug)]
-pub enum SupervisorMsg {
-    /// References to every actor.
-    Refs(RpcReplyPort<ActorRefs>),
-    /// Current statistics of the whole profiler.
-    GetStats(RpcReplyPort<Stats>),
-    /// Every interpreter registered.
-    ListInterpreters(RpcReplyPort<Vec<InterpreterInfo>>),
-    /// Every function registered.
-    ListFunctions(RpcReplyPort<Vec<FunctionInfo>>),
-    /// The `n` hottest functions so far (hands over the current batch
-    /// first, so the answer is up to date).
-    HotFunctions(usize, RpcReplyPort<Result<Vec<HotFunction>, Error>>),
-    /// Hands over the current batch and flushes the output.
-    Flush(RpcReplyPort<Result<Stats, Error>>),
-    /// Changes the sampling rate.
-    SetRate(u32, RpcReplyPort<Result<(), Error>>),
-    /// Pauses sampling.
-    Pause,
-    /// Resumes sampling.
-    Resume,
-    /// Replies once every message sent to the registry and the timing thread
-    /// before this one has been handled.
-    Sync(RpcReplyPort<()>),
-    /// Ordered shutdown; replies with the final statistics or the first
-    /// error (carrying the final statistics), then the supervisor stops.
-    Stop(RpcReplyPort<Result<Stats, Error>>),
-    /// A report from one of the profiler's own threads (sent by the threads
-    /// themselves; it cannot be built outside this crate).
-    Thread(ThreadReport),
-}
-
-/// A watched thread's report: which actor it hosts, and what happened.
-#[derive(Debug)]
-pub struct ThreadReport {
-    role: &'static str,
-    event: ThreadEvent,
-}
+use crate::writer::{Sink, WriterThread};
 
 /// What the supervisor starts with.
 pub struct SupervisorArgs {
@@ -267,20 +213,20 @@ impl SupervisorActor {
         let limit = state.timeout;
         let timing = state.timing.clone();
         let t = ask("sampler", "stats", limit, |p| {
-            timing.send(TimingMsg::Stats(p))
+            timing.send(TimingMsg::Sampler(SamplerMsg::GetStats(p)))
         })
         .await?;
         let registry = state.refs.registry.clone();
         let c = ask("registry", "counts", limit, |p| {
             registry
-                .cast(RegistryMsg::Counts(p))
+                .cast(RegistryMsg::GetCounts(p))
                 .map_err(|e| Error::actor("registry", e))
         })
         .await?;
         let inbox = state.writer_inbox.clone();
         let w = ask("writer", "stats", limit, |p| {
             inbox
-                .send(WriterCmd::Stats(p))
+                .send(WriterCmd::Query(WriterMsg::GetStats(p)))
                 .map_err(|_| Error::actor("writer", "the writer thread has exited"))
         })
         .await?;
@@ -296,13 +242,13 @@ impl SupervisorActor {
         let limit = state.timeout;
         let timing = state.timing.clone();
         ask("sampler", "flush", limit, |p| {
-            timing.send(TimingMsg::Flush(p))
+            timing.send(TimingMsg::Sampler(SamplerMsg::Flush(p)))
         })
         .await?;
         let inbox = state.writer_inbox.clone();
         let w = ask("writer", "flush", limit, |p| {
             inbox
-                .send(WriterCmd::Flush(p))
+                .send(WriterCmd::Query(WriterMsg::Flush(p)))
                 .map_err(|_| Error::actor("writer", "the writer thread has exited"))
         })
         .await?;
@@ -361,7 +307,7 @@ impl SupervisorActor {
         let registry = state.refs.registry.clone();
         let counts = ask("registry", "counts", limit, |p| {
             registry
-                .cast(RegistryMsg::Counts(p))
+                .cast(RegistryMsg::GetCounts(p))
                 .map_err(|e| Error::actor("registry", e))
         })
         .await
@@ -549,16 +495,42 @@ impl Actor for SupervisorActor {
         )
         .spawn()
         .map_err(|e| Error::actor("writer", format!("cannot spawn the writer thread: {e}")))?;
+        // The faces forward the public messages, unchanged, to the threads.
+        let inbox = writer_tx.clone();
+        let to_writer = move |m| {
+            inbox
+                .send(WriterCmd::Query(m))
+                .map_err(|_| Error::actor("writer", "the writer thread has exited"))
+        };
         let (writer, _) = Actor::spawn_linked(
             None,
-            WriterActor,
-            WriterInbox(writer_tx.clone()),
+            Face::<WriterMsg>::new(),
+            FaceState::new("writer", Arc::new(to_writer)),
             cell.clone(),
         )
         .await?;
-        let (ticker, _) =
-            Actor::spawn_linked(None, TickerActor, mailbox.clone(), cell.clone()).await?;
-        let (sampler, _) = Actor::spawn_linked(None, SamplerActor, mailbox.clone(), cell).await?;
+        let timing = mailbox.clone();
+        let (ticker, _) = Actor::spawn_linked(
+            None,
+            Face::<TickerMsg>::new(),
+            FaceState::new(
+                "ticker",
+                Arc::new(move |m| timing.send(TimingMsg::Ticker(m))),
+            ),
+            cell.clone(),
+        )
+        .await?;
+        let timing = mailbox.clone();
+        let (sampler, _) = Actor::spawn_linked(
+            None,
+            Face::<SamplerMsg>::new(),
+            FaceState::new(
+                "sampler",
+                Arc::new(move |m| timing.send(TimingMsg::Sampler(m))),
+            ),
+            cell,
+        )
+        .await?;
         debug!(name: "supervisor.started", "all actors started");
         Ok(SupervisorState {
             refs: ActorRefs {
@@ -588,7 +560,7 @@ impl Actor for SupervisorActor {
     ) -> Result<(), ActorProcessingErr> {
         trace!(name: "supervisor.message", msg = ?msg);
         match msg {
-            SupervisorMsg::Refs(reply) => {
+            SupervisorMsg::GetRefs(reply) => {
                 let _ = reply.send(state.refs.clone());
             }
             SupervisorMsg::GetStats(reply) => match Self::stats(state).await {
@@ -597,22 +569,22 @@ impl Actor for SupervisorActor {
                 }
                 Err(e) => warn!(name: "supervisor.stats_failed", error = %e),
             },
-            SupervisorMsg::ListInterpreters(reply) => {
+            SupervisorMsg::GetInterpreters(reply) => {
                 let _ = state
                     .refs
                     .registry
-                    .cast(RegistryMsg::ListInterpreters(reply));
+                    .cast(RegistryMsg::GetInterpreters(reply));
             }
-            SupervisorMsg::ListFunctions(reply) => {
-                let _ = state.refs.registry.cast(RegistryMsg::ListFunctions(reply));
+            SupervisorMsg::GetFunctions(reply) => {
+                let _ = state.refs.registry.cast(RegistryMsg::GetFunctions(reply));
             }
-            SupervisorMsg::HotFunctions(n, reply) => {
+            SupervisorMsg::GetHotFunctions(n, reply) => {
                 let hot = match Self::flush(state).await {
                     Ok(_) => {
                         let inbox = state.writer_inbox.clone();
                         ask("writer", "hot functions", state.timeout, |p| {
                             inbox
-                                .send(WriterCmd::Hot(n, p))
+                                .send(WriterCmd::Query(WriterMsg::GetHotFunctions(n, p)))
                                 .map_err(|_| Error::actor("writer", "the writer thread has exited"))
                         })
                         .await
@@ -627,7 +599,7 @@ impl Actor for SupervisorActor {
             SupervisorMsg::SetRate(hz, reply) => {
                 let timing = state.timing.clone();
                 let result = match ask("ticker", "set rate", state.timeout, |p| {
-                    timing.send(TimingMsg::SetRate(hz, p))
+                    timing.send(TimingMsg::Ticker(TickerMsg::SetRate(hz, p)))
                 })
                 .await
                 {
@@ -647,7 +619,11 @@ impl Actor for SupervisorActor {
                 let _ = reply.send(result);
             }
             SupervisorMsg::Pause => {
-                if state.timing.send(TimingMsg::Pause).is_ok() {
+                if state
+                    .timing
+                    .send(TimingMsg::Ticker(TickerMsg::Pause))
+                    .is_ok()
+                {
                     let _ = state
                         .writer_inbox
                         .send(WriterCmd::Record(Record::Rate(RateRecord {
@@ -657,10 +633,14 @@ impl Actor for SupervisorActor {
                 }
             }
             SupervisorMsg::Resume => {
-                if state.timing.send(TimingMsg::Resume).is_ok() {
+                if state
+                    .timing
+                    .send(TimingMsg::Ticker(TickerMsg::Resume))
+                    .is_ok()
+                {
                     let timing = state.timing.clone();
                     let hz = ask("ticker", "stats", state.timeout, |p| {
-                        timing.send(TimingMsg::Stats(p))
+                        timing.send(TimingMsg::Sampler(SamplerMsg::GetStats(p)))
                     })
                     .await
                     .map_or(0, |t| t.frequency_hz);
@@ -682,7 +662,7 @@ impl Actor for SupervisorActor {
                 .await;
                 let timing = state.timing.clone();
                 let _ = ask("sampler", "stats", state.timeout, |p| {
-                    timing.send(TimingMsg::Stats(p))
+                    timing.send(TimingMsg::Sampler(SamplerMsg::GetStats(p)))
                 })
                 .await;
                 let _ = reply.send(());

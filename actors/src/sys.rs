@@ -10,8 +10,6 @@
 //!   the timing thread is not kept waiting behind busy interpreters for a
 //!   whole default slice (3 ms).
 
-use crate::config::Scheduling;
-
 /// The origin of [`crate::clock::MonotonicClock`]: readings and absolute
 /// sleeps on one clock (`CLOCK_MONOTONIC`, which is also what `Instant`
 /// reads on Linux).
@@ -167,6 +165,20 @@ fn short_slice() -> bool {
         )
     };
     rc == 0
+}
+
+/// Scheduling of the timing thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheduling {
+    /// The default policy of the process.
+    Normal,
+    /// `SCHED_FIFO` at this priority (1..=99) where the process may raise
+    /// it (root or `CAP_SYS_NICE`); otherwise the thread falls back to normal
+    /// scheduling and the statistics say so.
+    Realtime {
+        /// FIFO priority.
+        priority: u8,
+    },
 }
 
 /// Prepares the calling (timing) thread for precise wake-ups and returns a

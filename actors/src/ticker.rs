@@ -13,51 +13,37 @@
 //!   with the period as mean (a Poisson process), which cannot alias with
 //!   periodic work in the program.
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tracing::{debug, trace};
-
 use crate::clock::{NEVER, Nanos};
-use crate::timing::{TimingMailbox, TimingMsg, TimingStats};
-
-/// Messages of the ticker actor.
-#[derive(Debug)]
-pub enum TickerMsg {
-    /// Change the rate (1..=1_000_000 Hz); out-of-range values are refused
-    /// with an error in the reply.
-    SetRate(u32, RpcReplyPort<Result<(), String>>),
-    /// Stop emitting commands until [`TickerMsg::Resume`].
-    Pause,
-    /// Start again, the first deadline one period from now.
-    Resume,
-    /// Counters of the ticker and sampler.
-    GetStats(RpcReplyPort<TimingStats>),
-}
-
-/// One sample command: read every PC now, for this deadline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SampleCommand {
-    /// Sequence number of the tick (1-based, counting taken ticks).
-    pub seq: u64,
-    /// The deadline, in ns since the clock's epoch.
-    pub deadline: Nanos,
-}
+pub use crate::messages::timing::{SampleCommand, TickerMsg};
 
 /// The ticker's schedule and counters (lives on the timing thread).
 #[derive(Debug)]
 pub(crate) struct TickerCore {
+    /// The rate asked for.
     frequency_hz: u32,
+    /// Its period, in ns.
     period: u64,
+    /// Where the schedule starts (the last start, resume or rate change).
     origin: Nanos,
     /// Index of the next deadline after `origin` (fixed-rate mode).
     k: u64,
+    /// The next deadline; `NEVER` while paused or stopped.
     next: Nanos,
+    /// Whether deadlines are being emitted.
     running: bool,
+    /// Stopped for good (the shutdown): a resume is ignored.
     stopped: bool,
+    /// The random source of jittered intervals, when jitter is on.
     jitter: Option<XorShift>,
+    /// Deadlines that came while running.
     pub(crate) scheduled: u64,
+    /// Deadlines turned into sample commands.
     pub(crate) taken: u64,
+    /// Deadlines skipped because a later one had passed already.
     pub(crate) missed: u64,
+    /// When the current running stretch began.
     run_since: Nanos,
+    /// Time spent running before the current stretch.
     run_total: Nanos,
 }
 
@@ -217,57 +203,6 @@ impl XorShift {
     fn exponential(&mut self, mean: u64) -> u64 {
         // Capped at 20 means so one unlucky draw cannot stall sampling.
         ((-self.next_f64().ln()).min(20.0) * mean as f64) as u64
-    }
-}
-
-/// The ticker's actor face: forwards to the timing thread.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TickerActor;
-
-/// State of the ticker actor.
-#[derive(Debug)]
-pub struct TickerState {
-    mailbox: TimingMailbox,
-}
-
-impl Actor for TickerActor {
-    type Msg = TickerMsg;
-    type State = TickerState;
-    type Arguments = TimingMailbox;
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        mailbox: TimingMailbox,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        debug!(name: "ticker.started", "ticker started");
-        Ok(TickerState { mailbox })
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        trace!(name: "ticker.message", msg = ?msg);
-        let forwarded = match msg {
-            TickerMsg::SetRate(hz, reply) => TimingMsg::SetRate(hz, reply),
-            TickerMsg::Pause => TimingMsg::Pause,
-            TickerMsg::Resume => TimingMsg::Resume,
-            TickerMsg::GetStats(reply) => TimingMsg::Stats(reply),
-        };
-        state.mailbox.send(forwarded)?;
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        _state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        debug!(name: "ticker.stopped", "ticker stopped");
-        Ok(())
     }
 }
 

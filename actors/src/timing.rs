@@ -20,118 +20,19 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::{self, JoinHandle, Thread};
+use std::thread::{self, JoinHandle};
 
-use ractor::RpcReplyPort;
-use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, error::TryRecvError};
+use tokio::sync::mpsc::{UnboundedReceiver, error::TryRecvError};
 use tracing::{debug, trace, warn};
 
 use crate::clock::Clock;
 use crate::config::Scheduling;
-use crate::error::Error;
-use crate::pc::Source;
+pub use crate::messages::timing::TimingStats;
+pub(crate) use crate::messages::timing::{SamplerMsg, TickerMsg, TimingMailbox, TimingMsg};
 use crate::sampler::SamplerCore;
 use crate::sys;
 use crate::ticker::TickerCore;
 use crate::watch::{ThreadEvent, Watch, panic_message};
-
-/// Messages to the timing thread (the ticker's and the sampler's).
-pub(crate) enum TimingMsg {
-    SetRate(u32, RpcReplyPort<Result<(), String>>),
-    Pause,
-    Resume,
-    StopTicking(RpcReplyPort<TimingStats>),
-    AddInterpreter {
-        id: u32,
-        source: Source,
-    },
-    Flush(RpcReplyPort<()>),
-    Drain(RpcReplyPort<TimingStats>),
-    Stats(RpcReplyPort<TimingStats>),
-    /// Where to report retired interpreters (the registry starts after the
-    /// timing thread, since it needs this mailbox).
-    SetRegistry(ractor::ActorRef<crate::registry::RegistryMsg>),
-}
-
-impl std::fmt::Debug for TimingMsg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TimingMsg::SetRate(hz, _) => write!(f, "SetRate({hz})"),
-            TimingMsg::Pause => f.write_str("Pause"),
-            TimingMsg::Resume => f.write_str("Resume"),
-            TimingMsg::StopTicking(_) => f.write_str("StopTicking"),
-            TimingMsg::AddInterpreter { id, .. } => write!(f, "AddInterpreter({id})"),
-            TimingMsg::Flush(_) => f.write_str("Flush"),
-            TimingMsg::Drain(_) => f.write_str("Drain"),
-            TimingMsg::Stats(_) => f.write_str("Stats"),
-            TimingMsg::SetRegistry(_) => f.write_str("SetRegistry"),
-        }
-    }
-}
-
-/// Counters of the ticker and the sampler.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TimingStats {
-    /// Current rate in hertz.
-    pub frequency_hz: u32,
-    /// Whether ticks are being emitted.
-    pub running: bool,
-    /// Time spent running, in ns.
-    pub elapsed_ns: u64,
-    /// Deadlines that came while running.
-    pub ticks_scheduled: u64,
-    /// Deadlines at which PCs were read.
-    pub ticks_taken: u64,
-    /// Deadlines skipped.
-    pub ticks_missed: u64,
-    /// Samples read.
-    pub samples_taken: u64,
-    /// Samples dropped for lack of a free buffer.
-    pub samples_dropped: u64,
-    /// Batches handed to the writer.
-    pub batches_sent: u64,
-    /// Batches dropped.
-    pub batches_dropped: u64,
-    /// Lateness percentiles and maximum, in ns.
-    pub lateness_p50_ns: u64,
-    /// 99th percentile of lateness, in ns.
-    pub lateness_p99_ns: u64,
-    /// Largest lateness, in ns.
-    pub lateness_max_ns: u64,
-    /// Interpreters being sampled.
-    pub interpreters_live: u64,
-    /// Scheduling in force on the timing thread.
-    pub scheduling: String,
-    /// CPU time of the timing thread, in ns.
-    pub cpu_ns: u64,
-}
-
-/// Sends to the timing thread and wakes it.
-#[derive(Clone, Debug)]
-pub struct TimingMailbox {
-    tx: UnboundedSender<TimingMsg>,
-    thread: Thread,
-    /// The doorbell: raised after each send. What the timing thread checks
-    /// before each sleep instead of polling the queue: one flag in one cache
-    /// line, where the queue's poll reads three or four (a tick starts with
-    /// cold caches, at about 0.1 µs a line on a VM). The thread lowers it
-    /// before draining the queue, so a message is never left waiting for the
-    /// next one; the count of mailboxes sharing it (the `Arc`'s, in the same
-    /// line) tells the thread when every sender is gone.
-    doorbell: Arc<AtomicBool>,
-}
-
-impl TimingMailbox {
-    pub(crate) fn send(&self, msg: TimingMsg) -> Result<(), Error> {
-        self.tx
-            .send(msg)
-            .map_err(|_| Error::actor("sampler", "the timing thread has exited"))?;
-        self.doorbell.store(true, Ordering::Release);
-        self.thread.unpark();
-        Ok(())
-    }
-}
 
 /// Everything the timing thread owns.
 pub(crate) struct TimingThread {
@@ -187,6 +88,8 @@ impl TimingThread {
         let policy = sys::prepare_timing_thread(self.scheduling);
         let clock = Arc::clone(&self.clock);
         self.ticker.start(clock.now());
+        debug!(name: "ticker.started", hz = self.ticker.frequency_hz());
+        debug!(name: "sampler.started", flush_interval_ns = self.sampler.interval());
         debug!(name: "ticker.running", hz = self.ticker.frequency_hz(), scheduling = %policy);
         let mut panics = 0;
         loop {
@@ -297,7 +200,7 @@ impl TimingThread {
         trace!(name: "timing.message", msg = ?msg);
         let now = self.clock.now();
         match msg {
-            TimingMsg::SetRate(hz, reply) => {
+            TimingMsg::Ticker(TickerMsg::SetRate(hz, reply)) => {
                 let result = if hz == 0 || hz > crate::config::MAX_FREQUENCY_HZ {
                     Err(format!(
                         "rate {hz} Hz is outside 1..={}",
@@ -310,15 +213,24 @@ impl TimingThread {
                 };
                 let _ = reply.send(result);
             }
-            TimingMsg::Pause => {
+            TimingMsg::Ticker(TickerMsg::Pause) => {
                 self.ticker.pause(now);
                 // Nothing would seal the batch while paused.
                 self.sampler.hand_over();
                 debug!(name: "ticker.paused", "ticker paused");
             }
-            TimingMsg::Resume => {
+            TimingMsg::Ticker(TickerMsg::Resume) => {
                 self.ticker.start(now);
                 debug!(name: "ticker.resumed", "ticker resumed");
+            }
+            TimingMsg::Ticker(TickerMsg::GetStats(reply))
+            | TimingMsg::Sampler(SamplerMsg::GetStats(reply)) => {
+                let _ = reply.send(self.stats(policy));
+            }
+            TimingMsg::Sampler(SamplerMsg::Flush(reply)) => {
+                self.sampler.hand_over();
+                debug!(name: "sampler.flushed", batches = self.sampler.batches_sent);
+                let _ = reply.send(());
             }
             TimingMsg::StopTicking(reply) => {
                 self.ticker.stop(now);
@@ -329,14 +241,10 @@ impl TimingThread {
                 self.sampler.add_interpreter(id, source);
                 debug!(name: "sampler.add_interpreter", interp = id);
             }
-            TimingMsg::Flush(reply) => {
-                self.sampler.hand_over();
-                let _ = reply.send(());
+            TimingMsg::SetRegistry(registry) => {
+                debug!(name: "sampler.registry_set", "retirements go to the registry");
+                self.sampler.set_registry(registry);
             }
-            TimingMsg::Stats(reply) => {
-                let _ = reply.send(self.stats(policy));
-            }
-            TimingMsg::SetRegistry(registry) => self.sampler.set_registry(registry),
             TimingMsg::Drain(reply) => {
                 self.ticker.stop(now);
                 self.sampler.hand_over();
@@ -356,7 +264,7 @@ mod tests {
     use super::*;
     use crate::clock::VirtualClock;
     use crate::format::Sample;
-    use crate::pc::PcHandle;
+    use crate::pc::{PcHandle, Source};
 
     /// The doorbell replaces polling the queue: a message is still handled
     /// at the next tick, and when every mailbox is gone the thread hands
@@ -397,7 +305,7 @@ mod tests {
         clock.advance(Duration::from_millis(3));
         let (reply, stats) = ractor::concurrency::oneshot();
         mailbox
-            .send(TimingMsg::Stats(reply.into()))
+            .send(TimingMsg::Sampler(SamplerMsg::GetStats(reply.into())))
             .expect("the thread is running");
         clock.settle();
         let stats = stats.blocking_recv().expect("the thread replies");

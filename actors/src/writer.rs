@@ -8,9 +8,12 @@
 //! - Before a batch it asks the registry for a barrier, then writes every
 //!   record that came in: so each function record precedes the samples that
 //!   fall in it, whichever thread registered it.
-//! - Each batch is flushed to the OS when written, so a killed process loses
-//!   at most the batch in progress; the closing summary is followed by a
+//! - Each batch, and each burst of records, is flushed to the OS when
+//!   written, so a killed process loses at most the samples not yet handed
+//!   over (at most one flush interval); the closing summary is followed by a
 //!   flush and an fsync.
+//! - A panic while writing (an embedder's sink) is caught: the output is
+//!   broken like after an I/O error and the supervisor is told.
 //! - An I/O error does not stop the profiler: it is kept (first one wins) and
 //!   counted, later samples are counted as dropped, and `stop` returns it.
 
@@ -19,13 +22,14 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::thread::{self, JoinHandle};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde::{Deserialize, Serialize};
+use ractor::{ActorRef, RpcReplyPort};
 use tracing::{debug, trace, warn};
 
 use crate::error::{Error, ErrorKind};
 use crate::format::{EncodeError, Encoder, Record, Sample, Summary};
-use crate::registry::RegistryMsg;
+use crate::messages::registry::RegistryMsg;
+use crate::messages::writer::WriterCmd;
+pub use crate::messages::writer::{HotFunction, WriterMsg, WriterStats};
 use crate::resolve::Resolver;
 use crate::stats::Stats;
 use crate::sys;
@@ -86,78 +90,34 @@ impl std::fmt::Debug for Sink {
     }
 }
 
-/// A function and the samples that fell in it so far.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HotFunction {
-    /// Name.
-    pub name: String,
-    /// Address.
-    pub addr: u64,
-    /// Samples in it.
-    pub samples: u64,
-    /// Share of all samples written, in [0, 1].
-    pub share: f64,
-}
-
-/// Counters of the writer.
-#[derive(Clone, Debug, Default)]
-pub struct WriterStats {
-    /// Samples written.
-    pub samples_written: u64,
-    /// Samples not written because the output had failed.
-    pub samples_dropped: u64,
-    /// Batches written.
-    pub batches_written: u64,
-    /// Bytes in the output.
-    pub bytes_written: u64,
-    /// CPU time of the writer thread, in ns.
-    pub cpu_ns: u64,
-    /// Errors counted.
-    pub errors: u64,
-    /// The first error.
-    pub first_error: Option<Error>,
-}
-
-/// Messages to the writer thread.
-pub(crate) enum WriterCmd {
-    Record(Record),
-    Flush(RpcReplyPort<WriterStats>),
-    Stats(RpcReplyPort<WriterStats>),
-    Hot(usize, RpcReplyPort<Vec<HotFunction>>),
-    Finish {
-        stats: Box<Stats>,
-        stopped_ns: u64,
-        reply: RpcReplyPort<WriterStats>,
-    },
-}
-
-/// Messages of the writer actor.
-#[derive(Debug)]
-pub enum WriterMsg {
-    /// Write out everything received so far and flush the output.
-    Flush(RpcReplyPort<WriterStats>),
-    /// Counters.
-    GetStats(RpcReplyPort<WriterStats>),
-    /// The `n` functions with the most samples written so far.
-    HotFunctions(usize, RpcReplyPort<Vec<HotFunction>>),
-}
-
 /// The writer thread's state.
 pub(crate) struct WriterThread {
+    /// Serialises records and batches into the output.
     pub(crate) encoder: Encoder<Sink>,
+    /// Records, queries and the shutdown step.
     pub(crate) inbox: flume::Receiver<WriterCmd>,
+    /// Full batches from the sampler.
     pub(crate) batches: flume::Receiver<Vec<Sample>>,
+    /// Where emptied buffers go back to the sampler.
     pub(crate) free: flume::Sender<Vec<Sample>>,
+    /// For the barrier before each batch (records first).
     pub(crate) registry: ActorRef<RegistryMsg>,
+    /// The tracing dispatcher of the thread that started the profiler.
     pub(crate) dispatch: tracing::Dispatch,
+    /// PC + time to function, for the live hot-function tally.
     resolver: Resolver,
+    /// Name and address of each function, by resolver index.
     functions: Vec<(String, u64)>,
+    /// Samples per function, by resolver index.
     hits: Vec<u64>,
+    /// Counters, and the first error.
     stats: WriterStats,
+    /// The output has failed: nothing more is written, samples are dropped.
     broken: bool,
     /// Control commands met while draining records; handled once the batch
     /// at hand is written, so their answers cover it.
     deferred: std::collections::VecDeque<WriterCmd>,
+    /// The shutdown's `Finish`, once received: done after the deferred.
     finish: Option<(Box<Stats>, u64, RpcReplyPort<WriterStats>)>,
     /// Records written since the last flush to the OS.
     unflushed: bool,
@@ -297,17 +257,17 @@ impl WriterThread {
     fn handle(&mut self, cmd: WriterCmd) {
         match cmd {
             WriterCmd::Record(record) => self.write_record(record),
-            WriterCmd::Flush(reply) => {
+            WriterCmd::Query(WriterMsg::Flush(reply)) => {
                 trace!(name: "writer.flush", "flush");
                 self.drain_batches();
                 let _ = self.guarded(|w| w.flush_output("flush"));
                 let _ = reply.send(self.current_stats());
             }
-            WriterCmd::Stats(reply) => {
+            WriterCmd::Query(WriterMsg::GetStats(reply)) => {
                 trace!(name: "writer.stats", "stats");
                 let _ = reply.send(self.current_stats());
             }
-            WriterCmd::Hot(n, reply) => {
+            WriterCmd::Query(WriterMsg::GetHotFunctions(n, reply)) => {
                 trace!(name: "writer.hot_functions", n);
                 let _ = reply.send(self.hot(n));
             }
@@ -498,74 +458,5 @@ impl WriterThread {
             bytes = self.encoder.bytes_written()
         );
         let _ = reply.send(self.current_stats());
-    }
-}
-
-/// The writer's actor face: forwards to the writer thread.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct WriterActor;
-
-/// The writer thread's inbox, as the writer actor's argument.
-#[derive(Debug, Clone)]
-pub struct WriterInbox(pub(crate) flume::Sender<WriterCmd>);
-
-/// State of the writer actor.
-#[derive(Debug)]
-pub struct WriterState {
-    inbox: flume::Sender<WriterCmd>,
-}
-
-impl std::fmt::Debug for WriterCmd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WriterCmd::Record(r) => write!(f, "Record({})", r.kind()),
-            WriterCmd::Flush(_) => f.write_str("Flush"),
-            WriterCmd::Stats(_) => f.write_str("Stats"),
-            WriterCmd::Hot(n, _) => write!(f, "Hot({n})"),
-            WriterCmd::Finish { .. } => f.write_str("Finish"),
-        }
-    }
-}
-
-impl Actor for WriterActor {
-    type Msg = WriterMsg;
-    type State = WriterState;
-    type Arguments = WriterInbox;
-
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        inbox: WriterInbox,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        debug!(name: "writer.actor_started", "writer actor started");
-        Ok(WriterState { inbox: inbox.0 })
-    }
-
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        trace!(name: "writer.message", msg = ?msg);
-        let cmd = match msg {
-            WriterMsg::Flush(reply) => WriterCmd::Flush(reply),
-            WriterMsg::GetStats(reply) => WriterCmd::Stats(reply),
-            WriterMsg::HotFunctions(n, reply) => WriterCmd::Hot(n, reply),
-        };
-        state
-            .inbox
-            .send(cmd)
-            .map_err(|_| Error::actor("writer", "the writer thread has exited"))?;
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        _state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        debug!(name: "writer.stopped", "writer stopped");
-        Ok(())
     }
 }

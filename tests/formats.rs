@@ -314,3 +314,21 @@ proptest! {
         prop_assert_eq!(c.samples, samples);
     }
 }
+
+/// A file written by an earlier build (`pcprof demo --seconds 4`, native
+/// format version 1, before the summary got its own record type) still
+/// reads back whole: the format's layout has not moved.
+#[test]
+fn a_version_1_file_of_an_earlier_build_still_reads() {
+    let bytes = include_bytes!("data/native-v1-demo.data");
+    let c = read_all(bytes).unwrap();
+    assert!(c.error.is_none(), "{:?}", c.error);
+    assert_eq!(c.samples.len(), 7866);
+    assert_eq!(c.interpreters.len(), 2);
+    assert_eq!(c.functions.len(), 7);
+    let summary = c.summary.expect("the run stopped cleanly");
+    assert_eq!(summary.stats.samples_written, 7866);
+    assert_eq!(summary.stats.frequency_hz, 1000);
+    assert_eq!(summary.stats.ticks_missed, 76);
+    assert_eq!(summary.stats.errors, 0);
+}

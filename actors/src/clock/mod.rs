@@ -1,0 +1,91 @@
+//! Time as the ticker sees it, replaceable by a virtual clock in tests.
+//!
+//! - Time is nanoseconds since the clock's epoch (the profiler's start), a
+//!   plain `u64`, so deadlines are absolute integers and never drift.
+//! - [`Clock::sleep_until`] may return early: the timing thread is woken
+//!   (`Thread::unpark`) whenever a message arrives, handles it, and sleeps
+//!   again. [`MonotonicClock`] makes the sleeps of a tick (at most
+//!   [`DEAF_SLEEP_MAX`]) absolute `clock_nanosleep`s, which cost the thread
+//!   less CPU than a wakeable futex wait; a message arriving then waits for
+//!   the end of that sleep.
+//! - [`MonotonicClock`] parks with the kernel's timer (the timing thread sets
+//!   its timer slack to 1 ns) until a margin before the deadline, then spins.
+//!   The margin is learned ([`WakeEstimator`]): the 99th percentile of how
+//!   late the kernel actually wakes the thread, minus the lateness the
+//!   profiler is allowed (the target), but at least the 5th percentile (a
+//!   head start that almost never needs spinning), capped by default at
+//!   1/100 of the tick period. So the thread spins only as much as a p99
+//!   lateness within the target needs, and never more than a set share of
+//!   the CPU. When the kernel's median wake-up error is a whole period (very
+//!   high rates), sleeping cannot be on time and the thread spins through.
+//! - [`VirtualClock`] moves only when a test says so, and stops at every
+//!   deadline on the way, so "advance 10 ms at 1 kHz" is exactly 10 ticks.
+
+use std::fmt;
+use std::time::Duration;
+
+mod estimator;
+mod monotonic;
+#[cfg(test)]
+mod tests;
+mod virtual_clock;
+
+pub use estimator::WakeEstimator;
+#[cfg(test)]
+use estimator::{WAKE_BUCKETS, WAKE_WARMUP, WAKE_WINDOW};
+pub use monotonic::MonotonicClock;
+pub use virtual_clock::VirtualClock;
+
+/// Nanoseconds since a clock's epoch.
+pub type Nanos = u64;
+
+/// A deadline that never comes: sleeping until it waits for a wake-up.
+pub const NEVER: Nanos = u64::MAX;
+
+/// The time source of the profiler.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// Nanoseconds since the clock's epoch.
+    fn now(&self) -> Nanos;
+
+    /// Blocks the calling thread until `now() >= deadline` or until the
+    /// thread is unparked, whichever comes first; a clock may let an unpark
+    /// wait for the end of a short sleep ([`MonotonicClock`] does, up to
+    /// [`DEAF_SLEEP_MAX`]). May return early for no reason; callers re-check.
+    fn sleep_until(&self, deadline: Nanos);
+
+    /// [`Clock::sleep_until`], then the time: a clock that reads the time on
+    /// waking anyway returns that reading, saving the caller a clock read.
+    fn wait_until(&self, deadline: Nanos) -> Nanos {
+        self.sleep_until(deadline);
+        self.now()
+    }
+
+    /// The calling thread will sleep on this clock (virtual clocks wait for
+    /// every attached thread to be asleep before moving time).
+    fn attach(&self) {}
+
+    /// The calling thread no longer sleeps on this clock.
+    fn detach(&self) {}
+
+    /// `"monotonic"` or `"virtual"`: recorded in the file's header.
+    fn name(&self) -> &'static str;
+}
+
+/// The longest sleep a message cannot cut short: sleeps up to this long (all
+/// of them at 100 Hz and above) are absolute `clock_nanosleep`s, longer ones
+/// futex waits that an unpark ends. So a control message (a stats query, a
+/// registration, a stop) waits at most this long for the timing thread.
+pub const DEAF_SLEEP_MAX: Nanos = 10_000_000;
+
+/// The default lateness target: the 99th percentile of lateness the clock
+/// aims at, spinning only as much as that needs.
+pub const DEFAULT_LATENESS_TARGET: Duration = Duration::from_micros(40);
+
+/// The automatic spin cap spends at most 1/`AUTO_SPIN_SHARE` of each tick
+/// period spinning (10 µs at 1 kHz, 1 µs at 10 kHz): a tick already costs a
+/// kernel wake-up (about 10 µs of CPU on a VM), and where the timing thread
+/// shares a core with an interpreter every µs spun is a µs the interpreter
+/// loses.
+pub(crate) const AUTO_SPIN_SHARE: u64 = 100;
+/// The automatic spin cap never exceeds this, at any rate.
+pub const AUTO_SPIN_MAX: Duration = Duration::from_micros(50);

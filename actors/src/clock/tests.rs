@@ -1,0 +1,178 @@
+//! Tests of the estimator and the clocks.
+
+use std::sync::Arc;
+use std::thread;
+
+use super::estimator::WAKE_BUCKET_NS;
+use super::*;
+
+/// A deterministic stand-in for the kernel's wake-up errors: 5 µs one
+/// time in 10, 12 µs most of the time, 150 µs one time in 50 (2 %, so
+/// the p99 is 150 µs and the p5 5 µs).
+fn overshoot(i: u64) -> Nanos {
+    match i % 50 {
+        49 => 150_000,
+        i if i % 10 == 0 => 5_000,
+        _ => 12_000,
+    }
+}
+
+#[test]
+fn estimator_starts_at_the_cap_then_aims_the_p99_at_the_target() {
+    let mut e = WakeEstimator::new(Some(50_000), 40_000);
+    assert_eq!(e.margin(), 50_000);
+    for i in 0..(WAKE_WARMUP as u64 - 1) {
+        e.observe(overshoot(i));
+    }
+    assert_eq!(e.margin(), 50_000, "still warming up");
+    for i in 0..2000 {
+        e.observe(overshoot(i));
+    }
+    assert_eq!((e.p5(), e.p50(), e.p99()), (5_000, 12_000, 150_000));
+    // p99 150 µs, target 40 µs: 110 µs early would be needed, beyond the
+    // cap; spinning 50 µs a tick would still miss, so only the head start.
+    assert_eq!(e.margin(), 5_000);
+    let mut wide = WakeEstimator::new(Some(200_000), 40_000);
+    for i in 0..2000 {
+        wide.observe(overshoot(i));
+    }
+    assert_eq!(wide.margin(), 110_000);
+}
+
+#[test]
+fn a_punctual_kernel_gets_only_the_free_head_start_and_a_shift_is_followed() {
+    let mut e = WakeEstimator::new(Some(50_000), 40_000);
+    for i in 0..2000 {
+        e.observe(if i % 4 == 0 { 8_000 } else { 20_000 });
+    }
+    // p99 20 µs is within the target: only the p5 (8 µs), which the
+    // kernel almost always overshoots, so it costs almost no spin.
+    assert_eq!((e.p5(), e.p99(), e.margin()), (8_000, 20_000, 8_000));
+    // The machine gets busier: wake-ups at 70 µs, and the window follows.
+    for _ in 0..WAKE_WINDOW {
+        e.observe(70_000);
+    }
+    // All 70 µs late: the p5 is 70 µs too, so waking that early costs
+    // almost no spin; the cap still bounds it.
+    assert_eq!((e.p5(), e.p99(), e.margin()), (70_000, 70_000, 50_000));
+    // Mostly 10 µs, 2 % at 85 µs: 45 µs early brings the p99 to the target.
+    for i in 0..WAKE_WINDOW {
+        e.observe(if i % 50 == 0 { 85_000 } else { 10_000 });
+    }
+    assert_eq!((e.p5(), e.p99(), e.margin()), (10_000, 85_000, 45_000));
+    // Huge preemptions: no margin within the cap reaches the target.
+    for _ in 0..WAKE_WINDOW {
+        e.observe(5_000_000);
+    }
+    assert_eq!(e.margin(), 50_000, "the head start, capped");
+}
+
+#[test]
+fn the_automatic_cap_is_a_share_of_the_period_and_spins_through_when_sleep_is_hopeless() {
+    let mut e = WakeEstimator::new(None, 40_000);
+    // Before learning: the cap, 1/100 of the period, at most 50 µs.
+    assert_eq!(e.margin_for(100_000), 1_000);
+    assert_eq!(e.margin_for(1_000_000), 10_000);
+    assert_eq!(e.margin_for(100_000_000), 50_000);
+    for i in 0..2000 {
+        e.observe(17_000 + 80_000 * u64::from(i % 50 == 0));
+    }
+    assert_eq!((e.p5(), e.p50(), e.p99()), (17_000, 17_000, 97_000));
+    // 1 kHz: p99 97 µs − target 40 µs = 57 µs, beyond the 10 µs cap:
+    // the head start (17 µs), capped at 10 µs.
+    assert_eq!(e.margin_for(1_000_000), 10_000);
+    // 10 kHz: at most 1 µs of each 100 µs period.
+    assert_eq!(e.margin_for(100_000), 1_000);
+    // 100 Hz: the cap is 50 µs, and 57 µs would be needed: the head start.
+    assert_eq!(e.margin_for(10_000_000), 17_000);
+    // 100 kHz: the median wake-up (17 µs) exceeds the period: spin through.
+    assert_eq!(e.margin_for(10_000), 10_000);
+    // Deadlines give the period.
+    assert_eq!(e.next_deadline(1_000_000), 0);
+    assert_eq!(e.next_deadline(1_100_000), 100_000);
+    let mut e = WakeEstimator::new(None, 40_000);
+    for i in 0..2000 {
+        e.observe(6_000 + 40_000 * u64::from(i % 50 == 0));
+    }
+    // 1 kHz, p99 46 µs: 6 µs early is within the cap and reaches the target.
+    assert_eq!(e.margin_for(1_000_000), 6_000);
+}
+
+#[test]
+fn errors_are_counted_in_whole_microseconds_up_to_the_last_bucket() {
+    let mut e = WakeEstimator::new(None, 40_000);
+    for i in 0..WAKE_WINDOW as u64 {
+        // 2 % at 7 ms, the rest 12.9 µs and 12.1 µs.
+        e.observe(match i % 50 {
+            0 => 7_000_000,
+            i if i % 2 == 0 => 12_900,
+            _ => 12_100,
+        });
+    }
+    let top = (WAKE_BUCKETS as Nanos - 1) * WAKE_BUCKET_NS;
+    assert_eq!((e.p5(), e.p50(), e.p99()), (12_000, 12_000, top));
+    // Forgetting is exact: a full window later only the new errors count.
+    for _ in 0..WAKE_WINDOW {
+        e.observe(3_000);
+    }
+    assert_eq!((e.p5(), e.p50(), e.p99()), (3_000, 3_000, 3_000));
+    // Errors beyond the last bucket still mean "a whole period" at 1 kHz.
+    for _ in 0..WAKE_WINDOW {
+        e.observe(5_000_000);
+    }
+    assert_eq!(e.margin_for(1_000_000), 1_000_000);
+}
+
+#[test]
+fn an_explicit_cap_is_never_exceeded() {
+    let mut e = WakeEstimator::new(Some(5_000), 40_000);
+    for _ in 0..2000 {
+        e.observe(17_000);
+    }
+    // Even where sleeping cannot be on time (100 kHz), an explicit cap holds.
+    assert_eq!(e.margin_for(10_000), 5_000);
+    assert_eq!(e.margin_for(1_000_000), 5_000);
+}
+
+#[test]
+fn a_long_sleep_is_ended_by_an_unpark_and_a_short_one_runs_to_its_deadline() {
+    let clock = Arc::new(MonotonicClock::default());
+    // Longer than DEAF_SLEEP_MAX: wakeable. Were the unpark ignored, the
+    // sleep would last 60 s and return at or after its deadline.
+    let long = clock.now() + 60_000_000_000;
+    let sleeper = {
+        let clock = Arc::clone(&clock);
+        thread::spawn(move || {
+            clock.sleep_until(long);
+            clock.now()
+        })
+    };
+    let woke = loop {
+        sleeper.thread().unpark();
+        if sleeper.is_finished() {
+            break sleeper.join().expect("the sleeping thread panicked");
+        }
+        thread::sleep(Duration::from_millis(1));
+    };
+    assert!(woke < long, "an unpark must end a long sleep");
+    // A tick's sleep: an unpark (already pending) does not cut it short.
+    thread::current().unpark();
+    let short = clock.now() + 2_000_000;
+    clock.sleep_until(short);
+    assert!(clock.now() >= short);
+}
+
+#[test]
+fn zero_cap_never_spins() {
+    let mut e = WakeEstimator::new(Some(0), 40_000);
+    for _ in 0..2000 {
+        e.observe(1_000_000);
+    }
+    assert_eq!((e.margin(), e.margin_for(10_000)), (0, 0));
+    let c = MonotonicClock::default();
+    assert_eq!(c.spin_margin(), Duration::ZERO);
+    let c = MonotonicClock::new(Some(Duration::from_micros(40)));
+    assert_eq!(c.clone().spin_margin(), Duration::from_micros(40));
+    let c = MonotonicClock::new(None);
+    assert_eq!(c.spin_margin(), AUTO_SPIN_MAX);
+}

@@ -1,0 +1,358 @@
+//! The sample batch codec: [`EncodedBatch`] (struct of arrays, tick-grouped
+//! deltas), and the reader's allocation-free fast path that decodes a
+//! `Samples` record straight from its frame (a shadow of bincode's varint
+//! layout for this one record, checked against bincode by the fuzzers).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::records::Sample;
+
+/// A batch of samples as stored: struct of arrays of varints.
+///
+/// Samples of one tick share its time. Ticks are usually one period apart,
+/// so a tick's distance from the previous one is stored as its difference
+/// from `tick_step_ns` (zigzag: one byte when on schedule). PCs are stored
+/// as the difference from the same interpreter's previous PC in the batch,
+/// zigzag-mapped and LEB128-encoded in one byte stream (two bytes for a move
+/// under 8 KiB, where bincode's varint would take three).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodedBatch {
+    /// Time of the first tick.
+    pub first_time_ns: u64,
+    /// The nominal distance between ticks (the first one seen).
+    pub tick_step_ns: u64,
+    /// For each later tick: its distance from the tick before, minus
+    /// `tick_step_ns` (wrapping).
+    pub time_deltas: Vec<i64>,
+    /// Samples per tick.
+    pub counts: Vec<u32>,
+    /// Interpreter id of each sample.
+    pub interps: Vec<u32>,
+    /// For each sample, LEB128 of the zigzag of its PC minus the previous PC
+    /// of the same interpreter in this batch (minus 0 for its first).
+    pub pc_deltas: Vec<u8>,
+}
+
+#[inline]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+fn unzigzag(n: u64) -> i64 {
+    (n >> 1) as i64 ^ -((n & 1) as i64)
+}
+
+#[inline]
+fn push_leb128(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads one LEB128 value at `*pos`; `None` if cut or longer than 10 bytes.
+#[inline]
+fn read_leb128(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..70).step_by(7) {
+        let b = *bytes.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+impl EncodedBatch {
+    /// Encodes samples, which must be in time order (as the sampler makes
+    /// them).
+    pub fn encode(samples: &[Sample]) -> EncodedBatch {
+        let mut out = EncodedBatch {
+            first_time_ns: samples.first().map_or(0, |s| s.time_ns),
+            ..EncodedBatch::default()
+        };
+        out.interps.reserve(samples.len());
+        out.pc_deltas.reserve(samples.len() * 2);
+        let mut last_pc: Vec<u64> = Vec::new();
+        let mut prev_time = out.first_time_ns;
+        for (i, s) in samples.iter().enumerate() {
+            if i == 0 || s.time_ns != prev_time {
+                if i != 0 {
+                    let delta = s.time_ns.wrapping_sub(prev_time);
+                    if out.time_deltas.is_empty() {
+                        out.tick_step_ns = delta;
+                    }
+                    out.time_deltas
+                        .push(delta.wrapping_sub(out.tick_step_ns) as i64);
+                }
+                out.counts.push(0);
+                prev_time = s.time_ns;
+            }
+            if let Some(c) = out.counts.last_mut() {
+                *c += 1;
+            }
+            let slot = s.interp as usize;
+            if slot >= last_pc.len() {
+                last_pc.resize(slot + 1, 0);
+            }
+            out.interps.push(s.interp);
+            push_leb128(
+                &mut out.pc_deltas,
+                zigzag(s.pc.wrapping_sub(last_pc[slot]) as i64),
+            );
+            last_pc[slot] = s.pc;
+        }
+        out
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.interps.len()
+    }
+
+    /// Whether the batch has no sample.
+    pub fn is_empty(&self) -> bool {
+        self.interps.is_empty()
+    }
+
+    /// Decodes into `out` (appending). Fails, appending nothing, if the
+    /// arrays disagree.
+    pub fn decode_into(&self, out: &mut Vec<Sample>) -> Result<(), String> {
+        let start = out.len();
+        let r = decode_batch(
+            self.first_time_ns,
+            self.tick_step_ns,
+            self.time_deltas.iter().map(|&d| Some(d)),
+            self.time_deltas.len(),
+            self.counts.iter().map(|&c| Some(c)),
+            self.counts.len(),
+            self.interps.iter().map(|&i| Some(i)),
+            self.interps.len(),
+            &self.pc_deltas,
+            out,
+        );
+        if r.is_err() {
+            out.truncate(start);
+        }
+        r
+    }
+}
+
+/// Interpreter ids below this keep their last PC in a vector while a batch
+/// is decoded; the sampler's ids are small.
+const DENSE_LAST_PC: usize = 1 << 12;
+
+/// The one decoder of a batch's arrays, fed either from an [`EncodedBatch`]
+/// or straight from a record's bytes (the reader's fast path). Checks every
+/// length and value; appends to `out`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn decode_batch(
+    first_time_ns: u64,
+    tick_step_ns: u64,
+    mut time_deltas: impl Iterator<Item = Option<i64>>,
+    n_times: usize,
+    mut counts: impl Iterator<Item = Option<u32>>,
+    n_counts: usize,
+    mut interps: impl Iterator<Item = Option<u32>>,
+    n_samples: usize,
+    pc_bytes: &[u8],
+    out: &mut Vec<Sample>,
+) -> Result<(), String> {
+    if n_times + 1 != n_counts.max(1) {
+        return Err(format!("{n_counts} ticks but {n_times} time deltas"));
+    }
+    out.reserve(n_samples);
+    let bad = |what: &str| format!("malformed {what}");
+    let mut last_pc: Vec<u64> = Vec::new();
+    // Ids from `DENSE_LAST_PC` up (valid to 2^24, rare) go to a map: a
+    // vector would be zeroed up to 8 × id bytes for every batch.
+    let mut last_pc_sparse: HashMap<u32, u64> = HashMap::new();
+    let mut time = first_time_ns;
+    let mut left = n_samples;
+    let mut pos = 0;
+    for t in 0..n_counts {
+        if t > 0 {
+            let d = time_deltas
+                .next()
+                .flatten()
+                .ok_or_else(|| bad("time delta"))?;
+            time = time.wrapping_add(tick_step_ns).wrapping_add(d as u64);
+        }
+        let count = counts.next().flatten().ok_or_else(|| bad("tick count"))? as usize;
+        if count > left {
+            return Err(format!("tick counts exceed the {n_samples} samples"));
+        }
+        left -= count;
+        for _ in 0..count {
+            let interp = interps
+                .next()
+                .flatten()
+                .ok_or_else(|| bad("interpreter id"))?;
+            if interp > 1 << 24 {
+                return Err(format!("interpreter id {interp} above 2^24"));
+            }
+            let slot = interp as usize;
+            let last = if slot < DENSE_LAST_PC {
+                if slot >= last_pc.len() {
+                    last_pc.resize(slot + 1, 0);
+                }
+                &mut last_pc[slot]
+            } else {
+                last_pc_sparse.entry(interp).or_insert(0)
+            };
+            let delta = read_leb128(pc_bytes, &mut pos).ok_or_else(|| bad("PC delta"))?;
+            let pc = last.wrapping_add(unzigzag(delta) as u64);
+            *last = pc;
+            out.push(Sample {
+                time_ns: time,
+                interp,
+                pc,
+            });
+        }
+    }
+    if left != 0 {
+        return Err(format!(
+            "tick counts add up to {} but {n_samples} samples",
+            n_samples - left
+        ));
+    }
+    if pos != pc_bytes.len() {
+        return Err(format!(
+            "{} bytes of PC deltas left over",
+            pc_bytes.len() - pos
+        ));
+    }
+    Ok(())
+}
+
+/// Bincode's variant index of [`Record::Samples`] (a one-byte varint).
+pub(super) const SAMPLES_VARIANT: u8 = 5;
+
+/// A cursor over bincode's standard varints.
+struct Varints<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Varints<'_> {
+    #[inline]
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let b = self.bytes.get(self.pos..self.pos + N)?;
+        self.pos += N;
+        b.try_into().ok()
+    }
+
+    /// An unsigned varint: < 251 in one byte, else a marker (251: u16,
+    /// 252: u32, 253: u64) and the value little-endian.
+    #[inline]
+    fn u64(&mut self) -> Option<u64> {
+        let tag = *self.bytes.get(self.pos)?;
+        self.pos += 1;
+        match tag {
+            0..=250 => Some(u64::from(tag)),
+            251 => self.take::<2>().map(|b| u64::from(u16::from_le_bytes(b))),
+            252 => self.take::<4>().map(|b| u64::from(u32::from_le_bytes(b))),
+            253 => self.take::<8>().map(u64::from_le_bytes),
+            _ => None,
+        }
+    }
+
+    /// A `u32` varint: as bincode, refuses the u64 marker even for a value
+    /// that fits.
+    #[inline]
+    fn u32(&mut self) -> Option<u32> {
+        if self.bytes.get(self.pos) == Some(&253) {
+            return None;
+        }
+        u32::try_from(self.u64()?).ok()
+    }
+
+    /// A zigzag-encoded signed varint.
+    #[inline]
+    fn i64(&mut self) -> Option<i64> {
+        let n = self.u64()?;
+        Some((n >> 1) as i64 ^ -((n & 1) as i64))
+    }
+
+    /// Skips one varint without decoding it.
+    #[inline]
+    fn skip(&mut self) -> Option<()> {
+        let tag = *self.bytes.get(self.pos)?;
+        self.pos += match tag {
+            0..=250 => 1,
+            251 => 3,
+            252 => 5,
+            253 => 9,
+            _ => return None,
+        };
+        (self.pos <= self.bytes.len()).then_some(())
+    }
+
+    /// A sequence length, then skips its `n` varints; returns `n` and where
+    /// the elements start. Their values are checked when decoded.
+    fn skip_seq(&mut self) -> Option<(usize, usize)> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        // Every element takes at least one byte.
+        if n > self.bytes.len().saturating_sub(self.pos) {
+            return None;
+        }
+        let at = self.pos;
+        for _ in 0..n {
+            self.skip()?;
+        }
+        Some((n, at))
+    }
+}
+
+/// Decodes the payload of a `Record::Samples` after its variant byte (an
+/// [`EncodedBatch`] as bincode lays it out) straight into `out`, without
+/// the batch's intermediate vectors. `None` if it is not exactly a valid
+/// batch: the caller falls back to bincode for the error message.
+pub(super) fn decode_batch_payload(payload: &[u8], out: &mut Vec<Sample>) -> Option<()> {
+    let mut c = Varints {
+        bytes: payload,
+        pos: 0,
+    };
+    let first_time = c.u64()?;
+    let step = c.u64()?;
+    let (n_times, times_at) = c.skip_seq()?;
+    let (n_counts, counts_at) = c.skip_seq()?;
+    let (n_interps, interps_at) = c.skip_seq()?;
+    // `Vec<u8>`: a varint length, then raw bytes.
+    let n_pc_bytes = usize::try_from(c.u64()?).ok()?;
+    let pcs = payload.get(c.pos..c.pos.checked_add(n_pc_bytes)?)?;
+    if c.pos + n_pc_bytes != payload.len() {
+        return None;
+    }
+    let cursor = |pos| Varints {
+        bytes: payload,
+        pos,
+    };
+    let (mut times, mut counts, mut interps) =
+        (cursor(times_at), cursor(counts_at), cursor(interps_at));
+    let start = out.len();
+    let r = decode_batch(
+        first_time,
+        step,
+        std::iter::from_fn(|| Some(times.i64())),
+        n_times,
+        std::iter::from_fn(|| Some(counts.u32())),
+        n_counts,
+        std::iter::from_fn(|| Some(interps.u32())),
+        n_interps,
+        pcs,
+        out,
+    );
+    if r.is_err() {
+        out.truncate(start);
+        return None;
+    }
+    Some(())
+}

@@ -1,0 +1,89 @@
+//! Profile files: pcprof's native format, Pulley's format, and one reader for
+//! both.
+//!
+//! - **Native** (`FORMAT.md` has the full specification): the 8-byte magic
+//!   `PCPROF\0\n`, a little-endian `u16` version, then records. Each record is
+//!   framed as `len: u32 LE | crc32: u32 LE | payload`, the payload being one
+//!   [`Record`] encoded with serde + bincode (standard configuration: varints).
+//!   The frame makes every record self-delimiting and checkable, so a process
+//!   killed mid-write leaves a file whose complete records all read back; the
+//!   reader reports the torn tail as an error naming its offset.
+//! - Samples travel as [`EncodedBatch`]: grouped by tick, tick times as
+//!   differences from the nominal step (one byte on schedule), PCs as
+//!   per-interpreter deltas in LEB128, so a sample with its tick time and
+//!   interpreter costs about 3 bytes.
+//! - **Pulley**: byte-for-byte the format of `pulley_interpreter::profile`'s
+//!   `Recorder` (no header; tag 1 = function: `addr u64 | name_len u32 | name |
+//!   body_len u32 | body`; tag 2 = samples: `count u32 | count × addr u64`,
+//!   all little-endian). It carries neither times, interpreters, unloads nor a
+//!   summary; those records are left out.
+//! - [`ProfileReader`] streams either format from any `Read` (memory does not
+//!   grow with the file), telling them apart by the first byte, and never
+//!   panics on bad input: every error names the byte offset of the record at
+//!   fault.
+//!
+//! Layout: [`records`] (what a file holds), [`batch`] (the sample batch
+//! codec), [`encoder`] and [`reader`] (the shared halves), and each format's
+//! own writing and reading side by side: [`native`], [`pulley`].
+
+mod batch;
+mod encoder;
+mod native;
+mod pulley;
+mod reader;
+mod records;
+
+pub use batch::EncodedBatch;
+pub use encoder::{EncodeError, Encoder};
+pub use reader::{Event, ProfileReader, ReadError, ReadErrorKind};
+pub use records::{
+    FileHeader, FunctionRecord, InterpreterRecord, RateRecord, Record, RetiredRecord, Sample,
+    Summary, UnloadRecord,
+};
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// First bytes of a native profile.
+pub const MAGIC: [u8; 8] = *b"PCPROF\0\n";
+/// Version of the native format this crate writes and reads.
+pub const VERSION: u16 = 1;
+/// Largest record payload accepted, in bytes: guards against allocating
+/// gigabytes for a corrupt length field.
+pub const MAX_RECORD_LEN: u32 = 1 << 30;
+
+pub(crate) fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ MAX_RECORD_LEN as usize }>()
+}
+
+/// Which of the two formats a file is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Format {
+    /// pcprof's own format: header, times, interpreters, unloads, summary.
+    Native,
+    /// The format of `pulley_interpreter::profile`.
+    Pulley,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Native => "native",
+            Format::Pulley => "pulley",
+        })
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s {
+            "native" => Ok(Format::Native),
+            "pulley" => Ok(Format::Pulley),
+            other => Err(format!(
+                "unknown format {other:?} (expected `native` or `pulley`)"
+            )),
+        }
+    }
+}

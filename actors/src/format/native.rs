@@ -1,0 +1,141 @@
+//! pcprof's native format, writing and reading side by side: the framed
+//! records (`len | crc32 | bincode payload`), see FORMAT.md.
+
+use std::io::{Read, Write};
+
+use super::batch::{SAMPLES_VARIANT, decode_batch_payload};
+use super::encoder::{EncodeError, Encoder};
+use super::reader::{Event, ProfileReader, ReadError, ReadErrorKind, read_full, read_up_to};
+use super::records::{Record, Sample};
+use super::{MAX_RECORD_LEN, bincode_config};
+
+impl<W: Write> Encoder<W> {
+    pub(super) fn write_native(&mut self, record: &Record) -> Result<u64, EncodeError> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&[0; 8]);
+        bincode::serde::encode_into_std_write(record, &mut self.scratch, bincode_config())
+            .map_err(|e| EncodeError::Encode(format!("{} record: {e}", record.kind())))?;
+        let len = self.scratch.len() - 8;
+        let len32 = u32::try_from(len)
+            .ok()
+            .filter(|&l| l <= MAX_RECORD_LEN)
+            .ok_or_else(|| {
+                EncodeError::Encode(format!("{} record of {len} bytes", record.kind()))
+            })?;
+        let crc = crc32fast::hash(&self.scratch[8..]);
+        self.scratch[..4].copy_from_slice(&len32.to_le_bytes());
+        self.scratch[4..8].copy_from_slice(&crc.to_le_bytes());
+        self.sink.write_all(&self.scratch)?;
+        let n = self.scratch.len() as u64;
+        self.bytes += n;
+        Ok(n)
+    }
+}
+
+impl<R: Read> ProfileReader<R> {
+    pub(super) fn next_native(&mut self) -> Result<Option<Record>, ReadError> {
+        let at = self.offset;
+        let Some(len) = self.read_native_frame()? else {
+            return Ok(None);
+        };
+        let record = self.decode_record(at)?;
+        self.offset += 8 + len;
+        Ok(Some(record))
+    }
+
+    /// Decodes the payload in `self.buf` (the frame at `at`) with bincode.
+    pub(super) fn decode_record(&self, at: u64) -> Result<Record, ReadError> {
+        let err = |kind| ReadError::new(at, kind);
+        let (record, used): (Record, usize) =
+            bincode::serde::decode_from_slice(&self.buf, bincode_config()).map_err(|e| {
+                err(ReadErrorKind::Invalid {
+                    reason: e.to_string(),
+                })
+            })?;
+        if used != self.buf.len() {
+            return Err(err(ReadErrorKind::Invalid {
+                reason: format!(
+                    "{} trailing bytes after a {} record",
+                    self.buf.len() - used,
+                    record.kind()
+                ),
+            }));
+        }
+        Ok(record)
+    }
+
+    pub(super) fn next_native_into(
+        &mut self,
+        samples: &mut Vec<Sample>,
+    ) -> Result<Option<Event>, ReadError> {
+        let at = self.offset;
+        let Some(len) = self.read_native_frame()? else {
+            return Ok(None);
+        };
+        // Sample batches (variant 5 of `Record`) are decoded straight from
+        // the payload; anything the fast path does not accept goes through
+        // bincode, which names the fault.
+        if self.buf.first() == Some(&SAMPLES_VARIANT) {
+            if decode_batch_payload(&self.buf[1..], samples).is_some() {
+                self.offset += 8 + len;
+                return Ok(Some(Event::Samples(Vec::new())));
+            }
+            samples.clear();
+        }
+        let record = self.decode_record(at)?;
+        self.offset += 8 + len;
+        let invalid = |reason| ReadError::new(at, ReadErrorKind::Invalid { reason });
+        Ok(Some(match record {
+            Record::Header(_) => return Err(invalid("a second header record".to_string())),
+            Record::Function(f) => Event::Function(f),
+            Record::Unload(u) => Event::Unload(u),
+            Record::Interpreter(i) => Event::Interpreter(i),
+            Record::Retired(r) => Event::Retired(r),
+            Record::Rate(r) => Event::Rate(r),
+            Record::Summary(s) => Event::Summary(s),
+            Record::Samples(batch) => {
+                batch.decode_into(samples).map_err(invalid)?;
+                Event::Samples(Vec::new())
+            }
+        }))
+    }
+
+    /// Reads the next native frame's payload into `self.buf`, checking its
+    /// length and checksum; returns the payload length, `None` at the end.
+    /// Does not advance `self.offset`.
+    pub(super) fn read_native_frame(&mut self) -> Result<Option<u64>, ReadError> {
+        let start = self.offset;
+        let err = |kind| ReadError::new(start, kind);
+        let mut frame = [0u8; 8];
+        let got = read_full(&mut self.source, &mut frame).map_err(|e| err(ReadErrorKind::Io(e)))?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < frame.len() {
+            return Err(err(ReadErrorKind::Truncated {
+                needed: 8,
+                available: got as u64,
+            }));
+        }
+        let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        let stored = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        if len > MAX_RECORD_LEN {
+            return Err(err(ReadErrorKind::TooLarge {
+                len: u64::from(len),
+            }));
+        }
+        let got = read_up_to(&mut self.source, u64::from(len), &mut self.buf)
+            .map_err(|e| err(ReadErrorKind::Io(e)))?;
+        if got < u64::from(len) {
+            return Err(err(ReadErrorKind::Truncated {
+                needed: 8 + u64::from(len),
+                available: 8 + got,
+            }));
+        }
+        let computed = crc32fast::hash(&self.buf);
+        if computed != stored {
+            return Err(err(ReadErrorKind::Checksum { stored, computed }));
+        }
+        Ok(Some(u64::from(len)))
+    }
+}

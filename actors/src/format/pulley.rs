@@ -1,0 +1,143 @@
+//! Pulley's format, writing and reading side by side: byte for byte what
+//! `pulley_interpreter::profile::Recorder` writes (tag 1 = function, tag 2 =
+//! samples; no header, times or interpreters).
+
+use std::io::{Read, Write};
+
+use super::encoder::{EncodeError, Encoder};
+use super::reader::{
+    Event, ProfileReader, ReadError, ReadErrorKind, read_full, take_fixed, take_vec,
+};
+use super::records::{FunctionRecord, Record, Sample};
+
+/// Tag of a function section.
+pub(crate) const PULLEY_FUNCTION: u8 = 1;
+/// Tag of a samples section.
+pub(crate) const PULLEY_SAMPLES: u8 = 2;
+
+impl<W: Write> Encoder<W> {
+    /// A samples section: `2 | count: u32 | count × pc: u64`.
+    pub(super) fn write_pulley_samples(&mut self, samples: &[Sample]) -> Result<u64, EncodeError> {
+        let count = u32::try_from(samples.len())
+            .map_err(|_| EncodeError::Encode(format!("{} samples in one batch", samples.len())))?;
+        self.scratch.clear();
+        self.scratch.reserve(5 + samples.len() * 8);
+        self.scratch.push(PULLEY_SAMPLES);
+        self.scratch.extend_from_slice(&count.to_le_bytes());
+        for s in samples {
+            self.scratch.extend_from_slice(&s.pc.to_le_bytes());
+        }
+        self.sink.write_all(&self.scratch)?;
+        let n = self.scratch.len() as u64;
+        self.bytes += n;
+        Ok(n)
+    }
+
+    pub(super) fn write_pulley(&mut self, record: &Record) -> Result<u64, EncodeError> {
+        match record {
+            Record::Function(f) => {
+                let name_len = u32::try_from(f.name.len()).map_err(|_| {
+                    EncodeError::Encode(format!("function name of {} bytes", f.name.len()))
+                })?;
+                let body_len = u32::try_from(f.code.len()).map_err(|_| {
+                    EncodeError::Encode(format!("function body of {} bytes", f.code.len()))
+                })?;
+                self.scratch.clear();
+                self.scratch.push(PULLEY_FUNCTION);
+                self.scratch.extend_from_slice(&f.addr.to_le_bytes());
+                self.scratch.extend_from_slice(&name_len.to_le_bytes());
+                self.scratch.extend_from_slice(f.name.as_bytes());
+                self.scratch.extend_from_slice(&body_len.to_le_bytes());
+                self.scratch.extend_from_slice(&f.code);
+                self.sink.write_all(&self.scratch)?;
+                let n = self.scratch.len() as u64;
+                self.bytes += n;
+                Ok(n)
+            }
+            Record::Samples(batch) => {
+                let mut samples = Vec::with_capacity(batch.len());
+                batch
+                    .decode_into(&mut samples)
+                    .map_err(EncodeError::Encode)?;
+                self.write_samples(&samples)
+            }
+            // Pulley's format has no place for these.
+            _ => Ok(0),
+        }
+    }
+}
+
+impl<R: Read> ProfileReader<R> {
+    /// A Pulley section other than samples, whose tag (read at `start`) is
+    /// `tag`: a function, or an error.
+    pub(super) fn pulley_section(
+        &mut self,
+        start: u64,
+        tag: u8,
+    ) -> Result<Option<Event>, ReadError> {
+        // `pos` counts the bytes of this section consumed so far.
+        let mut pos: u64 = 1;
+        let src = &mut self.source;
+        let event = match tag {
+            PULLEY_FUNCTION => {
+                let addr = u64::from_le_bytes(take_fixed(src, start, &mut pos)?);
+                let name_len = u32::from_le_bytes(take_fixed(src, start, &mut pos)?);
+                let mut name = Vec::new();
+                take_vec(src, start, &mut pos, u64::from(name_len), &mut name)?;
+                let name = String::from_utf8(name).map_err(|e| {
+                    let reason = format!("function name is not UTF-8: {e}");
+                    ReadError::new(start, ReadErrorKind::Invalid { reason })
+                })?;
+                let body_len = u32::from_le_bytes(take_fixed(src, start, &mut pos)?);
+                let mut code = Vec::new();
+                take_vec(src, start, &mut pos, u64::from(body_len), &mut code)?;
+                Event::Function(FunctionRecord {
+                    addr,
+                    name,
+                    code,
+                    loaded_ns: 0,
+                })
+            }
+            tag => return Err(ReadError::new(start, ReadErrorKind::UnknownTag { tag })),
+        };
+        self.offset += pos;
+        Ok(Some(event))
+    }
+
+    pub(super) fn next_pulley_into(
+        &mut self,
+        samples: &mut Vec<Sample>,
+    ) -> Result<Option<Event>, ReadError> {
+        let start = self.offset;
+        let tag = match self.pending.take() {
+            Some(t) => t,
+            None => {
+                let mut t = [0u8; 1];
+                match read_full(&mut self.source, &mut t) {
+                    Ok(0) => return Ok(None),
+                    Ok(_) => t[0],
+                    Err(e) => return Err(ReadError::new(start, ReadErrorKind::Io(e))),
+                }
+            }
+        };
+        if tag != PULLEY_SAMPLES {
+            return self.pulley_section(start, tag);
+        }
+        let mut pos: u64 = 1;
+        let count = u32::from_le_bytes(take_fixed(&mut self.source, start, &mut pos)?);
+        take_vec(
+            &mut self.source,
+            start,
+            &mut pos,
+            u64::from(count) * 8,
+            &mut self.buf,
+        )?;
+        samples.extend(self.buf.chunks_exact(8).map(|c| Sample {
+            time_ns: 0,
+            interp: 0,
+            pc: u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+        }));
+        self.offset += pos;
+        Ok(Some(Event::Samples(Vec::new())))
+    }
+}

@@ -1,0 +1,434 @@
+//! The reading half shared by both formats: [`ProfileReader`] detects the
+//! format by the first byte, reads frames with bounded allocations, and
+//! turns every fault into a [`ReadError`] naming the byte offset; each
+//! format's own decoding is in [`super::native`] and [`super::pulley`].
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use super::pulley::{PULLEY_FUNCTION, PULLEY_SAMPLES};
+use super::records::{
+    FileHeader, FunctionRecord, InterpreterRecord, RateRecord, Record, RetiredRecord, Sample,
+    Summary, UnloadRecord,
+};
+use super::{Format, MAGIC, VERSION};
+
+/// What is wrong with a profile file.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReadErrorKind {
+    /// The file has no bytes.
+    Empty,
+    /// The first byte is neither the native magic nor a Pulley tag.
+    UnknownFormat {
+        /// The first byte.
+        first_byte: u8,
+    },
+    /// The native version is not one this reader understands.
+    UnsupportedVersion {
+        /// The version found.
+        version: u16,
+    },
+    /// The file ends inside a record.
+    Truncated {
+        /// Bytes the record needs from its start.
+        needed: u64,
+        /// Bytes the file has from the record's start.
+        available: u64,
+    },
+    /// A record's checksum does not match its bytes.
+    Checksum {
+        /// Checksum stored in the frame.
+        stored: u32,
+        /// Checksum of the bytes.
+        computed: u32,
+    },
+    /// A length field is beyond what any valid record has.
+    TooLarge {
+        /// The length found.
+        len: u64,
+    },
+    /// A Pulley section tag other than 1 or 2.
+    UnknownTag {
+        /// The tag found.
+        tag: u8,
+    },
+    /// The record's content does not decode.
+    Invalid {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading failed.
+    Io(io::Error),
+}
+
+/// A profile file could not be read: names the file (when known) and the
+/// byte offset of the record at fault.
+#[derive(Debug)]
+pub struct ReadError {
+    path: Option<PathBuf>,
+    offset: u64,
+    kind: ReadErrorKind,
+}
+
+impl ReadError {
+    pub(super) fn new(offset: u64, kind: ReadErrorKind) -> ReadError {
+        ReadError {
+            path: None,
+            offset,
+            kind,
+        }
+    }
+
+    /// Byte offset of the record at fault (0 for errors about the whole file).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// What is wrong.
+    pub fn kind(&self) -> &ReadErrorKind {
+        &self.kind
+    }
+
+    /// The file, if the reader was opened from a path.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Whether the file merely ends early (a run killed mid-write): every
+    /// record before [`ReadError::offset`] is complete.
+    pub fn is_truncation(&self) -> bool {
+        matches!(self.kind, ReadErrorKind::Truncated { .. })
+    }
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(p) = &self.path {
+            write!(f, "{}: ", p.display())?;
+        }
+        let at = self.offset;
+        match &self.kind {
+            ReadErrorKind::Empty => write!(f, "empty file: not a profile"),
+            ReadErrorKind::UnknownFormat { first_byte } => write!(
+                f,
+                "not a profile: first byte is {first_byte:#04x}, \
+                 expected the pcprof magic or a Pulley section tag (1 or 2)"
+            ),
+            ReadErrorKind::UnsupportedVersion { version } => write!(
+                f,
+                "native format version {version} at byte 8 is not supported (this pcprof reads version {VERSION})"
+            ),
+            ReadErrorKind::Truncated { needed, available } => write!(
+                f,
+                "truncated record at byte {at}: it needs {needed} bytes but the file has {available} more"
+            ),
+            ReadErrorKind::Checksum { stored, computed } => write!(
+                f,
+                "corrupt record at byte {at}: checksum {computed:#010x} does not match stored {stored:#010x}"
+            ),
+            ReadErrorKind::TooLarge { len } => {
+                write!(f, "corrupt record at byte {at}: length {len} is too large")
+            }
+            ReadErrorKind::UnknownTag { tag } => {
+                write!(f, "corrupt section at byte {at}: unknown tag {tag:#04x}")
+            }
+            ReadErrorKind::Invalid { reason } => write!(f, "corrupt record at byte {at}: {reason}"),
+            ReadErrorKind::Io(e) => write!(f, "read error at byte {at}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ReadErrorKind::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// One item read from a profile.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A function was loaded.
+    Function(FunctionRecord),
+    /// A function was unloaded.
+    Unload(UnloadRecord),
+    /// An interpreter was registered.
+    Interpreter(InterpreterRecord),
+    /// An interpreter finished.
+    Retired(RetiredRecord),
+    /// A batch of samples, in time order.
+    Samples(Vec<Sample>),
+    /// The rate changed or sampling paused.
+    Rate(RateRecord),
+    /// The closing statistics.
+    Summary(Summary),
+}
+
+/// Streams the events of a profile file of either format.
+#[derive(Debug)]
+pub struct ProfileReader<R: Read> {
+    pub(super) source: R,
+    pub(super) format: Format,
+    pub(super) header: Option<FileHeader>,
+    pub(super) offset: u64,
+    /// A byte read to detect the format that belongs to the first record.
+    pub(super) pending: Option<u8>,
+    pub(super) buf: Vec<u8>,
+    pub(super) path: Option<PathBuf>,
+    pub(super) done: bool,
+}
+
+impl ProfileReader<BufReader<File>> {
+    /// Opens a profile file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, ReadError> {
+        let path = path.as_ref();
+        let with_path = |mut e: ReadError| {
+            e.path = Some(path.to_path_buf());
+            e
+        };
+        let file =
+            File::open(path).map_err(|e| with_path(ReadError::new(0, ReadErrorKind::Io(e))))?;
+        let mut r =
+            ProfileReader::new(BufReader::with_capacity(1 << 20, file)).map_err(with_path)?;
+        r.path = Some(path.to_path_buf());
+        Ok(r)
+    }
+}
+
+/// Reads up to `n` bytes into `buf` (replacing its content) without trusting
+/// `n` for the allocation; returns how many bytes there were.
+pub(super) fn read_up_to<R: Read>(r: &mut R, n: u64, buf: &mut Vec<u8>) -> io::Result<u64> {
+    buf.clear();
+    r.take(n).read_to_end(buf).map(|k| k as u64)
+}
+
+/// Fills `buf` as far as the source allows; returns the bytes read.
+pub(super) fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Reads a fixed-size field of the section that started at `start`.
+pub(super) fn take_fixed<R: Read, const N: usize>(
+    r: &mut R,
+    start: u64,
+    pos: &mut u64,
+) -> Result<[u8; N], ReadError> {
+    let mut b = [0u8; N];
+    let got = read_full(r, &mut b).map_err(|e| ReadError::new(start, ReadErrorKind::Io(e)))?;
+    if got < N {
+        return Err(ReadError::new(
+            start,
+            ReadErrorKind::Truncated {
+                needed: *pos + N as u64,
+                available: *pos + got as u64,
+            },
+        ));
+    }
+    *pos += N as u64;
+    Ok(b)
+}
+
+/// Reads a variable-size field of `n` bytes into `buf`.
+pub(super) fn take_vec<R: Read>(
+    r: &mut R,
+    start: u64,
+    pos: &mut u64,
+    n: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(), ReadError> {
+    let got = read_up_to(r, n, buf).map_err(|e| ReadError::new(start, ReadErrorKind::Io(e)))?;
+    if got < n {
+        return Err(ReadError::new(
+            start,
+            ReadErrorKind::Truncated {
+                needed: *pos + n,
+                available: *pos + got,
+            },
+        ));
+    }
+    *pos += n;
+    Ok(())
+}
+
+impl<R: Read> ProfileReader<R> {
+    /// Starts reading: detects the format and, for native files, reads the
+    /// header.
+    pub fn new(mut source: R) -> Result<Self, ReadError> {
+        let io_err = |e| ReadError::new(0, ReadErrorKind::Io(e));
+        let mut first = [0u8; 1];
+        if read_full(&mut source, &mut first).map_err(io_err)? == 0 {
+            return Err(ReadError::new(0, ReadErrorKind::Empty));
+        }
+        let mut reader = ProfileReader {
+            source,
+            format: Format::Pulley,
+            header: None,
+            offset: 0,
+            pending: None,
+            buf: Vec::new(),
+            path: None,
+            done: false,
+        };
+        match first[0] {
+            b if b == MAGIC[0] => {
+                let mut rest = [0u8; MAGIC.len() + 1];
+                let got = read_full(&mut reader.source, &mut rest).map_err(io_err)?;
+                if rest[..got.min(MAGIC.len() - 1)] != MAGIC[1..1 + got.min(MAGIC.len() - 1)] {
+                    return Err(ReadError::new(
+                        0,
+                        ReadErrorKind::UnknownFormat { first_byte: b },
+                    ));
+                }
+                if got < rest.len() {
+                    return Err(ReadError::new(
+                        0,
+                        ReadErrorKind::Truncated {
+                            needed: MAGIC.len() as u64 + 2,
+                            available: 1 + got as u64,
+                        },
+                    ));
+                }
+                let version = u16::from_le_bytes([rest[MAGIC.len() - 1], rest[MAGIC.len()]]);
+                if version != VERSION {
+                    return Err(ReadError::new(
+                        MAGIC.len() as u64,
+                        ReadErrorKind::UnsupportedVersion { version },
+                    ));
+                }
+                reader.format = Format::Native;
+                reader.offset = MAGIC.len() as u64 + 2;
+                let at = reader.offset;
+                match reader.next_native()? {
+                    Some(Record::Header(h)) => reader.header = Some(h),
+                    Some(other) => {
+                        return Err(ReadError::new(
+                            at,
+                            ReadErrorKind::Invalid {
+                                reason: format!(
+                                    "first record is a {} record, not the header",
+                                    other.kind()
+                                ),
+                            },
+                        ));
+                    }
+                    None => {
+                        return Err(ReadError::new(
+                            at,
+                            ReadErrorKind::Truncated {
+                                needed: 8,
+                                available: 0,
+                            },
+                        ));
+                    }
+                }
+            }
+            tag @ (PULLEY_FUNCTION | PULLEY_SAMPLES) => reader.pending = Some(tag),
+            b => {
+                return Err(ReadError::new(
+                    0,
+                    ReadErrorKind::UnknownFormat { first_byte: b },
+                ));
+            }
+        }
+        Ok(reader)
+    }
+
+    /// The file's format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The header of a native file (`None` for Pulley files).
+    pub fn header(&self) -> Option<&FileHeader> {
+        self.header.as_ref()
+    }
+
+    /// Offset of the next record: after an error, the offset up to which
+    /// every record was complete.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next event into `samples` (see [`ProfileReader::next_into`]).
+    fn next_event_into(&mut self, samples: &mut Vec<Sample>) -> Result<Option<Event>, ReadError> {
+        match self.format {
+            Format::Pulley => self.next_pulley_into(samples),
+            Format::Native => self.next_native_into(samples),
+        }
+    }
+
+    /// Ends the iteration after the end of the file or an error.
+    fn settle(
+        &mut self,
+        result: Result<Option<Event>, ReadError>,
+    ) -> Option<Result<Event, ReadError>> {
+        match result {
+            Ok(Some(e)) => Some(Ok(e)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(mut e) => {
+                self.done = true;
+                e.path = self.path.clone();
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Allocation-free reading of sample batches, for analyses that aggregate
+/// tens of millions of samples: the batch is decoded into a buffer the
+/// caller reuses, instead of a fresh `Vec` per [`Event::Samples`].
+impl<R: Read> ProfileReader<R> {
+    /// Like [`Iterator::next`], but a batch of samples is decoded into
+    /// `samples` (cleared first, its capacity reused from call to call) and
+    /// announced as an empty [`Event::Samples`]; every other event is
+    /// returned as `next` returns it. Errors and the end of the file are as
+    /// for `next`, after which `samples` is empty.
+    pub fn next_into(&mut self, samples: &mut Vec<Sample>) -> Option<Result<Event, ReadError>> {
+        samples.clear();
+        if self.done {
+            return None;
+        }
+        let result = self.next_event_into(samples);
+        if result.is_err() {
+            samples.clear();
+        }
+        self.settle(result)
+    }
+}
+
+impl<R: Read> Iterator for ProfileReader<R> {
+    type Item = Result<Event, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let mut samples = Vec::new();
+        let result = self.next_event_into(&mut samples).map(|e| {
+            e.map(|e| match e {
+                Event::Samples(_) => Event::Samples(samples),
+                other => other,
+            })
+        });
+        self.settle(result)
+    }
+}
+
+impl<R: Read> std::iter::FusedIterator for ProfileReader<R> {}

@@ -1,0 +1,231 @@
+//! The records a profile holds, in the native format's order of variants.
+
+use serde::{Deserialize, Serialize};
+
+use super::batch::EncodedBatch;
+use crate::stats::Stats;
+
+/// First record of a native file: how the profile was taken.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileHeader {
+    /// Version of pcprof that wrote the file.
+    pub pcprof_version: String,
+    /// Process id of the profiled process.
+    pub pid: u32,
+    /// Wall-clock time of the clock's epoch, in ns since the Unix epoch.
+    pub started_unix_ns: u64,
+    /// Sampling rate asked for at start, in hertz.
+    pub frequency_hz: u32,
+    /// Samples per batch.
+    pub flush_samples: u32,
+    /// `monotonic` or `virtual`.
+    pub clock: String,
+}
+
+/// A bytecode function and where it sits in memory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    /// Address of the first byte of the code in the profiled process.
+    pub addr: u64,
+    /// Name of the function.
+    pub name: String,
+    /// The bytecode, copied at registration.
+    pub code: Vec<u8>,
+    /// When it was registered, in ns since the clock's epoch.
+    pub loaded_ns: u64,
+}
+
+/// A function's code was unloaded; its address range may be reused later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnloadRecord {
+    /// Address of the unloaded function.
+    pub addr: u64,
+    /// When, in ns since the clock's epoch.
+    pub unloaded_ns: u64,
+}
+
+/// An interpreter that samples may come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterpreterRecord {
+    /// Id, unique within the file.
+    pub id: u32,
+    /// Optional label, e.g. the thread's name.
+    pub label: Option<String>,
+    /// When it was registered, in ns since the clock's epoch.
+    pub registered_ns: u64,
+}
+
+/// An interpreter finished and was retired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredRecord {
+    /// Id of the interpreter.
+    pub id: u32,
+    /// When the sampler noticed it finished, in ns since the clock's epoch.
+    pub retired_ns: u64,
+}
+
+/// The sampling rate changed (0 Hz: paused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateRecord {
+    /// When, in ns since the clock's epoch.
+    pub time_ns: u64,
+    /// New rate in hertz; 0 means paused.
+    pub frequency_hz: u32,
+}
+
+/// The closing record: the runtime's final statistics.
+///
+/// Stored as [`SummaryV1`], the format's own frozen layout, not as the
+/// runtime's [`Stats`]: a counter added to the runtime changes only the
+/// conversion, never the bytes; a new layout would be a new record variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "SummaryV1", into = "SummaryV1")]
+pub struct Summary {
+    /// When the profiler stopped, in ns since the clock's epoch.
+    pub stopped_ns: u64,
+    /// Final statistics (its `samples_written` and `bytes_written` do not
+    /// count this record itself).
+    pub stats: Stats,
+}
+
+/// Version 1 of the `Summary` record's layout (FORMAT.md): `stopped_ns`,
+/// then the counters, in this order. Frozen.
+#[derive(Serialize, Deserialize)]
+struct SummaryV1 {
+    stopped_ns: u64,
+    frequency_hz: u32,
+    elapsed_ns: u64,
+    ticks_scheduled: u64,
+    ticks_taken: u64,
+    ticks_missed: u64,
+    samples_taken: u64,
+    samples_written: u64,
+    samples_dropped: u64,
+    batches_written: u64,
+    batches_dropped: u64,
+    bytes_written: u64,
+    lateness_p50_ns: u64,
+    lateness_p99_ns: u64,
+    lateness_max_ns: u64,
+    interpreters_live: u64,
+    interpreters_retired: u64,
+    functions_live: u64,
+    functions_unloaded: u64,
+    scheduling: String,
+    sampler_cpu_ns: u64,
+    writer_cpu_ns: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl From<Summary> for SummaryV1 {
+    fn from(s: Summary) -> SummaryV1 {
+        SummaryV1 {
+            stopped_ns: s.stopped_ns,
+            frequency_hz: s.stats.frequency_hz,
+            elapsed_ns: s.stats.elapsed_ns,
+            ticks_scheduled: s.stats.ticks_scheduled,
+            ticks_taken: s.stats.ticks_taken,
+            ticks_missed: s.stats.ticks_missed,
+            samples_taken: s.stats.samples_taken,
+            samples_written: s.stats.samples_written,
+            samples_dropped: s.stats.samples_dropped,
+            batches_written: s.stats.batches_written,
+            batches_dropped: s.stats.batches_dropped,
+            bytes_written: s.stats.bytes_written,
+            lateness_p50_ns: s.stats.lateness_p50_ns,
+            lateness_p99_ns: s.stats.lateness_p99_ns,
+            lateness_max_ns: s.stats.lateness_max_ns,
+            interpreters_live: s.stats.interpreters_live,
+            interpreters_retired: s.stats.interpreters_retired,
+            functions_live: s.stats.functions_live,
+            functions_unloaded: s.stats.functions_unloaded,
+            scheduling: s.stats.scheduling,
+            sampler_cpu_ns: s.stats.sampler_cpu_ns,
+            writer_cpu_ns: s.stats.writer_cpu_ns,
+            errors: s.stats.errors,
+            first_error: s.stats.first_error,
+        }
+    }
+}
+
+impl From<SummaryV1> for Summary {
+    fn from(v: SummaryV1) -> Summary {
+        Summary {
+            stopped_ns: v.stopped_ns,
+            stats: Stats {
+                frequency_hz: v.frequency_hz,
+                elapsed_ns: v.elapsed_ns,
+                ticks_scheduled: v.ticks_scheduled,
+                ticks_taken: v.ticks_taken,
+                ticks_missed: v.ticks_missed,
+                samples_taken: v.samples_taken,
+                samples_written: v.samples_written,
+                samples_dropped: v.samples_dropped,
+                batches_written: v.batches_written,
+                batches_dropped: v.batches_dropped,
+                bytes_written: v.bytes_written,
+                lateness_p50_ns: v.lateness_p50_ns,
+                lateness_p99_ns: v.lateness_p99_ns,
+                lateness_max_ns: v.lateness_max_ns,
+                interpreters_live: v.interpreters_live,
+                interpreters_retired: v.interpreters_retired,
+                functions_live: v.functions_live,
+                functions_unloaded: v.functions_unloaded,
+                scheduling: v.scheduling,
+                sampler_cpu_ns: v.sampler_cpu_ns,
+                writer_cpu_ns: v.writer_cpu_ns,
+                errors: v.errors,
+                first_error: v.first_error,
+            },
+        }
+    }
+}
+
+/// One PC read at one tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Sample {
+    /// The tick's deadline, in ns since the clock's epoch (0 in Pulley files).
+    pub time_ns: u64,
+    /// The interpreter's id (0 in Pulley files).
+    pub interp: u32,
+    /// The PC read.
+    pub pc: u64,
+}
+
+/// A record of a native file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Record {
+    /// Always first.
+    Header(FileHeader),
+    /// A function was loaded.
+    Function(FunctionRecord),
+    /// A function was unloaded.
+    Unload(UnloadRecord),
+    /// An interpreter was registered.
+    Interpreter(InterpreterRecord),
+    /// An interpreter finished.
+    Retired(RetiredRecord),
+    /// A batch of samples.
+    Samples(EncodedBatch),
+    /// The rate changed or sampling paused.
+    Rate(RateRecord),
+    /// The closing statistics.
+    Summary(Summary),
+}
+
+impl Record {
+    /// The record's kind as a word, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Header(_) => "header",
+            Record::Function(_) => "function",
+            Record::Unload(_) => "unload",
+            Record::Interpreter(_) => "interpreter",
+            Record::Retired(_) => "retired",
+            Record::Samples(_) => "samples",
+            Record::Rate(_) => "rate",
+            Record::Summary(_) => "summary",
+        }
+    }
+}

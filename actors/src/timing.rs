@@ -132,6 +132,8 @@ impl TimingThread {
         policy: &str,
     ) {
         let clock = Arc::clone(&self.clock);
+        // What the clock learns of this thread's wake-ups: this thread's own.
+        let mut wake = clock.wake_estimator();
         loop {
             // Messages first: registrations and control take effect between
             // ticks, never in the middle of one. The queue is polled only when
@@ -166,7 +168,7 @@ impl TimingThread {
                     }
                 }
             }
-            let now = clock.wait_until(self.ticker.next_deadline());
+            let now = clock.wait_until(self.ticker.next_deadline(), wake.as_mut());
             if let Some(cmd) = self.ticker.fire(now) {
                 self.sampler.sample(cmd, now);
             }

@@ -43,7 +43,7 @@ pub(crate) const WAKE_BUCKET_NS: Nanos = 1_000;
 ///   time. An explicit cap is never exceeded.
 /// - Observations are independent of the margin (they are measured against
 ///   the wait's own due time), so the feedback is stable.
-/// - Pure and deterministic; the clock keeps it behind an uncontended lock.
+/// - Pure and deterministic; owned by the thread that sleeps (no lock).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WakeEstimator {
     counts: Box<WakeCounts>,

@@ -53,9 +53,21 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// [`DEAF_SLEEP_MAX`]). May return early for no reason; callers re-check.
     fn sleep_until(&self, deadline: Nanos);
 
+    /// What a thread that sleeps on this clock learns between sleeps, if
+    /// the clock learns anything ([`MonotonicClock`]: how late the kernel
+    /// wakes it). The sleeping thread owns it, so the tick path takes no
+    /// lock for it.
+    fn wake_estimator(&self) -> Option<WakeEstimator> {
+        None
+    }
+
     /// [`Clock::sleep_until`], then the time: a clock that reads the time on
     /// waking anyway returns that reading, saving the caller a clock read.
-    fn wait_until(&self, deadline: Nanos) -> Nanos {
+    /// `wake` is the caller's own [`Clock::wake_estimator`]: with it the
+    /// clock wakes early enough to spin to the deadline and learns from the
+    /// wake-up.
+    fn wait_until(&self, deadline: Nanos, wake: Option<&mut WakeEstimator>) -> Nanos {
+        let _ = wake;
         self.sleep_until(deadline);
         self.now()
     }

@@ -1,6 +1,5 @@
 //! The real clock: `CLOCK_MONOTONIC`, absolute sleeps, a learned spin.
 
-use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
@@ -10,24 +9,17 @@ use crate::sys::Epoch;
 /// The real clock: `CLOCK_MONOTONIC` through [`Instant`].
 ///
 /// Sleeps until a learned margin before each deadline, then spins (see the
-/// module's documentation). Clones share the epoch but learn separately.
-/// The [`Default`] clock never spins.
-#[derive(Debug)]
+/// module's documentation). What it learns lives in each sleeping thread's
+/// own [`WakeEstimator`] ([`Clock::wake_estimator`]); the clock holds only
+/// the policy. The [`Default`] clock never spins.
+#[derive(Debug, Clone)]
 pub struct MonotonicClock {
+    /// The origin of the readings.
     epoch: Epoch,
-    /// What the clock learned of the kernel's wake-ups. Only the thread that
-    /// sleeps on the clock (the timing thread) locks it, so the lock is never
-    /// contended; no interpreter or registration can hold it.
-    wake: Mutex<WakeEstimator>,
-}
-
-impl Clone for MonotonicClock {
-    fn clone(&self) -> Self {
-        MonotonicClock {
-            epoch: self.epoch,
-            wake: Mutex::new(self.estimator()),
-        }
-    }
+    /// The most it spins before a deadline (`None`: the automatic cap), ns.
+    spin_cap: Option<Nanos>,
+    /// The p99 lateness it aims at, ns.
+    target: Nanos,
 }
 
 impl MonotonicClock {
@@ -45,19 +37,19 @@ impl MonotonicClock {
         let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX / 4)) as Nanos;
         MonotonicClock {
             epoch: Epoch::now(),
-            wake: Mutex::new(WakeEstimator::new(spin.map(ns), ns(target))),
+            spin_cap: spin.map(ns),
+            target: ns(target),
         }
     }
 
-    /// The margin before a deadline at which the thread now wakes to spin.
+    /// The margin before a deadline at which a new sleeper wakes to spin
+    /// (before it has learned anything: the cap).
     pub fn spin_margin(&self) -> Duration {
         Duration::from_nanos(self.estimator().margin())
     }
 
     fn estimator(&self) -> WakeEstimator {
-        self.wake
-            .lock()
-            .map_or_else(|poison| poison.into_inner().clone(), |e| e.clone())
+        WakeEstimator::new(self.spin_cap, self.target)
     }
 }
 
@@ -74,13 +66,17 @@ impl Clock for MonotonicClock {
     }
 
     fn sleep_until(&self, deadline: Nanos) {
-        self.wait_until(deadline);
+        self.wait_until(deadline, None);
+    }
+
+    fn wake_estimator(&self) -> Option<WakeEstimator> {
+        Some(self.estimator())
     }
 
     /// Two clock reads a tick that needs no spin (before the sleep and on
     /// waking), rather than four: on a VM each costs about 40 ns, and more
     /// with the cold caches a tick starts with.
-    fn wait_until(&self, deadline: Nanos) -> Nanos {
+    fn wait_until(&self, deadline: Nanos, wake: Option<&mut WakeEstimator>) -> Nanos {
         let now = self.now();
         if now >= deadline {
             return now;
@@ -89,12 +85,13 @@ impl Clock for MonotonicClock {
             thread::park();
             return self.now();
         }
-        let mut estimator = self
-            .wake
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let period = estimator.next_deadline(deadline);
-        let wake = deadline.saturating_sub(estimator.margin_for(period));
+        let mut estimator = wake;
+        // Without an estimator (a caller that learns nothing): no spin.
+        let margin = estimator.as_deref_mut().map_or(0, |e| {
+            let period = e.next_deadline(deadline);
+            e.margin_for(period)
+        });
+        let wake = deadline.saturating_sub(margin);
         let mut woke = now;
         if now < wake {
             if wake - now <= DEAF_SLEEP_MAX {
@@ -114,9 +111,10 @@ impl Clock for MonotonicClock {
                 return woke; // woken early: the caller handles its mailbox first
             }
             // A timed-out wait: learn how late the kernel woke us.
-            estimator.observe(woke - wake);
+            if let Some(e) = estimator {
+                e.observe(woke - wake);
+            }
         }
-        drop(estimator);
         // The kernel's timer wake-up jitters by tens of microseconds; the
         // final margin is covered by spinning, bounded by the cap.
         while woke < deadline {

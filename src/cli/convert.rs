@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use pcprof::analysis::convert::{ConvertOptions, ExportFormat, convert};
 
-use pcprof::analysis::report::DecoderChoice;
+use pcprof::disasm::DecoderChoice;
 
 use super::CliResult;
 

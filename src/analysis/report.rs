@@ -10,11 +10,10 @@
 //!   the threshold; under it, every instruction with its share of the
 //!   *function's* samples, annotated only when that share reaches the
 //!   threshold, with a red (hottest) to green (coolest) heat colour.
-//! - Decoding is pluggable ([`DecoderChoice`]): Pulley's disassembler, a hex
-//!   listing, or any [`crate::disasm::InstructionDecoder`]. `auto` tries Pulley and falls
-//!   back to hex for a function whose bytes do not decode cleanly. The hex
-//!   listing starts a new line at every sampled offset, so each sample of
-//!   unknown bytecode still lands on a line of its own.
+//! - Decoding is pluggable ([`DecoderChoice`], chosen in [`crate::disasm`]
+//!   like every analysis does): Pulley's disassembler, a hex listing that
+//!   starts a new line at every sampled offset, or any
+//!   [`crate::disasm::InstructionDecoder`].
 //! - Samples outside every function, or inside an instruction rather than at
 //!   its start (a PC that is not an instruction boundary: wrong decoder or
 //!   corrupt data), are counted on a summary line; the latter are credited

@@ -14,7 +14,7 @@ use super::Exporter;
 #[cfg(feature = "export")]
 use super::walk::{Site, Step, interp_name, site_frames, walk};
 #[cfg(feature = "export")]
-use super::{ConvertError, ConvertOptions, ConvertReport, Json, Prepared};
+use super::{ConvertError, ConvertOptions, ConvertReport, json};
 #[cfg(feature = "export")]
 use crate::ProfileReader;
 
@@ -25,10 +25,7 @@ pub(super) const EXPORTER: Exporter = Exporter {
     extension: "json",
     needs_export_feature: true,
     #[cfg(feature = "export")]
-    prepare: Some(|input, options| {
-        let (profile, report) = firefox_profile(input, options)?;
-        Ok(Box::new(Json(profile, report)) as Box<dyn Prepared>)
-    }),
+    prepare: Some(|input, options| json(firefox_profile(input, options))),
     #[cfg(not(feature = "export"))]
     prepare: None,
 };

@@ -13,7 +13,7 @@
 //!   symlink's target rather than the symlink, a FIFO or device straight
 //!   into it; the input (by identity) is refused as output.
 //! - The formats: [`collapsed`] (flame graph lines, from the aggregated
-//!   profile), [`recode`] (`pulley` and `native`, record by record),
+//!   profile), [`recode`](mod@recode) (`pulley` and `native`, record by record),
 //!   [`firefox`] and [`speedscope`] (JSON built whole from one streaming
 //!   pass, `walk.rs`; behind the `export` feature).
 //! - A file that ends early or has a corrupt record converts up to the fault
@@ -106,6 +106,15 @@ impl<T: serde::Serialize> Prepared for Json<T> {
         })?;
         Ok(self.1)
     }
+}
+
+/// The `prepare` of a JSON export: `built` is the value and its report.
+#[cfg(feature = "export")]
+fn json<T: serde::Serialize + 'static>(
+    built: Result<(T, ConvertReport), ConvertError>,
+) -> Result<Box<dyn Prepared>, ConvertError> {
+    let (value, report) = built?;
+    Ok(Box::new(Json(value, report)))
 }
 
 /// A target of `pcprof convert`: a handle on an entry of [`EXPORTERS`].

@@ -19,7 +19,7 @@ use super::Exporter;
 #[cfg(feature = "export")]
 use super::walk::{Site, Step, interp_name, site_frames, walk};
 #[cfg(feature = "export")]
-use super::{ConvertError, ConvertOptions, ConvertReport, Json, Prepared};
+use super::{ConvertError, ConvertOptions, ConvertReport, json};
 
 /// The table entry of `speedscope`.
 pub(super) const EXPORTER: Exporter = Exporter {
@@ -28,10 +28,7 @@ pub(super) const EXPORTER: Exporter = Exporter {
     extension: "json",
     needs_export_feature: true,
     #[cfg(feature = "export")]
-    prepare: Some(|input, options| {
-        let (file, report) = speedscope_file(input, options)?;
-        Ok(Box::new(Json(file, report)) as Box<dyn Prepared>)
-    }),
+    prepare: Some(|input, options| json(speedscope_file(input, options))),
     #[cfg(not(feature = "export"))]
     prepare: None,
 };

@@ -8,7 +8,8 @@
 //!   bytecode, stop.
 //! - Analysis reads native and Pulley files alike ([`analysis`]): hot
 //!   functions and instructions with disassembly, hot instruction sequences,
-//!   exports, diffs.
+//!   exports, diffs. Bytecode becomes instructions through [`disasm`], which
+//!   also picks the decoder for all of them.
 //! - The `pulley` feature adds an adapter for Wasmtime's Pulley interpreter
 //!   and its disassembler.
 #![warn(missing_docs, missing_debug_implementations)]

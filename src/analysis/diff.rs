@@ -21,8 +21,8 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::profile::{FunctionProfile, Profile};
-use super::report::{DecoderChoice, decode_function, instruction_hits, share};
-use crate::disasm::Instruction;
+use super::text::{escape, share};
+use crate::disasm::{DecoderChoice, Instruction, decode_function, instruction_hits};
 
 /// Options of [`diff`].
 #[derive(Debug, Clone)]
@@ -447,21 +447,6 @@ pub fn write_text(out: &mut dyn Write, d: &ProfileDiff, top: Option<usize>) -> i
         writeln!(out, "note: {n}")?;
     }
     Ok(())
-}
-
-fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 /// A bar cell: the change drawn from the middle, right for a rise (red),

@@ -8,6 +8,7 @@
 //! - [`report`]: the text report; [`sequences`]: hot instruction
 //!   sequences (macro-instruction candidates); [`diff`]: two profiles
 //!   compared per function and instruction.
+//! - [`text`]: escaping and number formats shared by all of them.
 //! - The subcommands of the `pcprof` binary are library functions here, so
 //!   embedders can call them.
 
@@ -18,5 +19,6 @@ pub mod output;
 pub mod profile;
 pub mod report;
 pub mod sequences;
+pub mod text;
 
 pub use profile::{FunctionProfile, LoadOptions, Profile, load, load_bytes};

@@ -10,11 +10,10 @@
 //!   the threshold; under it, every instruction with its share of the
 //!   *function's* samples, annotated only when that share reaches the
 //!   threshold, with a red (hottest) to green (coolest) heat colour.
-//! - Decoding is pluggable ([`DecoderChoice`]): Pulley's disassembler, a hex
-//!   listing, or any [`InstructionDecoder`]. `auto` tries Pulley and falls
-//!   back to hex for a function whose bytes do not decode cleanly. The hex
-//!   listing starts a new line at every sampled offset, so each sample of
-//!   unknown bytecode still lands on a line of its own.
+//! - Decoding is pluggable ([`DecoderChoice`], chosen in [`crate::disasm`]
+//!   like every analysis does): Pulley's disassembler, a hex listing that
+//!   starts a new line at every sampled offset, or any
+//!   [`crate::disasm::InstructionDecoder`].
 //! - Samples outside every function, or inside an instruction rather than at
 //!   its start (a PC that is not an instruction boundary: wrong decoder or
 //!   corrupt data), are counted on a summary line; the latter are credited
@@ -22,143 +21,16 @@
 //! - Colour is plain ANSI (24-bit) and only when asked for; the caller
 //!   decides (terminal, `NO_COLOR`).
 
-use std::fmt;
 use std::io::{self, Write};
-use std::sync::Arc;
 
 use super::profile::{FunctionProfile, Profile};
-use crate::disasm::{HexDecoder, Instruction, InstructionDecoder, InstructionKind};
+use super::text::{bytes_text, duration_fixed_text, share};
+// Decoder selection lives beside the decoders; re-exported for the paths
+// embedders already use.
+pub use crate::disasm::{
+    DecoderChoice, Listing, decode_function, instruction_hits, instruction_totals,
+};
 use crate::format::Format;
-
-/// Which decoder turns a function's bytes into instructions.
-#[derive(Debug, Clone, Default)]
-pub enum DecoderChoice {
-    /// Pulley's disassembler; a function with any undecodable byte is shown
-    /// as hex instead.
-    #[default]
-    Auto,
-    /// Pulley's disassembler, whatever it makes of the bytes (undecodable
-    /// tails shown as such). Without the `pulley` feature: hex.
-    Pulley,
-    /// A plain hex listing.
-    Hex,
-    /// A decoder for another bytecode.
-    Custom(Arc<dyn InstructionDecoder>),
-}
-
-impl std::str::FromStr for DecoderChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(DecoderChoice::Auto),
-            "pulley" => Ok(DecoderChoice::Pulley),
-            "hex" => Ok(DecoderChoice::Hex),
-            other => Err(format!(
-                "unknown decoder {other:?} (expected auto, pulley or hex)"
-            )),
-        }
-    }
-}
-
-/// A function's bytes as instructions, and who decoded them.
-#[derive(Debug, Clone)]
-pub struct Listing {
-    /// Name of the decoder used (`pulley`, `hex`, or the custom decoder's).
-    pub decoder: &'static str,
-    /// `auto` fell back to hex because the bytes did not decode cleanly.
-    pub fell_back: bool,
-    /// The instructions, in offset order, covering the code.
-    pub instructions: Vec<Instruction>,
-}
-
-/// Decodes `code` with `choice`. `hits` (samples per byte offset, may be
-/// empty) only shapes the hex listing: a line starts at every sampled offset.
-pub fn decode_function(choice: &DecoderChoice, code: &[u8], hits: &[u64]) -> Listing {
-    let hex = |fell_back| Listing {
-        decoder: "hex",
-        fell_back,
-        instructions: hex_listing(code, hits, HexDecoder::default().width),
-    };
-    match choice {
-        DecoderChoice::Hex => hex(false),
-        DecoderChoice::Custom(d) => Listing {
-            decoder: d.name(),
-            fell_back: false,
-            instructions: d.decode(code),
-        },
-        #[cfg(feature = "pulley")]
-        DecoderChoice::Pulley | DecoderChoice::Auto => {
-            let instructions = crate::pulley::PulleyDecoder.decode(code);
-            let clean = !instructions
-                .iter()
-                .any(|i| i.kind == InstructionKind::Undecodable);
-            if clean || matches!(choice, DecoderChoice::Pulley) {
-                Listing {
-                    decoder: "pulley",
-                    fell_back: false,
-                    instructions,
-                }
-            } else {
-                hex(true)
-            }
-        }
-        #[cfg(not(feature = "pulley"))]
-        DecoderChoice::Pulley | DecoderChoice::Auto => hex(false),
-    }
-}
-
-/// Hex lines of at most `width` bytes, also starting at each offset with a
-/// sample, so that every sampled PC of bytecode we cannot decode is a line
-/// start.
-fn hex_listing(code: &[u8], hits: &[u64], width: u32) -> Vec<Instruction> {
-    let width = width.max(1) as usize;
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < code.len() {
-        let mut end = (start + width).min(code.len());
-        if let Some(next_hot) = (start + 1..end).find(|&o| hits.get(o).is_some_and(|&h| h > 0)) {
-            end = next_hot;
-        }
-        let text = code[start..end]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        out.push(Instruction {
-            offset: start as u32,
-            len: (end - start) as u32,
-            opcode: "bytes".to_string(),
-            text,
-            kind: InstructionKind::Plain,
-        });
-        start = end;
-    }
-    out
-}
-
-/// Samples per instruction, wherever in its bytes they fell.
-pub fn instruction_totals(instructions: &[Instruction], hits: &[u64]) -> Vec<u64> {
-    instruction_hits(instructions, hits)
-        .into_iter()
-        .map(|(at, inside)| at + inside)
-        .collect()
-}
-
-/// Samples credited to each instruction: `(at its start, inside it)`.
-/// Samples at offsets no instruction covers are ignored (a decoder breaking
-/// its contract).
-pub fn instruction_hits(instructions: &[Instruction], hits: &[u64]) -> Vec<(u64, u64)> {
-    instructions
-        .iter()
-        .map(|i| {
-            let start = i.offset as usize;
-            let end = start.saturating_add(i.len as usize).min(hits.len());
-            let at = hits.get(start).copied().unwrap_or(0);
-            let inside = hits.get(start + 1..end).map_or(0, |h| h.iter().sum());
-            (at, inside)
-        })
-        .collect()
-}
 
 /// Options of [`write_report`].
 #[derive(Debug, Clone)]
@@ -272,7 +144,7 @@ fn write_summary(
         "profile: {} ({} format, {})",
         profile.path.display(),
         profile.format,
-        Bytes(profile.file_bytes)
+        bytes_text(profile.file_bytes)
     )?;
     let with_samples = profile.functions.iter().filter(|f| f.samples > 0).count();
     writeln!(
@@ -348,8 +220,8 @@ fn write_run(out: &mut dyn Write, profile: &Profile) -> io::Result<()> {
                 st.achieved_hz(),
                 st.ticks_missed,
                 st.samples_dropped,
-                Nanos(st.lateness_p50_ns),
-                Nanos(st.lateness_p99_ns),
+                duration_fixed_text(st.lateness_p50_ns),
+                duration_fixed_text(st.lateness_p99_ns),
             )
         }
         (None, Format::Pulley) => writeln!(
@@ -453,71 +325,4 @@ fn write_function(
         }
     }
     Ok(())
-}
-
-/// `part` as a percentage of `whole` (0 when `whole` is 0).
-pub(crate) fn share(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
-}
-
-/// A byte count for people.
-struct Bytes(u64);
-
-impl fmt::Display for Bytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0 as f64;
-        if self.0 < 1024 {
-            write!(f, "{} bytes", self.0)
-        } else if b < 1024.0 * 1024.0 {
-            write!(f, "{:.1} KiB", b / 1024.0)
-        } else if b < 1024.0 * 1024.0 * 1024.0 {
-            write!(f, "{:.1} MiB", b / (1024.0 * 1024.0))
-        } else {
-            write!(f, "{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0))
-        }
-    }
-}
-
-/// A duration in ns for people.
-struct Nanos(u64);
-
-impl fmt::Display for Nanos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0 as f64;
-        if self.0 < 1_000 {
-            write!(f, "{} ns", self.0)
-        } else if self.0 < 1_000_000 {
-            write!(f, "{:.1} µs", n / 1e3)
-        } else {
-            write!(f, "{:.2} ms", n / 1e6)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_listing_splits_at_hot_offsets() {
-        let code = [1u8, 2, 3, 4, 5, 6, 7];
-        let mut hits = vec![0u64; 7];
-        hits[2] = 1;
-        let l = hex_listing(&code, &hits, 4);
-        let offs: Vec<(u32, u32)> = l.iter().map(|i| (i.offset, i.len)).collect();
-        assert_eq!(offs, vec![(0, 2), (2, 4), (6, 1)]);
-        assert_eq!(l[1].text, "03 04 05 06");
-    }
-
-    #[test]
-    fn instruction_hits_split_start_and_inside() {
-        let code = [0u8; 8];
-        let l = hex_listing(&code, &[], 4);
-        let hits = [1, 0, 2, 0, 0, 0, 0, 3];
-        assert_eq!(instruction_hits(&l, &hits), vec![(1, 2), (0, 3)]);
-    }
 }

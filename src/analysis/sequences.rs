@@ -32,8 +32,8 @@
 use std::collections::HashMap;
 
 use super::profile::Profile;
-use super::report::{DecoderChoice, decode_function, instruction_hits, share};
-use crate::disasm::InstructionKind;
+use super::text::share;
+use crate::disasm::{DecoderChoice, InstructionKind, decode_function, instruction_hits};
 
 /// Options of [`mine`].
 #[derive(Debug, Clone)]

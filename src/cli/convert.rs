@@ -1,6 +1,9 @@
 //! `pcprof convert`: exports a profile to another tool's format or re-encodes
 //! it ([`pcprof::analysis::convert`]).
 //!
+//! - The formats, their help and `--to`'s errors come from the library's
+//!   table ([`pcprof::analysis::convert::EXPORTERS`]): nothing to edit here
+//!   for a new format.
 //! - `-o` is required: exports are not meant to land somewhere implicit.
 //!   It never names the input (refused); a symlink's target, a FIFO or a
 //!   device are written as [`pcprof::analysis::output`] describes.
@@ -12,38 +15,27 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use pcprof::analysis::convert::{ConvertOptions, ExportFormat, convert};
 
-use pcprof::analysis::report::DecoderChoice;
+use pcprof::disasm::DecoderChoice;
 
 use super::CliResult;
 
-/// Formats `pcprof convert` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Target {
-    /// The Firefox Profiler (profiler.firefox.com): processed-format JSON.
-    Firefox,
-    /// speedscope (speedscope.app): its JSON file format.
-    Speedscope,
-    /// Collapsed stacks (`function;instruction count`) for flame graph tools.
-    Collapsed,
-    /// `pulley_interpreter::profile`'s format (e.g. for Pulley's
-    /// `profiler-html` example).
-    Pulley,
-    /// pcprof's native format.
-    Native,
+/// The `--to` parser: the names and help of [`ExportFormat::ALL`], so a
+/// format added to the library's table shows up here untouched.
+fn format_parser() -> impl TypedValueParser<Value = ExportFormat> {
+    PossibleValuesParser::new(
+        ExportFormat::ALL.map(|f| PossibleValue::new(f.name()).help(f.exporter().description)),
+    )
+    // Only listed names get here, and each parses.
+    .try_map(|name| name.parse::<ExportFormat>())
 }
 
-impl From<Target> for ExportFormat {
-    fn from(t: Target) -> ExportFormat {
-        match t {
-            Target::Firefox => ExportFormat::Firefox,
-            Target::Speedscope => ExportFormat::Speedscope,
-            Target::Collapsed => ExportFormat::Collapsed,
-            Target::Pulley => ExportFormat::Pulley,
-            Target::Native => ExportFormat::Native,
-        }
-    }
+/// The command's one-line help, listing the formats.
+pub fn about() -> String {
+    let names: Vec<&str> = ExportFormat::ALL.iter().map(|f| f.name()).collect();
+    format!("Convert a profile to another format ({})", names.join(", "))
 }
 
 /// Arguments of `pcprof convert`.
@@ -52,8 +44,8 @@ pub struct ConvertArgs {
     /// The profile file (native or Pulley format).
     file: PathBuf,
     /// The format to write.
-    #[arg(long = "to", value_enum, value_name = "FORMAT")]
-    to: Target,
+    #[arg(long = "to", value_name = "FORMAT", value_parser = format_parser())]
+    to: ExportFormat,
     /// The file to write (replaced if it exists; a symlink's target, a FIFO
     /// or a device is written into).
     #[arg(short, long, value_name = "OUT")]
@@ -73,7 +65,7 @@ pub struct ConvertArgs {
 
 /// Runs `pcprof convert`.
 pub fn run(args: ConvertArgs) -> CliResult {
-    let format = ExportFormat::from(args.to);
+    let format = args.to;
     let options = ConvertOptions {
         interp: args.interp,
         decoder: args.decoder,

@@ -15,7 +15,7 @@ use pcprof::analysis::LoadOptions;
 use pcprof::analysis::convert::ConvertError;
 use pcprof::analysis::diff::{DiffOptions, diff, write_html, write_text};
 use pcprof::analysis::output::{refuse_inputs, write_output};
-use pcprof::analysis::report::DecoderChoice;
+use pcprof::disasm::DecoderChoice;
 
 use super::CliResult;
 

@@ -16,8 +16,8 @@ use std::process::ExitCode;
 
 use pcprof::analysis::Profile;
 use pcprof::analysis::html::{HotSequence, HtmlOptions, write_report};
-use pcprof::analysis::report::DecoderChoice;
 use pcprof::analysis::sequences::{SequenceOptions, mine};
+use pcprof::disasm::DecoderChoice;
 
 use super::CliResult;
 

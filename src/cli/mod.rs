@@ -50,8 +50,8 @@ enum Command {
     Html(html::HtmlArgs),
     /// Hot instruction sequences: candidates for macro-instructions.
     Sequences(sequences::SequencesArgs),
-    /// Convert a profile to another format (firefox, speedscope, collapsed,
-    /// pulley, native).
+    // The help lists the library's formats (from its table).
+    #[command(about = convert::about())]
     Convert(convert::ConvertArgs),
     /// Compare two profiles: change in share per function and instruction.
     Diff(diff::DiffArgs),

@@ -10,7 +10,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use pcprof::analysis::report::{DecoderChoice, ReportOptions, write_report};
+use pcprof::analysis::report::{ReportOptions, write_report};
+use pcprof::disasm::DecoderChoice;
 
 use super::CliResult;
 

@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use pcprof::analysis::report::DecoderChoice;
 use pcprof::analysis::sequences::{SequenceOptions, mine, write_sequences};
+use pcprof::disasm::DecoderChoice;
 
 use super::CliResult;
 

@@ -1,14 +1,25 @@
-//! Instruction decoding for reports and sequence mining.
+//! Instruction decoding for reports, exports and sequence mining.
 //!
 //! - A profile stores raw bytecode; turning it into instructions is the job of
 //!   an [`InstructionDecoder`], so interpreters other than Pulley plug in their
 //!   own.
-//! - [`HexDecoder`] is the fall-back for bytecode nobody can decode: fixed-width
-//!   chunks shown as hex, never a basic-block boundary.
+//! - [`hex`]: [`HexDecoder`], the fall-back for bytecode nobody can decode:
+//!   fixed-width chunks shown as hex, never a basic-block boundary.
+//! - [`choice`]: [`DecoderChoice`] (`--decoder auto|pulley|hex` or a custom
+//!   decoder) and [`decode_function`], the one place every analysis picks
+//!   its decoder, so none of them depends on another's module.
+//! - This file: the instruction types, and how samples (counted per byte
+//!   offset) are credited to instructions.
 //! - Decoding never panics on bad bytecode: what cannot be decoded becomes one
 //!   [`InstructionKind::Undecodable`] instruction covering the rest of the body.
 
 use std::fmt;
+
+pub mod choice;
+pub mod hex;
+
+pub use choice::{DecoderChoice, Listing, decode_function};
+pub use hex::HexDecoder;
 
 /// How an instruction affects control flow; sequence mining splits basic
 /// blocks at everything but [`InstructionKind::Plain`].
@@ -64,46 +75,6 @@ pub trait InstructionDecoder: Send + Sync + fmt::Debug {
     fn decode(&self, code: &[u8]) -> Vec<Instruction>;
 }
 
-/// Fall-back decoder: shows the bytes in fixed-width chunks of hex.
-#[derive(Clone, Copy, Debug)]
-pub struct HexDecoder {
-    /// Bytes per listed line (at least 1).
-    pub width: u32,
-}
-
-impl Default for HexDecoder {
-    fn default() -> Self {
-        HexDecoder { width: 4 }
-    }
-}
-
-impl InstructionDecoder for HexDecoder {
-    fn name(&self) -> &'static str {
-        "hex"
-    }
-
-    fn decode(&self, code: &[u8]) -> Vec<Instruction> {
-        let width = self.width.max(1) as usize;
-        code.chunks(width)
-            .enumerate()
-            .map(|(i, chunk)| {
-                let text = chunk
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                Instruction {
-                    offset: (i * width) as u32,
-                    len: chunk.len() as u32,
-                    opcode: "bytes".to_string(),
-                    text,
-                    kind: InstructionKind::Plain,
-                }
-            })
-            .collect()
-    }
-}
-
 /// Index of the instruction that starts exactly at `offset`, if any.
 pub fn instruction_at(instructions: &[Instruction], offset: u32) -> Option<usize> {
     instructions
@@ -118,4 +89,41 @@ pub fn containing_instruction(instructions: &[Instruction], offset: u64) -> Opti
         .checked_sub(1)?;
     let ins = &instructions[i];
     (offset < u64::from(ins.offset) + u64::from(ins.len.max(1))).then_some(i)
+}
+
+/// Samples per instruction, wherever in its bytes they fell.
+pub fn instruction_totals(instructions: &[Instruction], hits: &[u64]) -> Vec<u64> {
+    instruction_hits(instructions, hits)
+        .into_iter()
+        .map(|(at, inside)| at + inside)
+        .collect()
+}
+
+/// Samples credited to each instruction: `(at its start, inside it)`.
+/// Samples at offsets no instruction covers are ignored (a decoder breaking
+/// its contract).
+pub fn instruction_hits(instructions: &[Instruction], hits: &[u64]) -> Vec<(u64, u64)> {
+    instructions
+        .iter()
+        .map(|i| {
+            let start = i.offset as usize;
+            let end = start.saturating_add(i.len as usize).min(hits.len());
+            let at = hits.get(start).copied().unwrap_or(0);
+            let inside = hits.get(start + 1..end).map_or(0, |h| h.iter().sum());
+            (at, inside)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instruction_hits_split_start_and_inside() {
+        let code = [0u8; 8];
+        let l = HexDecoder { width: 4 }.decode(&code);
+        let hits = [1, 0, 2, 0, 0, 0, 0, 3];
+        assert_eq!(instruction_hits(&l, &hits), vec![(1, 2), (0, 3)]);
+    }
 }

@@ -1,0 +1,174 @@
+//! `firefox`: the Firefox Profiler's processed format, through
+//! `fxprof-processed-profile` (behind the `export` feature).
+//!
+//! - One thread per interpreter, every sample at its real time, two frames
+//!   per sample (function, then instruction).
+//! - The profile is built whole before it is serialised: memory grows with
+//!   the samples (about 40 bytes each).
+//! - Unloads and rate changes are not kept (no equivalent).
+
+#[cfg(feature = "export")]
+use std::path::Path;
+
+use super::Exporter;
+#[cfg(feature = "export")]
+use super::walk::{Site, Step, interp_name, site_frames, walk};
+#[cfg(feature = "export")]
+use super::{ConvertError, ConvertOptions, ConvertReport, json};
+#[cfg(feature = "export")]
+use crate::ProfileReader;
+
+/// The table entry of `firefox`.
+pub(super) const EXPORTER: Exporter = Exporter {
+    name: "firefox",
+    description: "The Firefox Profiler (profiler.firefox.com): processed-format JSON",
+    extension: "json",
+    needs_export_feature: true,
+    #[cfg(feature = "export")]
+    prepare: Some(|input, options| json(firefox_profile(input, options))),
+    #[cfg(not(feature = "export"))]
+    prepare: None,
+};
+
+/// Builds the Firefox Profiler profile of `input`: one thread per
+/// interpreter with every sample at its real time, two frames per sample
+/// (function, then instruction). Serialise it with `serde_json`.
+#[cfg(feature = "export")]
+pub fn firefox_profile(
+    input: &Path,
+    options: &ConvertOptions,
+) -> Result<(fxprof_processed_profile::Profile, ConvertReport), ConvertError> {
+    use std::collections::HashMap;
+
+    use fxprof_processed_profile as fx;
+
+    // The header is needed before the first thread: peek at it.
+    let header = ProfileReader::open(input)
+        .map_err(ConvertError::Read)?
+        .header()
+        .cloned();
+    let interval_ns = match &header {
+        Some(h) if h.frequency_hz > 0 => (1_000_000_000 / u64::from(h.frequency_hz)).max(1),
+        Some(_) => 1_000_000,
+        None => options.pulley_interval_ns.max(1),
+    };
+    let product = format!(
+        "pcprof: {}",
+        input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    let reference = fx::ReferenceTimestamp::from_millis_since_unix_epoch(
+        header
+            .as_ref()
+            .map_or(0.0, |h| h.started_unix_ns as f64 / 1e6),
+    );
+    let mut profile = fx::Profile::new(
+        &product,
+        reference,
+        fx::SamplingInterval::from_nanos(interval_ns),
+    );
+    let category = profile.add_category("Bytecode", fx::CategoryColor::Orange);
+    let process = profile.add_process(
+        &product,
+        header.as_ref().map_or(0, |h| h.pid),
+        fx::Timestamp::from_nanos_since_reference(0),
+    );
+
+    struct Track {
+        thread: fx::ThreadHandle,
+        last_ns: Option<u64>,
+    }
+    let mut tracks: HashMap<u32, Track> = HashMap::new();
+    let mut stacks: HashMap<(u32, Site), Option<fx::StackHandle>> = HashMap::new();
+    // No thread is "main": the Firefox Profiler would show the process name
+    // instead of the interpreter's. Every interpreter is visible at first,
+    // the first one selected.
+    let new_track = |profile: &mut fx::Profile, id: u32, label: Option<&str>, start: u64, first| {
+        let thread = profile.add_thread(
+            process,
+            id,
+            fx::Timestamp::from_nanos_since_reference(start),
+            false,
+        );
+        profile.set_thread_name(thread, &interp_name(id, label));
+        profile.add_initial_visible_thread(thread);
+        if first {
+            profile.add_initial_selected_thread(thread);
+        }
+        Track {
+            thread,
+            last_ns: None,
+        }
+    };
+
+    let end = walk(input, options, |step| match step {
+        Step::Interpreter(i) => {
+            if !tracks.contains_key(&i.id) {
+                let first = tracks.is_empty();
+                let t = new_track(
+                    &mut profile,
+                    i.id,
+                    i.label.as_deref(),
+                    i.registered_ns,
+                    first,
+                );
+                tracks.insert(i.id, t);
+            }
+        }
+        Step::Retired(id, t) => {
+            if let Some(track) = tracks.get(&id) {
+                profile.set_thread_end_time(
+                    track.thread,
+                    fx::Timestamp::from_nanos_since_reference(t),
+                );
+            }
+        }
+        Step::Sample {
+            interp,
+            time_ns,
+            site,
+            functions,
+        } => {
+            let first = tracks.is_empty();
+            let track = tracks
+                .entry(interp)
+                .or_insert_with(|| new_track(&mut profile, interp, None, time_ns, first));
+            let thread = track.thread;
+            let stack = *stacks.entry((interp, site)).or_insert_with(|| {
+                let frames: Vec<fx::FrameInfo> = site_frames(site, functions)
+                    .iter()
+                    .map(|name| fx::FrameInfo {
+                        frame: fx::Frame::Label(profile.intern_string(name)),
+                        category_pair: category.into(),
+                        flags: fx::FrameFlags::empty(),
+                    })
+                    .collect();
+                profile.intern_stack_frames(thread, frames.into_iter())
+            });
+            // The interpreter was executing when sampled: count it busy
+            // since its previous sample, at most one tick (it may have been
+            // idle, and unsampled, in a longer gap).
+            let busy = track.last_ns.map_or(interval_ns, |last| {
+                time_ns.saturating_sub(last).min(interval_ns)
+            });
+            track.last_ns = Some(time_ns);
+            profile.add_sample(
+                thread,
+                fx::Timestamp::from_nanos_since_reference(time_ns),
+                stack,
+                fx::CpuDelta::from_nanos(busy),
+                1,
+            );
+        }
+    })?;
+    if let Some(stopped) = end.stopped_ns {
+        profile.set_process_end_time(process, fx::Timestamp::from_nanos_since_reference(stopped));
+    }
+    let mut report = end.report;
+    report
+        .notes
+        .push("Not kept: unloads and rate changes (no Firefox Profiler equivalent).".to_string());
+    Ok((profile, report))
+}

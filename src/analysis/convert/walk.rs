@@ -1,0 +1,166 @@
+//! The one pass the JSON exports share: stream a file, resolve every sample
+//! to a two-frame stack (function, then instruction) and hand it over in
+//! file order.
+//!
+//! - Functions are decoded once, when their record arrives; samples resolve
+//!   by address and time ([`Resolver`]), so unloads and reused addresses
+//!   stay right.
+//! - Pulley samples get synthetic times (`index × pulley_interval_ns`).
+
+use std::path::Path;
+
+use super::{ConvertError, ConvertOptions, ConvertReport, UNRESOLVED, instruction_label};
+use crate::disasm::{Instruction, containing_instruction, decode_function};
+use crate::format::{Event, Format, InterpreterRecord};
+use crate::{ProfileReader, Resolver};
+
+/// Where a sample fell: what its two-frame stack is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Site {
+    Unresolved,
+    /// Function index, and instruction index when one contains the PC.
+    Function(usize, Option<usize>),
+}
+
+/// A function seen while walking a file, decoded once.
+#[derive(Debug)]
+pub(super) struct WalkFunction {
+    name: String,
+    addr: u64,
+    instructions: Vec<Instruction>,
+}
+
+/// What [`walk`] reports, in file order.
+pub(super) enum Step<'a> {
+    Interpreter(&'a InterpreterRecord),
+    Retired(u32, u64),
+    Sample {
+        interp: u32,
+        time_ns: u64,
+        site: Site,
+        functions: &'a [WalkFunction],
+    },
+}
+
+/// What a walk learnt beyond its steps.
+#[derive(Debug, Default)]
+pub(super) struct WalkEnd {
+    pub(super) stopped_ns: Option<u64>,
+    pub(super) report: ConvertReport,
+}
+
+/// Streams `input` once, resolving every sample (after the interpreter
+/// filter) to its function and instruction; Pulley samples get synthetic
+/// times.
+pub(super) fn walk(
+    input: &Path,
+    options: &ConvertOptions,
+    mut step: impl FnMut(Step<'_>),
+) -> Result<WalkEnd, ConvertError> {
+    let mut reader = ProfileReader::open(input).map_err(ConvertError::Read)?;
+    let mut end = WalkEnd::default();
+    let pulley = reader.format() == Format::Pulley;
+    let interval = options.pulley_interval_ns.max(1);
+    let mut functions: Vec<WalkFunction> = Vec::new();
+    let mut resolver = Resolver::new();
+    let mut seq: u64 = 0;
+    for event in reader.by_ref() {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                end.report.read_error = Some(e.to_string());
+                break;
+            }
+        };
+        match event {
+            Event::Function(f) => {
+                resolver.add(functions.len(), f.addr, f.code.len() as u64, f.loaded_ns);
+                functions.push(WalkFunction {
+                    instructions: decode_function(&options.decoder, &f.code, &[]).instructions,
+                    name: f.name,
+                    addr: f.addr,
+                });
+            }
+            Event::Unload(u) => {
+                resolver.unload(u.addr, u.unloaded_ns);
+            }
+            Event::Interpreter(i) => {
+                if options.interp.is_none_or(|want| want == i.id) {
+                    step(Step::Interpreter(&i));
+                }
+            }
+            Event::Retired(r) => {
+                if options.interp.is_none_or(|want| want == r.id) {
+                    step(Step::Retired(r.id, r.retired_ns));
+                }
+            }
+            Event::Rate(_) => {}
+            Event::Summary(s) => end.stopped_ns = Some(s.stopped_ns),
+            Event::Samples(samples) => {
+                for s in samples {
+                    let time_ns = if pulley {
+                        seq = seq.saturating_add(1);
+                        (seq - 1).saturating_mul(interval)
+                    } else {
+                        s.time_ns
+                    };
+                    if options.interp.is_some_and(|want| want != s.interp) {
+                        continue;
+                    }
+                    let site = match resolver.resolve(s.pc, s.time_ns) {
+                        Some(fi) => {
+                            let f = &functions[fi];
+                            let ins =
+                                s.pc.checked_sub(f.addr)
+                                    .and_then(|o| containing_instruction(&f.instructions, o));
+                            Site::Function(fi, ins)
+                        }
+                        None => {
+                            end.report.unresolved += 1;
+                            Site::Unresolved
+                        }
+                    };
+                    end.report.samples += 1;
+                    step(Step::Sample {
+                        interp: s.interp,
+                        time_ns,
+                        site,
+                        functions: &functions,
+                    });
+                }
+            }
+        }
+    }
+    end.report.functions = functions.len() as u64;
+    if pulley {
+        end.report.notes.push(format!(
+            "The Pulley file has no times: samples are {interval} ns apart."
+        ));
+    }
+    Ok(end)
+}
+
+/// The frame names of a site, outermost first.
+pub(super) fn site_frames(site: Site, functions: &[WalkFunction]) -> Vec<String> {
+    match site {
+        Site::Unresolved => vec![UNRESOLVED.to_string()],
+        Site::Function(fi, ins) => {
+            let Some(f) = functions.get(fi) else {
+                return vec![UNRESOLVED.to_string()];
+            };
+            let mut v = vec![f.name.clone()];
+            if let Some(i) = ins.and_then(|i| f.instructions.get(i)) {
+                v.push(instruction_label(&f.name, i));
+            }
+            v
+        }
+    }
+}
+
+/// The name of an interpreter's track.
+pub(super) fn interp_name(id: u32, label: Option<&str>) -> String {
+    match label {
+        Some(l) => format!("{l} (interpreter {id})"),
+        None => format!("interpreter {id}"),
+    }
+}

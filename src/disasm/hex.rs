@@ -1,0 +1,86 @@
+//! The hex fall-back: bytecode nobody can decode, shown as bytes.
+//!
+//! - Lines of at most [`HexDecoder::width`] bytes, all
+//!   [`InstructionKind::Plain`]: hex never ends a basic block.
+//! - [`HexDecoder::listing`] also starts a line at every sampled offset, so
+//!   each sample of unknown bytecode lands on a line of its own (reports);
+//!   [`InstructionDecoder::decode`] is the same listing without samples.
+
+use super::{Instruction, InstructionDecoder, InstructionKind};
+
+/// Fall-back decoder: shows the bytes in fixed-width chunks of hex.
+#[derive(Clone, Copy, Debug)]
+pub struct HexDecoder {
+    /// Bytes per listed line (at least 1).
+    pub width: u32,
+}
+
+impl Default for HexDecoder {
+    fn default() -> Self {
+        HexDecoder { width: 4 }
+    }
+}
+
+impl HexDecoder {
+    /// Hex lines of at most `width` bytes, also starting at each offset with
+    /// a sample in `hits` (samples per byte offset, may be empty).
+    pub fn listing(&self, code: &[u8], hits: &[u64]) -> Vec<Instruction> {
+        let width = self.width.max(1) as usize;
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < code.len() {
+            let mut end = (start + width).min(code.len());
+            if let Some(next_hot) = (start + 1..end).find(|&o| hits.get(o).is_some_and(|&h| h > 0))
+            {
+                end = next_hot;
+            }
+            let text = code[start..end]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            out.push(Instruction {
+                offset: start as u32,
+                len: (end - start) as u32,
+                opcode: "bytes".to_string(),
+                text,
+                kind: InstructionKind::Plain,
+            });
+            start = end;
+        }
+        out
+    }
+}
+
+impl InstructionDecoder for HexDecoder {
+    fn name(&self) -> &'static str {
+        "hex"
+    }
+
+    fn decode(&self, code: &[u8]) -> Vec<Instruction> {
+        self.listing(code, &[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_splits_at_hot_offsets() {
+        let code = [1u8, 2, 3, 4, 5, 6, 7];
+        let mut hits = vec![0u64; 7];
+        hits[2] = 1;
+        let l = HexDecoder { width: 4 }.listing(&code, &hits);
+        let offs: Vec<(u32, u32)> = l.iter().map(|i| (i.offset, i.len)).collect();
+        assert_eq!(offs, vec![(0, 2), (2, 4), (6, 1)]);
+        assert_eq!(l[1].text, "03 04 05 06");
+    }
+
+    #[test]
+    fn decode_is_fixed_width() {
+        let l = HexDecoder { width: 3 }.decode(&[0u8; 7]);
+        let offs: Vec<(u32, u32)> = l.iter().map(|i| (i.offset, i.len)).collect();
+        assert_eq!(offs, vec![(0, 3), (3, 3), (6, 1)]);
+    }
+}

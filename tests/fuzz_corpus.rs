@@ -173,3 +173,22 @@ fn batch_u32_with_the_u64_marker_is_refused() {
     assert!(e.to_string().contains("U64"), "{e}");
     harness::read(&file);
 }
+
+/// Found by the `load` and `pulley` targets under AddressSanitizer (whose
+/// allocator hooks enforce the 256 MB limit per allocation): a string
+/// length of a few bytes made bincode allocate it, up to 1 GiB, before
+/// finding the payload too short. The claim is now refused first.
+#[test]
+fn a_huge_string_length_is_refused_before_allocating() {
+    let mut prefix = pcprof::format::MAGIC.to_vec();
+    prefix.extend_from_slice(&pcprof::format::VERSION.to_le_bytes());
+    // Record::Header whose version string claims 600 MB (u64 marker).
+    let mut header = vec![0, 253];
+    header.extend_from_slice(&600_000_000u64.to_le_bytes());
+    header.extend_from_slice(b"0.1");
+    let file = harness::join_native(&prefix, &[header], &[]);
+    let e = pcprof::ProfileReader::new(&file[..]).unwrap_err();
+    assert!(e.to_string().contains("LimitExceeded"), "{e}");
+    harness::read(&file);
+    harness::load(&file);
+}

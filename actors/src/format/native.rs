@@ -46,12 +46,11 @@ impl<R: Read> ProfileReader<R> {
     /// Decodes the payload in `self.buf` (the frame at `at`) with bincode.
     pub(super) fn decode_record(&self, at: u64) -> Result<Record, ReadError> {
         let err = |kind| ReadError::new(at, kind);
-        let (record, used): (Record, usize) =
-            bincode::serde::decode_from_slice(&self.buf, bincode_config()).map_err(|e| {
-                err(ReadErrorKind::Invalid {
-                    reason: e.to_string(),
-                })
-            })?;
+        let (record, used) = decode_payload(&self.buf).map_err(|e| {
+            err(ReadErrorKind::Invalid {
+                reason: e.to_string(),
+            })
+        })?;
         if used != self.buf.len() {
             return Err(err(ReadErrorKind::Invalid {
                 reason: format!(
@@ -137,5 +136,32 @@ impl<R: Read> ProfileReader<R> {
             return Err(err(ReadErrorKind::Checksum { stored, computed }));
         }
         Ok(Some(u64::from(len)))
+    }
+}
+
+/// Decodes a record's payload with bincode, bounding what it may allocate
+/// before reading: bincode sizes a string's buffer from its length field and
+/// only its limit checks that length, so with the file-wide limit a corrupt
+/// length of a few bytes cost up to 1 GiB. Only strings count against the
+/// limit and their bytes are in the payload, so a valid record stays within
+/// its own length; the limit is the smallest of a few tiers at or above it
+/// (one decoder per tier), so a corrupt one allocates at most 16 times the
+/// payload.
+fn decode_payload(payload: &[u8]) -> Result<(Record, usize), bincode::error::DecodeError> {
+    fn tier<const LIMIT: usize>(
+        payload: &[u8],
+    ) -> Result<(Record, usize), bincode::error::DecodeError> {
+        bincode::serde::decode_from_slice(
+            payload,
+            bincode::config::standard().with_limit::<LIMIT>(),
+        )
+    }
+    match payload.len() {
+        0..=0x1000 => tier::<0x1000>(payload),
+        0x1001..=0x1_0000 => tier::<0x1_0000>(payload),
+        0x1_0001..=0x10_0000 => tier::<0x10_0000>(payload),
+        0x10_0001..=0x100_0000 => tier::<0x100_0000>(payload),
+        0x100_0001..=0x1000_0000 => tier::<0x1000_0000>(payload),
+        _ => tier::<{ MAX_RECORD_LEN as usize }>(payload),
     }
 }

@@ -315,13 +315,20 @@ mod tests {
         assert_eq!(stats.interpreters_live, 1);
 
         drop(mailbox);
-        // The thread notices at its next wake-up (it takes that tick first),
-        // without a message.
+        // The thread notices at its next wake-up, without a message. That is
+        // the tick at 4 ms (taken first), or an earlier return from its
+        // sleep: a park may return at once on the unpark of a message it has
+        // handled already (seen on a loaded machine). Either way every tick
+        // it took is handed over, and no other.
         clock.advance(Duration::from_millis(1));
         join.join().expect("the timing thread exits cleanly");
         let batch = batch_rx.recv().expect("the last batch was handed over");
         let times: Vec<u64> = batch.iter().map(|s| s.time_ns).collect();
-        assert_eq!(times, [1_000_000, 2_000_000, 3_000_000, 4_000_000]);
+        let taken = [1_000_000, 2_000_000, 3_000_000, 4_000_000];
+        assert!(
+            times == taken || times == taken[..3],
+            "handed over {times:?}"
+        );
         assert!(batch.iter().all(|s| (s.interp, s.pc) == (7, 0x1234)));
     }
 }

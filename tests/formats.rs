@@ -320,7 +320,7 @@ proptest! {
 /// reads back whole: the format's layout has not moved.
 #[test]
 fn a_version_1_file_of_an_earlier_build_still_reads() {
-    let bytes = include_bytes!("data/native-v1-demo.data");
+    let bytes = include_bytes!("fixtures/native-v1-demo.data");
     let c = read_all(bytes).unwrap();
     assert!(c.error.is_none(), "{:?}", c.error);
     assert_eq!(c.samples.len(), 7866);

@@ -613,3 +613,50 @@ fn cli_convert_writes_and_requires_output() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--output"));
 }
+
+/// Issue 12: collapsed frames are `function;mnemonic operands @ where`,
+/// without the disassembler's `// target = ..` comments, so flame graph
+/// tools cutting a narrow box keep the mnemonic.
+#[test]
+fn collapsed_frames_lead_with_the_mnemonic_without_comments() {
+    use crate::report::{assemble, pulley_file, rep, xadd32};
+    use pulley_interpreter::{PcRelOffset, XReg::*, op};
+    let dir = TempDir::new("collapsed-pulley");
+    let ops = |rel: i32| {
+        vec![
+            op::BrIf {
+                cond: x0,
+                offset: PcRelOffset::from(rel),
+            }
+            .into(),
+            xadd32(x0, x0, x1),
+            op::Ret {}.into(),
+        ]
+    };
+    let (_, o) = assemble(&ops(0));
+    let (code, o2) = assemble(&ops((o[2] - o[0]) as i32));
+    assert_eq!(o, o2);
+    let pcs: Vec<u64> = rep(0x1000 + o[0], 3).chain(rep(0x1000 + o[1], 2)).collect();
+    let input = dir.path("p.pulley");
+    std::fs::write(&input, pulley_file(&[("f", 0x1000, &code)], &pcs, 16)).unwrap();
+    let out = dir.path("flame.txt");
+    convert(
+        &input,
+        &out,
+        ExportFormat::Collapsed,
+        &ConvertOptions::default(),
+    )
+    .unwrap();
+    // The disassembly itself carries the comment the frame must not.
+    let listing = pcprof::disasm::decode_function(&DecoderChoice::Auto, &code, &[]);
+    assert!(
+        listing.instructions[0].text.contains("// target = 0x9"),
+        "{}",
+        listing.instructions[0].text
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        text,
+        "f;br_if32 x0, 0x9 @ f+0x0 3\nf;xadd32 x0, x0, x1 @ f+0x6 2\n"
+    );
+}

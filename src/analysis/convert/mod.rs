@@ -344,12 +344,16 @@ pub fn convert(
     output::write_output(output, &[input], |w| prepared.write(w, output))
 }
 
-/// Frame name of an instruction: the instruction first (it is what a narrow
-/// flame graph box shows), then where it is, so that the same text in two
-/// functions or at two offsets stays two frames.
+/// Frame name of an instruction: the mnemonic and operands first (it is
+/// what a narrow flame graph box shows), then where it is, so that the same
+/// text in two functions or at two offsets stays two frames. The
+/// disassembler's `// target = ..` comments are left out: a frame is a name,
+/// not a listing.
 pub fn instruction_label(function: &str, instruction: &Instruction) -> String {
-    format!(
-        "{} @ {function}+{:#x}",
-        instruction.text, instruction.offset
-    )
+    let text = instruction
+        .text
+        .split_once("//")
+        .map_or(instruction.text.as_str(), |(code, _)| code)
+        .trim();
+    format!("{text} @ {function}+{:#x}", instruction.offset)
 }

@@ -101,7 +101,7 @@ fn report(profile: &Profile, options: &ReportOptions) -> (String, ReportTotals) 
 /// `(share, name)` of each function line, in order.
 fn function_lines(text: &str) -> Vec<(f64, String)> {
     text.lines()
-        .filter(|l| !l.starts_with('\t') && l.contains(" samples)"))
+        .filter(|l| !l.starts_with('\t') && (l.contains(" samples)") || l.contains(" sample)")))
         .filter_map(|l| {
             let (pct, rest) = l.trim_start().split_once("% ")?;
             let pct: f64 = pct.parse().ok()?;
@@ -693,4 +693,48 @@ fn fast_reader_matches_generic_reader() {
     for cut in [bytes.len() - 1, bytes.len() / 2] {
         assert_eq!(collect_fast(&bytes[..cut]), collect_slow(&bytes[..cut]));
     }
+}
+
+/// A Pulley file `dir/name`: `f` (`xadd32` then `ret`) at 0x1000 with
+/// `n_first` samples on the `xadd32`, and `g` with 1 sample on its only
+/// `xadd32`.
+fn small_pulley(dir: &TempDir, name: &str, n_first: usize) -> String {
+    use XReg::*;
+    let (f, _) = assemble(&[xadd32(x0, x0, x1), op::Ret {}.into()]);
+    let (g, _) = assemble(&[xadd32(x0, x0, x1), op::Ret {}.into()]);
+    let pcs: Vec<u64> = rep(0x1000, n_first).chain(rep(0x2000, 1)).collect();
+    let path = dir.path(name);
+    std::fs::write(
+        &path,
+        pulley_file(&[("f", 0x1000, &f), ("g", 0x2000, &g)], &pcs, 16),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Issue 12: counts read "1 sample", "3 samples", "2 functions".
+#[test]
+fn counts_are_singular_for_one() {
+    let dir = TempDir::new("report-plural");
+    let path = small_pulley(&dir, "p.pulley", 3);
+    let (ok, out, err) = pcprof(&["report", &path, "--instructions", "false"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("samples: 4 in 2 functions (2 sampled)\n"),
+        "{out}"
+    );
+    assert!(out.contains(" 75.00% f  (3 samples)\n"), "{out}");
+    assert!(out.contains(" 25.00% g  (1 sample)\n"), "{out}");
+    assert!(!out.contains("1 samples"), "{out}");
+
+    let one = dir.path("one.pulley");
+    let (f, _) = assemble(&[xadd32(XReg::x0, XReg::x0, XReg::x1), op::Ret {}.into()]);
+    std::fs::write(&one, pulley_file(&[("f", 0x1000, &f)], &[0x1000], 16)).unwrap();
+    let (ok, out, err) = pcprof(&["report", one.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("samples: 1 in 1 function (1 sampled)\n"),
+        "{out}"
+    );
+    assert!(out.contains("100.00% f  (1 sample)\n"), "{out}");
 }

@@ -278,3 +278,19 @@ fn a_custom_decoder_plugs_in() {
     .collect();
     assert_eq!(got, want);
 }
+
+/// Issue 12: a top site with one sample reads `(1 sample)`.
+#[test]
+fn one_sample_is_singular() {
+    use XReg::*;
+    let dir = crate::common::TempDir::new("seq-plural");
+    let (f, o) = assemble(&[xadd32(x0, x0, x1), xadd32(x0, x0, x1), op::Ret {}.into()]);
+    let pcs = [0x1000 + o[1]];
+    let path = dir.path("one.pulley");
+    std::fs::write(&path, pulley_file(&[("f", 0x1000, &f)], &pcs, 16)).unwrap();
+    let (ok, out, err) = pcprof(&["sequences", path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains(": 1 sample, runs of 2 to 4"), "{out}");
+    assert!(out.contains("f+0x0 (1 sample)\n"), "{out}");
+    assert!(!out.contains("1 samples"), "{out}");
+}

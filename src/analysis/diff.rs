@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::profile::{FunctionProfile, Profile};
-use super::text::{escape, share};
+use super::text::{counted, escape, share};
 use crate::disasm::{DecoderChoice, Instruction, decode_function, instruction_hits};
 
 /// Options of [`diff`].
@@ -196,9 +196,9 @@ pub fn diff(before: &Profile, after: &Profile, options: &DiffOptions) -> Profile
                 for (label, n) in [("first", x), ("second", y)] {
                     if n.other_code_samples > 0 {
                         notes.push(format!(
-                            "{name}: {} samples of the {label} profile fell in a reloaded version \
+                            "{name}: {} of the {label} profile fell in a reloaded version \
                              with other bytecode; they count for the function only",
-                            n.other_code_samples
+                            counted(n.other_code_samples, "sample")
                         ));
                     }
                 }
@@ -399,8 +399,11 @@ pub fn write_text(out: &mut dyn Write, d: &ProfileDiff, top: Option<usize>) -> i
     let top = top.unwrap_or(usize::MAX);
     writeln!(
         out,
-        "before: {} ({} samples)\nafter:  {} ({} samples)",
-        d.before_path, d.before_total, d.after_path, d.after_total
+        "before: {} ({})\nafter:  {} ({})",
+        d.before_path,
+        counted(d.before_total, "sample"),
+        d.after_path,
+        counted(d.after_total, "sample")
     )?;
     writeln!(
         out,

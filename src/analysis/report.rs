@@ -24,7 +24,7 @@
 use std::io::{self, Write};
 
 use super::profile::{FunctionProfile, Profile};
-use super::text::{bytes_text, duration_fixed_text, share};
+use super::text::{bytes_text, counted, duration_fixed_text, share};
 // Decoder selection lives beside the decoders; re-exported for the paths
 // embedders already use.
 pub use crate::disasm::{
@@ -149,9 +149,9 @@ fn write_summary(
     let with_samples = profile.functions.iter().filter(|f| f.samples > 0).count();
     writeln!(
         out,
-        "samples: {} in {} functions ({} sampled)",
+        "samples: {} in {} ({} sampled)",
         profile.total_samples,
-        profile.functions.len(),
+        counted(profile.functions.len() as u64, "function"),
         with_samples
     )?;
     writeln!(
@@ -185,16 +185,19 @@ fn write_summary(
                 .unwrap_or_default();
             writeln!(
                 out,
-                "  {:6.2}% interpreter {}{label}: {} samples",
-                pct, i.id, i.samples
+                "  {:6.2}% interpreter {}{label}: {}",
+                pct,
+                i.id,
+                counted(i.samples, "sample")
             )?;
         }
     }
     if profile.total_samples != all {
         writeln!(
             out,
-            "filter: {} of {} samples kept (one interpreter)",
-            profile.total_samples, all
+            "filter: {} of {} kept (one interpreter)",
+            profile.total_samples,
+            counted(all, "sample")
         )?;
     }
     if options.threshold > 0.0 {
@@ -261,8 +264,9 @@ fn write_function(
     };
     writeln!(
         out,
-        "{bold}{pct:6.2}% {}{reset}  ({} samples){note}",
-        f.name, f.samples
+        "{bold}{pct:6.2}% {}{reset}  ({}){note}",
+        f.name,
+        counted(f.samples, "sample")
     )?;
     if !options.instructions {
         return Ok(());

@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 
 use super::profile::Profile;
-use super::text::share;
+use super::text::{counted, share};
 use crate::disasm::{DecoderChoice, InstructionKind, decode_function, instruction_hits};
 
 /// Options of [`mine`].
@@ -270,11 +270,11 @@ pub fn write_sequences(
 ) -> std::io::Result<()> {
     writeln!(
         out,
-        "hot instruction sequences of {} ({} format): {} samples, runs of {} to {} instructions \
+        "hot instruction sequences of {} ({}format): {}, runs of {} to {} instructions \
          within basic blocks, merged by opcode",
         profile.path.display(),
         profile.format,
-        sequences.total_samples,
+        counted(sequences.total_samples, "sample"),
         sequences.min_len,
         sequences.max_len
     )?;
@@ -314,14 +314,14 @@ pub fn write_sequences(
     for (i, (c, s)) in sequences.candidates.iter().zip(&seqs).enumerate() {
         writeln!(
             out,
-            "{:>4} {:6.2}% {:>11} {:>6}  {s:width$}  {}+{:#x} ({} samples)",
+            "{:>4} {:6.2}% {:>11} {:>6}  {s:width$}  {}+{:#x} ({})",
             i + 1,
             c.share,
             c.samples,
             c.sites,
             c.top_site.function,
             c.top_site.offset,
-            c.top_site.samples
+            counted(c.top_site.samples, "sample")
         )?;
     }
     writeln!(

@@ -42,6 +42,16 @@ pub fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// A count with its noun, singular for one: `counted(1, "sample")` is
+/// `1 sample`, `counted(2, "sample")` is `2 samples`.
+pub fn counted(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// `1234567` → `1,234,567`.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();

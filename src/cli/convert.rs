@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use pcprof::analysis::convert::{ConvertOptions, ExportFormat, convert};
+use pcprof::analysis::text::counted;
 
 use pcprof::disasm::DecoderChoice;
 
@@ -78,10 +79,10 @@ pub fn run(args: ConvertArgs) -> CliResult {
     }
     let _ = writeln!(
         err,
-        "wrote {} ({format}: {} samples, {} functions, {} unresolved)",
+        "wrote {} ({format}: {}, {}, {} unresolved)",
         args.output.display(),
-        report.samples,
-        report.functions,
+        counted(report.samples, "sample"),
+        counted(report.functions, "function"),
         report.unresolved
     );
     if let Some(e) = report.read_error {

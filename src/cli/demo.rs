@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use pcprof::analysis::text::counted;
 use pcprof::pulley::ProfiledVm;
 use pcprof::pulley::workload::{DemoProgram, Scratch, expected_checksum};
 use pcprof::{Format, Profiler};
@@ -147,7 +148,11 @@ pub fn run(args: DemoArgs) -> CliResult {
         if let Some(bar) = &bar {
             bar.set_position(started.elapsed().as_millis() as u64);
             if let Ok(s) = profiler.stats() {
-                bar.set_message(format!("{:.1}s  {} samples", args.seconds, s.samples_taken));
+                bar.set_message(format!(
+                    "{:.1}s  {}",
+                    args.seconds,
+                    counted(s.samples_taken, "sample")
+                ));
             }
         }
     }
@@ -181,9 +186,9 @@ pub fn run(args: DemoArgs) -> CliResult {
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!();
     println!(
-        "recorded {} samples in {:.1} s on {} threads ({} Hz asked, {:.1} achieved, {} ticks missed, \
+        "recorded {} in {:.1} s on {} threads ({} Hz asked, {:.1} achieved, {} ticks missed, \
          lateness p99 {:.0} µs); {} workload runs, every checksum correct",
-        stats.samples_written,
+        counted(stats.samples_written, "sample"),
         stats.elapsed_ns as f64 / 1e9,
         args.threads,
         stats.frequency_hz,

@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use pcprof::analysis::Profile;
 use pcprof::analysis::html::{HotSequence, HtmlOptions, write_report};
 use pcprof::analysis::sequences::{SequenceOptions, mine};
+use pcprof::analysis::text::counted;
 use pcprof::disasm::DecoderChoice;
 
 use super::CliResult;
@@ -69,11 +70,11 @@ pub fn run(args: HtmlArgs) -> CliResult {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(
         err,
-        "{} {} ({} samples, {} functions)",
+        "{} {} ({}, {})",
         if existed { "replaced" } else { "wrote" },
         output.display(),
-        profile.total_samples,
-        profile.functions.len()
+        counted(profile.total_samples, "sample"),
+        counted(profile.functions.len() as u64, "function")
     );
     if let Some(e) = profile.read_error {
         return Err(format!(

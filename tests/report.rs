@@ -80,13 +80,20 @@ pub fn load_bytes(dir: &TempDir, name: &str, bytes: &[u8]) -> Profile {
 /// Runs the `pcprof` binary without colour; returns (success, stdout,
 /// stderr).
 pub fn pcprof(args: &[&str]) -> (bool, String, String) {
+    let (code, out, err) = pcprof_exit(args);
+    (code == Some(0), out, err)
+}
+
+/// Runs the `pcprof` binary without colour; returns (exit code, stdout,
+/// stderr).
+pub fn pcprof_exit(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_pcprof"))
         .args(args)
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
@@ -710,6 +717,45 @@ fn small_pulley(dir: &TempDir, name: &str, n_first: usize) -> String {
     )
     .unwrap();
     path.to_str().unwrap().to_string()
+}
+
+/// Issue 12: `--top 0` is a usage error naming the argument, not an empty
+/// report that blames the threshold.
+#[test]
+fn top_zero_is_a_usage_error() {
+    let dir = TempDir::new("report-top0");
+    let path = small_pulley(&dir, "p.pulley", 3);
+    let (code, out, err) = pcprof_exit(&["report", &path, "--top", "0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("invalid value '0' for '--top <TOP>': must be at least 1"),
+        "{err}"
+    );
+    let (code, out, err) = pcprof_exit(&["report", &path, "--top", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(function_lines(&out), vec![(75.0, "f".into())]);
+}
+
+/// Issue 12: a Pulley file has no interpreter ids; `--interp` on one is
+/// refused with the file's name, never silently ignored.
+#[test]
+fn interp_on_a_pulley_file_is_refused() {
+    let dir = TempDir::new("report-pulley-interp");
+    let path = small_pulley(&dir, "p.pulley", 3);
+    for command in ["report", "sequences", "html"] {
+        let (code, out, err) = pcprof_exit(&[command, &path, "--interp", "0"]);
+        assert_eq!(code, Some(1), "{command}: {err}");
+        assert!(out.is_empty(), "{command}: {out}");
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "pcprof: error: {path}: a Pulley-format file has no interpreter ids, so --interp does \
+                 not apply; leave it out"
+            ),
+            "{command}"
+        );
+    }
 }
 
 /// Issue 12: counts read "1 sample", "3 samples", "2 functions".

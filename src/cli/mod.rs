@@ -146,7 +146,8 @@ pub fn load_profile(
 }
 
 /// Loads a profile keeping only interpreter `interp`'s samples (all when
-/// `None`); an id the profile does not have is an error, not an empty report.
+/// `None`); an id the profile does not have is an error, not an empty report,
+/// and so is any id for a Pulley-format file, which has no interpreter ids.
 pub fn load_filtered(
     path: &Path,
     interp: Option<u32>,
@@ -156,10 +157,38 @@ pub fn load_filtered(
         ..LoadOptions::default()
     };
     let profile = load_profile(path, &options)?;
+    if interp.is_some() && profile.format == pcprof::format::Format::Pulley {
+        return Err(format!(
+            "{}: a Pulley-format file has no interpreter ids, so --interp does not apply; \
+             leave it out",
+            path.display()
+        )
+        .into());
+    }
     if let Some(id) = interp
         && !profile.interpreters.iter().any(|i| i.id == id)
     {
         return Err(format!("{}: no interpreter {id} in this profile", path.display()).into());
     }
     Ok(profile)
+}
+
+/// A clap value parser for a count in `min..=max`, whose error names the
+/// bound (`must be at least 2`); clap prefixes the argument the user gave.
+pub(crate) fn count_in(
+    min: usize,
+    max: usize,
+) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
+    move |s| {
+        let v: usize = s
+            .parse()
+            .map_err(|_| format!("{s:?} is not a whole number"))?;
+        if v < min {
+            Err(format!("must be at least {min}"))
+        } else if v > max {
+            Err(format!("must be at most {max}"))
+        } else {
+            Ok(v)
+        }
+    }
 }

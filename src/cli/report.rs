@@ -28,10 +28,11 @@ pub struct ReportArgs {
     /// Whether to show each function's disassembly.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     instructions: bool,
-    /// Show at most this many functions.
-    #[arg(long)]
+    /// Show at most this many functions (at least 1).
+    #[arg(long, value_parser = super::count_in(1, usize::MAX))]
     top: Option<usize>,
-    /// Only the samples of this interpreter id (the report lists the ids).
+    /// Only the samples of this interpreter id (the report lists the ids;
+    /// Pulley-format files have none).
     #[arg(long)]
     interp: Option<u32>,
     /// Decoder: auto (Pulley, hex for bytes it cannot decode), pulley or hex.

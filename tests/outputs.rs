@@ -297,7 +297,7 @@ fn bad_inputs_fail_every_analysis_command_after_its_output() {
         let cases: Vec<(Vec<&Path>, &str)> = vec![
             (vec![p("report"), bad], "report"),
             (
-                vec![p("sequences"), bad, p("--decoder"), p("hex")],
+                vec![p("sequences"), bad, p("--decoder"), p("auto")],
                 "sequences",
             ),
             (vec![p("html"), bad, p("-o"), &page], "html"),

@@ -10,7 +10,7 @@ use pcprof::disasm::{Instruction, InstructionDecoder, InstructionKind};
 use pulley_interpreter::{Op, PcRelOffset, XReg, op};
 
 use crate::common::TempDir;
-use crate::report::{assemble, load_bytes, pcprof, pulley_file, rep, xadd32};
+use crate::report::{assemble, load_bytes, pcprof, pcprof_exit, pulley_file, rep, xadd32};
 
 /// `f1`: a block ending in `br_if32`, a one-instruction block, and a block
 /// starting at the branch target; `f2`: a block ending in a `call`.
@@ -277,6 +277,67 @@ fn a_custom_decoder_plugs_in() {
     .map(|(a, b, c)| (a.to_string(), b, c))
     .collect();
     assert_eq!(got, want);
+}
+
+/// `two_functions` written to `dir/p.pulley`; returns its path.
+fn two_functions_file(dir: &crate::common::TempDir) -> String {
+    let path = dir.path("p.pulley");
+    std::fs::write(&path, two_functions().0).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Issue 12: the hex decoder has no instruction boundaries, so `sequences`
+/// refuses it as a usage error instead of ranking runs of bytes.
+#[test]
+fn hex_decoder_is_refused() {
+    let dir = crate::common::TempDir::new("seq-hex");
+    let path = two_functions_file(&dir);
+    let (code, out, err) = pcprof_exit(&["sequences", &path, "--decoder", "hex"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains(
+            "invalid value 'hex' for '--decoder <DECODER>': the hex decoder has no instruction \
+             boundaries; sequences need a decoder that knows instructions (auto or pulley)"
+        ),
+        "{err}"
+    );
+    let (code, _, err) = pcprof_exit(&["sequences", &path, "--decoder", "pulley"]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// Issue 12: length errors are usage errors (exit 2) naming the argument
+/// the user gave; `--min-len` alone raises the default `--max-len`.
+#[test]
+fn length_errors_name_the_argument_given() {
+    let dir = crate::common::TempDir::new("seq-lens");
+    let path = two_functions_file(&dir);
+    let (code, _, err) = pcprof_exit(&["sequences", &path, "--max-len", "1"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("invalid value '1' for '--max-len <MAX_LEN>': must be at least 2"),
+        "{err}"
+    );
+    assert!(!err.contains("--min-len"), "{err}");
+    let (code, _, err) = pcprof_exit(&["sequences", &path, "--max-len", "65"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("must be at most 64"), "{err}");
+    let (code, _, err) = pcprof_exit(&["sequences", &path, "--top", "0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("invalid value '0' for '--top <TOP>': must be at least 1"),
+        "{err}"
+    );
+    let (code, _, err) = pcprof_exit(&["sequences", &path, "--min-len", "5", "--max-len", "3"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--min-len 5 is above --max-len 3"), "{err}");
+
+    let (code, out, err) = pcprof_exit(&["sequences", &path, "--min-len", "5"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("runs of 5 to 5 instructions"), "{out}");
+    let (code, out, err) = pcprof_exit(&["sequences", &path, "--max-len", "2"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("runs of 2 to 2 instructions"), "{out}");
 }
 
 /// Issue 12: a top site with one sample reads `(1 sample)`.

@@ -19,37 +19,61 @@ use super::CliResult;
 pub struct SequencesArgs {
     /// The profile file (native or Pulley format).
     file: PathBuf,
-    /// Longest sequence, in instructions.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
-    max_len: u32,
-    /// Shortest sequence, in instructions.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
-    min_len: u32,
-    /// Show the best this many candidates.
-    #[arg(long, default_value_t = 20)]
+    /// Longest sequence, in instructions (2 to 64; default 4, or --min-len
+    /// when that is longer).
+    #[arg(long, value_parser = super::count_in(2, MAX_LEN))]
+    max_len: Option<usize>,
+    /// Shortest sequence, in instructions (1 to 64; default 2).
+    #[arg(long, value_parser = super::count_in(1, MAX_LEN))]
+    min_len: Option<usize>,
+    /// Show the best this many candidates (at least 1).
+    #[arg(long, default_value_t = 20, value_parser = super::count_in(1, usize::MAX))]
     top: usize,
     /// Only the samples of this interpreter id.
     #[arg(long)]
     interp: Option<u32>,
-    /// Decoder: auto (Pulley; functions it cannot decode are skipped),
-    /// pulley or hex.
-    #[arg(long, default_value = "auto")]
+    /// Decoder: auto (Pulley; functions it cannot decode are skipped) or
+    /// pulley. Not hex: sequences need a decoder that knows where
+    /// instructions start.
+    #[arg(long, default_value = "auto", value_parser = parse_sequence_decoder)]
     decoder: DecoderChoice,
+}
+
+/// The longest sequence `--max-len` and `--min-len` accept.
+const MAX_LEN: usize = 64;
+
+/// A decoder for `sequences`: any but hex, whose bytes have no instruction
+/// boundaries to mine.
+fn parse_sequence_decoder(s: &str) -> Result<DecoderChoice, String> {
+    match s.parse()? {
+        DecoderChoice::Hex => Err(
+            "the hex decoder has no instruction boundaries; sequences need \
+                                   a decoder that knows instructions (auto or pulley)"
+                .to_string(),
+        ),
+        d => Ok(d),
+    }
 }
 
 /// Runs `pcprof sequences`.
 pub fn run(args: SequencesArgs) -> CliResult {
-    if args.min_len > args.max_len {
-        return Err(format!(
-            "--min-len {} is above --max-len {}",
-            args.min_len, args.max_len
-        )
-        .into());
-    }
+    let (min_len, max_len) = match (args.min_len, args.max_len) {
+        (Some(min), Some(max)) if min > max => {
+            let msg = format!("--min-len {min} is above --max-len {max}");
+            <super::Cli as clap::CommandFactory>::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, msg)
+                .exit()
+        }
+        (min, Some(max)) => (min.unwrap_or(2).min(max), max),
+        (min, None) => {
+            let min = min.unwrap_or(2);
+            (min, min.max(4))
+        }
+    };
     let profile = super::load_filtered(&args.file, args.interp)?;
     let options = SequenceOptions {
-        min_len: args.min_len as usize,
-        max_len: args.max_len as usize,
+        min_len,
+        max_len,
         top: Some(args.top),
         decoder: args.decoder,
     };

@@ -186,16 +186,16 @@ pub fn run(args: DemoArgs) -> CliResult {
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!();
     println!(
-        "recorded {} in {:.1} s on {} threads ({} Hz asked, {:.1} achieved, {} ticks missed, \
-         lateness p99 {:.0} µs); {} workload runs, every checksum correct",
+        "recorded {} in {:.1} s on {} ({} Hz asked, {:.1} achieved, {} missed, \
+         lateness p99 {:.0} µs); {}, every checksum correct",
         counted(stats.samples_written, "sample"),
         stats.elapsed_ns as f64 / 1e9,
-        args.threads,
+        counted(u64::from(args.threads), "thread"),
         stats.frequency_hz,
         stats.achieved_hz(),
-        stats.ticks_missed,
+        counted(stats.ticks_missed, "tick"),
         stats.lateness_p99_ns as f64 / 1e3,
-        runs.load(Ordering::Relaxed),
+        counted(runs.load(Ordering::Relaxed), "workload run"),
     );
     let shown = path.display();
     println!("profile: {shown} ({bytes} bytes)");

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pcprof::{ErrorKind, Format, PcSource, Profiler, VirtualClock};
+use pcprof::{ErrorKind, Format, PcHandle, PcSource, Profiler, VirtualClock};
 
 use crate::common::{TempDir, read_all};
 
@@ -208,6 +208,18 @@ impl Write for SharedSink {
         p.clear();
         Ok(())
     }
+}
+
+/// Registers a 16-byte function "f" and one interpreter executing its first
+/// byte, then runs `ms` ticks of 1 ms; returns what must outlive the run.
+fn run_one_interpreter(p: &Profiler, clock: &VirtualClock, ms: u64) -> (Vec<u8>, PcHandle) {
+    let code = vec![0u8; 16];
+    p.register_function("f", &code).unwrap();
+    let pc = p.new_interpreter(None).unwrap();
+    pc.set_ptr(&code[0]);
+    p.sync().unwrap();
+    clock.advance(Duration::from_millis(ms));
+    (code, pc)
 }
 
 fn quiet_profiler() -> (Profiler, TempDir) {
@@ -429,12 +441,7 @@ fn a_panicking_sink_is_an_error_naming_the_writer_with_the_numbers_kept() {
         .clock(Arc::new(clock.clone()))
         .start()
         .unwrap();
-    let code = vec![0u8; 16];
-    p.register_function("f", &code).unwrap();
-    let pc = p.new_interpreter(None).unwrap();
-    pc.set_ptr(&code[0]);
-    p.sync().unwrap();
-    clock.advance(Duration::from_millis(20));
+    let _running = run_one_interpreter(&p, &clock, 20);
     // Queries still answer after the sink's panic.
     let flushed = p.flush().unwrap_err();
     assert!(
@@ -495,13 +502,8 @@ fn a_stalled_sink_makes_stop_return_a_timeout_never_hang() {
         .clock(Arc::new(clock.clone()))
         .start()
         .unwrap();
-    let code = vec![0u8; 16];
     // The function record's write stalls the writer thread.
-    p.register_function("f", &code).unwrap();
-    let pc = p.new_interpreter(None).unwrap();
-    pc.set_ptr(&code[0]);
-    p.sync().unwrap();
-    clock.advance(Duration::from_millis(5));
+    let _running = run_one_interpreter(&p, &clock, 5);
     let err = p.stop().unwrap_err();
     assert!(
         matches!(

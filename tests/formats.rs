@@ -251,10 +251,12 @@ fn corrupt_bytes_are_reported_with_their_offset() {
     ));
 }
 
-/// Interpreter ids are valid up to 2^24; decoding a batch once zeroed a
-/// table of 8 × id bytes (128 MiB here) per batch: seconds for a small file.
+/// Interpreter ids are valid up to 2^24; coding a batch once zeroed a table
+/// of 8 × id bytes (128 MiB here) per batch, on both sides: seconds for a
+/// small file. (The bound on that table is asserted in `format::batch`'s
+/// unit tests; this checks the values, through the writer's encoder too.)
 #[test]
-fn large_interpreter_ids_decode_fast() {
+fn large_interpreter_ids_round_trip() {
     let batch = EncodedBatch {
         counts: vec![2],
         interps: vec![1 << 24, (1 << 24) - 1],
@@ -267,13 +269,13 @@ fn large_interpreter_ids_decode_fast() {
         enc.write(&Record::Samples(batch.clone())).unwrap();
     }
     drop(enc);
-    let t = std::time::Instant::now();
     let c = read_all(&file).unwrap();
     assert!(c.error.is_none());
     assert_eq!(c.samples.len(), 400);
     assert_eq!((c.samples[0].interp, c.samples[0].pc), (1 << 24, 1));
     assert_eq!(c.samples[1].pc, 2);
-    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    // The writer's side: the samples encode back to the same batch.
+    assert_eq!(EncodedBatch::encode(&c.samples[..2]), batch);
 }
 
 fn header() -> FileHeader {

@@ -79,7 +79,7 @@ impl EncodedBatch {
         };
         out.interps.reserve(samples.len());
         out.pc_deltas.reserve(samples.len() * 2);
-        let mut last_pc: Vec<u64> = Vec::new();
+        let mut last_pc = LastPcs::default();
         let mut prev_time = out.first_time_ns;
         for (i, s) in samples.iter().enumerate() {
             if i == 0 || s.time_ns != prev_time {
@@ -97,16 +97,10 @@ impl EncodedBatch {
             if let Some(c) = out.counts.last_mut() {
                 *c += 1;
             }
-            let slot = s.interp as usize;
-            if slot >= last_pc.len() {
-                last_pc.resize(slot + 1, 0);
-            }
             out.interps.push(s.interp);
-            push_leb128(
-                &mut out.pc_deltas,
-                zigzag(s.pc.wrapping_sub(last_pc[slot]) as i64),
-            );
-            last_pc[slot] = s.pc;
+            let last = last_pc.get_mut(s.interp);
+            push_leb128(&mut out.pc_deltas, zigzag(s.pc.wrapping_sub(*last) as i64));
+            *last = s.pc;
         }
         out
     }
@@ -145,8 +139,33 @@ impl EncodedBatch {
 }
 
 /// Interpreter ids below this keep their last PC in a vector while a batch
-/// is decoded; the sampler's ids are small.
+/// is encoded or decoded; the sampler's ids are small.
 const DENSE_LAST_PC: usize = 1 << 12;
+
+/// The last PC of each interpreter in a batch (PCs are stored as deltas from
+/// it). Ids from [`DENSE_LAST_PC`] up (valid to 2^24, rare) go to a map: a
+/// vector would be zeroed up to 8 × id bytes for every batch, on the writer's
+/// side as on the reader's.
+#[derive(Default)]
+struct LastPcs {
+    dense: Vec<u64>,
+    sparse: HashMap<u32, u64>,
+}
+
+impl LastPcs {
+    #[inline]
+    fn get_mut(&mut self, interp: u32) -> &mut u64 {
+        let slot = interp as usize;
+        if slot < DENSE_LAST_PC {
+            if slot >= self.dense.len() {
+                self.dense.resize(slot + 1, 0);
+            }
+            &mut self.dense[slot]
+        } else {
+            self.sparse.entry(interp).or_insert(0)
+        }
+    }
+}
 
 /// The one decoder of a batch's arrays, fed either from an [`EncodedBatch`]
 /// or straight from a record's bytes (the reader's fast path). Checks every
@@ -170,10 +189,7 @@ fn decode_batch(
     }
     out.reserve(n_samples);
     let bad = |what: &str| format!("malformed {what}");
-    let mut last_pc: Vec<u64> = Vec::new();
-    // Ids from `DENSE_LAST_PC` up (valid to 2^24, rare) go to a map: a
-    // vector would be zeroed up to 8 × id bytes for every batch.
-    let mut last_pc_sparse: HashMap<u32, u64> = HashMap::new();
+    let mut last_pc = LastPcs::default();
     let mut time = first_time_ns;
     let mut left = n_samples;
     let mut pos = 0;
@@ -198,15 +214,7 @@ fn decode_batch(
             if interp > 1 << 24 {
                 return Err(format!("interpreter id {interp} above 2^24"));
             }
-            let slot = interp as usize;
-            let last = if slot < DENSE_LAST_PC {
-                if slot >= last_pc.len() {
-                    last_pc.resize(slot + 1, 0);
-                }
-                &mut last_pc[slot]
-            } else {
-                last_pc_sparse.entry(interp).or_insert(0)
-            };
+            let last = last_pc.get_mut(interp);
             let delta = read_leb128(pc_bytes, &mut pos).ok_or_else(|| bad("PC delta"))?;
             let pc = last.wrapping_add(unzigzag(delta) as u64);
             *last = pc;
@@ -355,4 +363,21 @@ pub(super) fn decode_batch_payload(payload: &[u8], out: &mut Vec<Sample>) -> Opt
         return None;
     }
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Large ids never grow the dense table: a batch costs its samples, not
+    /// 8 × its largest id.
+    #[test]
+    fn last_pcs_of_large_ids_stay_sparse() {
+        let mut last = LastPcs::default();
+        *last.get_mut(1 << 24) = 7;
+        *last.get_mut(3) = 9;
+        assert_eq!((*last.get_mut(1 << 24), *last.get_mut(3)), (7, 9));
+        assert_eq!(last.dense.len(), 4);
+        assert_eq!(last.sparse.len(), 1);
+    }
 }

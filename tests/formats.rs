@@ -334,3 +334,43 @@ fn a_version_1_file_of_an_earlier_build_still_reads() {
     assert_eq!(summary.stats.ticks_missed, 76);
     assert_eq!(summary.stats.errors, 0);
 }
+
+/// An embedder who records into its own sink reports from the bytes it
+/// received, through any `Read`, with no temporary file.
+#[test]
+fn a_profile_loads_from_any_reader() {
+    let clock = VirtualClock::new();
+    let sink = Arc::new(std::sync::Mutex::new(Vec::new()));
+    struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut p = Profiler::builder()
+        .output_writer(Shared(Arc::clone(&sink)))
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .unwrap();
+    let code = vec![0u8; 8];
+    p.register_function("f", &code).unwrap();
+    let pc = p.new_interpreter(Some("main")).unwrap();
+    pc.set_ptr(&code[3]);
+    p.sync().unwrap();
+    clock.advance(Duration::from_millis(7));
+    p.stop().unwrap();
+    let bytes = sink.lock().unwrap().clone();
+    let profile =
+        pcprof::analysis::load_reader(std::io::Cursor::new(&bytes), &Default::default(), |_| {})
+            .unwrap();
+    assert_eq!(profile.total_samples, 7);
+    assert_eq!(profile.file_bytes, bytes.len() as u64);
+    assert_eq!(profile.path, std::path::Path::new("<memory>"));
+    let f = &profile.functions[0];
+    assert_eq!((f.name.as_str(), f.samples, f.hits[3]), ("f", 7, 7));
+    assert!(profile.summary.is_some());
+}

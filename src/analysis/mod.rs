@@ -21,4 +21,4 @@ pub mod report;
 pub mod sequences;
 pub mod text;
 
-pub use profile::{FunctionProfile, LoadOptions, Profile, load, load_bytes};
+pub use profile::{FunctionProfile, LoadOptions, Profile, load, load_bytes, load_reader};

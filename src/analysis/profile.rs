@@ -206,7 +206,38 @@ pub fn load_bytes(
     )
 }
 
-/// The one pass of [`load`] and [`load_bytes`].
+/// Like [`load`], from any reader: an embedder who recorded into
+/// `.output_writer(sink)` reports straight from the bytes its sink received
+/// (`examples/from_memory.rs`). The profile's `file_bytes` counts the bytes
+/// read; its `path` is `<memory>`.
+pub fn load_reader<R: Read>(
+    source: R,
+    options: &LoadOptions,
+    progress: impl FnMut(u64),
+) -> Result<Profile, LoadError> {
+    /// Counts what the reader consumed, since a stream has no length.
+    struct Counted<R> {
+        inner: R,
+        bytes: u64,
+    }
+    impl<R: Read> Read for Counted<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.bytes += n as u64;
+            Ok(n)
+        }
+    }
+    let mut counted = Counted {
+        inner: source,
+        bytes: 0,
+    };
+    let reader = ProfileReader::new(&mut counted).map_err(LoadError)?;
+    let mut profile = aggregate(reader, PathBuf::from("<memory>"), 0, options, progress)?;
+    profile.file_bytes = counted.bytes;
+    Ok(profile)
+}
+
+/// The one pass of [`load`], [`load_bytes`] and [`load_reader`].
 fn aggregate<R: Read>(
     mut reader: ProfileReader<R>,
     path: PathBuf,

@@ -31,7 +31,9 @@ use crate::pc::{PcHandle, PcSource};
 use crate::registry::{FunctionInfo, InterpreterInfo, RegistryMsg, SourceBox};
 use crate::sampler::SamplerMsg;
 use crate::stats::Stats;
-use crate::supervisor::{ActorRefs, SupervisorActor, SupervisorArgs, SupervisorMsg};
+use crate::supervisor::{
+    ActorRefs, SupervisorActor, SupervisorArgs, SupervisorMsg, final_stats_of,
+};
 use crate::ticker::TickerMsg;
 use crate::writer::{HotFunction, Sink, WriterMsg};
 
@@ -172,10 +174,9 @@ pub struct Profiler {
     runtime: Option<JoinHandle<()>>,
     /// The output file, unless it is an embedder's sink.
     output: Option<PathBuf>,
-    /// What `stop` returned, kept for later calls.
+    /// What `stop` returned, kept for later calls (an error carries the
+    /// final statistics).
     result: Option<Result<Stats, Error>>,
-    /// The final statistics, whatever `stop` returned.
-    final_stats: Option<Stats>,
 }
 
 /// Removes a freshly created output file unless `start` succeeds: a failed
@@ -372,7 +373,6 @@ impl Profiler {
                     runtime: Some(runtime),
                     output: path,
                     result: None,
-                    final_stats: None,
                 })
             }
             Err(e) => {
@@ -420,7 +420,6 @@ impl Profiler {
         {
             warn!(name: "profiler.runtime_panicked", "the runtime thread panicked");
         }
-        self.final_stats = SupervisorActor::final_stats_of(&result);
         self.result = Some(result.clone());
         result
     }
@@ -428,7 +427,7 @@ impl Profiler {
     /// The final statistics once [`Profiler::stop`] has run, whether it
     /// returned `Ok` or an error.
     pub fn final_stats(&self) -> Option<&Stats> {
-        self.final_stats.as_ref()
+        self.result.as_ref().and_then(final_stats_of)
     }
 }
 
@@ -514,6 +513,26 @@ fn block_on<F: std::future::Future>(fut: F, limit: Option<Duration>) -> Option<F
     }
 }
 
+/// Sends `msg` to `actor` and parks for the reply, at most `limit`: a gone
+/// actor is [`ErrorKind::Stopped`], a silent one [`ErrorKind::Timeout`].
+fn ask_blocking<M: ractor::Message, T: Send + 'static>(
+    actor: &ActorRef<M>,
+    msg: impl FnOnce(RpcReplyPort<T>) -> M,
+    role: &'static str,
+    request: &'static str,
+    limit: Option<Duration>,
+) -> Result<T, Error> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    actor
+        .cast(msg(tx.into()))
+        .map_err(|_| Error::from(ErrorKind::Stopped))?;
+    match block_on(rx, limit) {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(_)) => Err(ErrorKind::Stopped.into()),
+        None => Err(Error::timeout(role, request, limit.unwrap_or_default())),
+    }
+}
+
 impl Deref for Profiler {
     type Target = ProfilerHandle;
     fn deref(&self) -> &ProfilerHandle {
@@ -552,20 +571,7 @@ impl ProfilerHandle {
         request: &'static str,
         limit: Option<Duration>,
     ) -> Result<T, Error> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.refs
-            .supervisor
-            .cast(msg(tx.into()))
-            .map_err(|_| Error::from(ErrorKind::Stopped))?;
-        match block_on(rx, limit) {
-            Some(Ok(v)) => Ok(v),
-            Some(Err(_)) => Err(ErrorKind::Stopped.into()),
-            None => Err(Error::timeout(
-                "supervisor",
-                request,
-                limit.unwrap_or_default(),
-            )),
-        }
+        ask_blocking(&self.refs.supervisor, msg, "supervisor", request, limit)
     }
 
     /// Now, on the profiler's clock (ns since its start).
@@ -594,25 +600,20 @@ impl ProfilerHandle {
     }
 
     fn register(&self, label: Option<&str>, source: SourceBox) -> Result<u32, Error> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.refs
-            .registry
-            .cast(RegistryMsg::RegisterInterpreter {
-                label: label.map(str::to_string),
+        let registered_ns = self.clock.now();
+        let label = label.map(str::to_string);
+        ask_blocking(
+            &self.refs.registry,
+            |reply| RegistryMsg::RegisterInterpreter {
+                label,
                 source,
-                registered_ns: self.clock.now(),
-                reply: Some(tx.into()),
-            })
-            .map_err(|_| Error::from(ErrorKind::Stopped))?;
-        match block_on(rx, Some(self.timeout)) {
-            Some(Ok(r)) => r,
-            Some(Err(_)) => Err(ErrorKind::Stopped.into()),
-            None => Err(Error::timeout(
-                "registry",
-                "register interpreter",
-                self.timeout,
-            )),
-        }
+                registered_ns,
+                reply: Some(reply),
+            },
+            "registry",
+            "register interpreter",
+            Some(self.timeout),
+        )?
     }
 
     /// Registers bytecode that executes where `code` is (the address is

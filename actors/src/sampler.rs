@@ -48,8 +48,6 @@ pub(crate) struct SamplerCore {
     flush: usize,
     /// Age that seals a batch, in ns: the durability bound.
     interval: Nanos,
-    /// When the current batch must be sealed (its first tick + `interval`).
-    seal_at: Nanos,
     /// Full batches to the writer.
     to_writer: flume::Sender<Vec<Sample>>,
     /// Empty buffers back from the writer: the pool that bounds memory.
@@ -83,7 +81,6 @@ impl SamplerCore {
             spare: None,
             flush: flush.max(1),
             interval,
-            seal_at: 0,
             to_writer,
             free,
             registry,
@@ -119,7 +116,6 @@ impl SamplerCore {
     #[inline]
     pub(crate) fn sample(&mut self, cmd: SampleCommand, read_at: Nanos) {
         self.lateness.record(read_at.saturating_sub(cmd.deadline));
-        let was_empty = self.batch.is_empty();
         let mut i = 0;
         while i < self.interps.len() {
             let slot = &self.interps[i];
@@ -149,16 +145,15 @@ impl SamplerCore {
             lateness_ns = read_at.saturating_sub(cmd.deadline),
             batch_len = self.batch.len()
         );
-        if was_empty && !self.batch.is_empty() {
-            self.seal_at = cmd.deadline.saturating_add(self.interval);
-        }
         // Sealed when full, or when its first samples are `interval` old:
         // the writer writes a batch to the OS as soon as it gets it, so a
         // killed process loses at most about one interval, whatever the
         // batch size.
-        if self.batch.len() >= self.flush
-            || (!self.batch.is_empty() && cmd.deadline >= self.seal_at)
-        {
+        let old = self
+            .batch
+            .first()
+            .is_some_and(|s| cmd.deadline >= s.time_ns.saturating_add(self.interval));
+        if old || self.batch.len() >= self.flush {
             self.hand_over();
         }
     }

@@ -83,10 +83,9 @@ pub struct SupervisorState {
     timeout: Duration,
     /// Errors seen so far (supervision events, failed steps).
     errors: Vec<Error>,
-    /// Set once the shutdown has run; kept for every later `Stop`.
+    /// Set once the shutdown has run; kept for every later `Stop` (an
+    /// error carries the final statistics too).
     result: Option<Result<Stats, Error>>,
-    /// The statistics at the end of the shutdown, whatever its result.
-    final_stats: Option<Stats>,
 }
 
 impl std::fmt::Debug for SupervisorState {
@@ -119,6 +118,25 @@ async fn ask<T: Send + 'static>(
             Err(Error::timeout(role, request, limit))
         }
     }
+}
+
+/// The writer thread's inbox is closed: the thread has exited.
+fn writer_gone<T>(_: flume::SendError<T>) -> Error {
+    Error::actor("writer", "the writer thread has exited")
+}
+
+/// Spawns the face of a thread-hosted actor, linked to the supervisor.
+async fn spawn_face<M>(
+    role: &'static str,
+    forward: impl Fn(M) -> Result<(), Error> + Send + Sync + 'static,
+    supervisor: ActorCell,
+) -> Result<ActorRef<M>, ActorProcessingErr>
+where
+    M: ractor::Message + std::fmt::Debug,
+{
+    let state = FaceState::new(role, Arc::new(forward));
+    let (face, _) = Actor::spawn_linked(None, Face::<M>::new(), state, supervisor).await?;
+    Ok(face)
 }
 
 /// Joins a thread that said it is exiting, waiting at most `limit` without
@@ -207,7 +225,7 @@ impl SupervisorActor {
     }
 
     async fn stats(state: &SupervisorState) -> Result<Stats, Error> {
-        if let Some(s) = &state.final_stats {
+        if let Some(s) = state.result.as_ref().and_then(final_stats_of) {
             return Ok(s.clone());
         }
         let limit = state.timeout;
@@ -227,7 +245,7 @@ impl SupervisorActor {
         let w = ask("writer", "stats", limit, |p| {
             inbox
                 .send(WriterCmd::Query(WriterMsg::GetStats(p)))
-                .map_err(|_| Error::actor("writer", "the writer thread has exited"))
+                .map_err(writer_gone)
         })
         .await?;
         Ok(merge(&t, &c, Some(&w), &state.errors))
@@ -249,7 +267,7 @@ impl SupervisorActor {
         let w = ask("writer", "flush", limit, |p| {
             inbox
                 .send(WriterCmd::Query(WriterMsg::Flush(p)))
-                .map_err(|_| Error::actor("writer", "the writer thread has exited"))
+                .map_err(writer_gone)
         })
         .await?;
         let stats = Self::stats(state).await?;
@@ -325,7 +343,7 @@ impl SupervisorActor {
                     stopped_ns,
                     reply,
                 })
-                .map_err(|_| Error::actor("writer", "the writer thread has exited"))
+                .map_err(writer_gone)
         })
         .await;
         let writer_stats = match finished {
@@ -372,17 +390,16 @@ impl SupervisorActor {
             None => Ok(stats.clone()),
         };
         debug!(name: "supervisor.stopped", ok = result.is_ok());
-        state.final_stats = Some(stats);
         state.result = Some(result.clone());
         result
     }
+}
 
-    /// The final statistics, kept after the shutdown whatever its result.
-    pub(crate) fn final_stats_of(result: &Result<Stats, Error>) -> Option<Stats> {
-        match result {
-            Ok(s) => Some(s.clone()),
-            Err(e) => e.stats().cloned(),
-        }
+/// The final statistics of a shutdown's result, whatever it was.
+pub(crate) fn final_stats_of(result: &Result<Stats, Error>) -> Option<&Stats> {
+    match result {
+        Ok(s) => Some(s),
+        Err(e) => e.stats(),
     }
 }
 
@@ -497,40 +514,22 @@ impl Actor for SupervisorActor {
         .map_err(|e| Error::actor("writer", format!("cannot spawn the writer thread: {e}")))?;
         // The faces forward the public messages, unchanged, to the threads.
         let inbox = writer_tx.clone();
-        let to_writer = move |m| {
-            inbox
-                .send(WriterCmd::Query(m))
-                .map_err(|_| Error::actor("writer", "the writer thread has exited"))
-        };
-        let (writer, _) = Actor::spawn_linked(
-            None,
-            Face::<WriterMsg>::new(),
-            FaceState::new("writer", Arc::new(to_writer)),
+        let writer = spawn_face(
+            "writer",
+            move |m| inbox.send(WriterCmd::Query(m)).map_err(writer_gone),
             cell.clone(),
         )
         .await?;
         let timing = mailbox.clone();
-        let (ticker, _) = Actor::spawn_linked(
-            None,
-            Face::<TickerMsg>::new(),
-            FaceState::new(
-                "ticker",
-                Arc::new(move |m| timing.send(TimingMsg::Ticker(m))),
-            ),
+        let ticker = spawn_face(
+            "ticker",
+            move |m| timing.send(TimingMsg::Ticker(m)),
             cell.clone(),
         )
         .await?;
         let timing = mailbox.clone();
-        let (sampler, _) = Actor::spawn_linked(
-            None,
-            Face::<SamplerMsg>::new(),
-            FaceState::new(
-                "sampler",
-                Arc::new(move |m| timing.send(TimingMsg::Sampler(m))),
-            ),
-            cell,
-        )
-        .await?;
+        let sampler =
+            spawn_face("sampler", move |m| timing.send(TimingMsg::Sampler(m)), cell).await?;
         debug!(name: "supervisor.started", "all actors started");
         Ok(SupervisorState {
             refs: ActorRefs {
@@ -548,7 +547,6 @@ impl Actor for SupervisorActor {
             timeout: args.actor_timeout,
             errors: Vec::new(),
             result: None,
-            final_stats: None,
         })
     }
 
@@ -585,7 +583,7 @@ impl Actor for SupervisorActor {
                         ask("writer", "hot functions", state.timeout, |p| {
                             inbox
                                 .send(WriterCmd::Query(WriterMsg::GetHotFunctions(n, p)))
-                                .map_err(|_| Error::actor("writer", "the writer thread has exited"))
+                                .map_err(writer_gone)
                         })
                         .await
                     }

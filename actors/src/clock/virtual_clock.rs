@@ -35,6 +35,21 @@ struct Sleeper {
     deadline: Nanos,
 }
 
+impl VirtualState {
+    /// Wakes every sleeper whose deadline has come.
+    fn wake_due(&mut self) {
+        let now = self.now;
+        let mut i = 0;
+        while i < self.sleepers.len() {
+            if self.sleepers[i].deadline <= now {
+                self.sleepers.swap_remove(i).thread.unpark();
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
 impl fmt::Debug for VirtualClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.lock();
@@ -88,15 +103,7 @@ impl VirtualClock {
                 break;
             }
             s.now = s.now.max(next);
-            let now = s.now;
-            let mut i = 0;
-            while i < s.sleepers.len() {
-                if s.sleepers[i].deadline <= now {
-                    s.sleepers.swap_remove(i).thread.unpark();
-                } else {
-                    i += 1;
-                }
-            }
+            s.wake_due();
         }
         s.now = target;
     }
@@ -106,15 +113,7 @@ impl VirtualClock {
     pub fn jump(&self, by: Duration) {
         let mut s = self.wait_all_asleep(self.lock());
         s.now = s.now.saturating_add(by.as_nanos() as Nanos);
-        let now = s.now;
-        let mut i = 0;
-        while i < s.sleepers.len() {
-            if s.sleepers[i].deadline <= now {
-                s.sleepers.swap_remove(i).thread.unpark();
-            } else {
-                i += 1;
-            }
-        }
+        s.wake_due();
         drop(self.wait_all_asleep(s));
     }
 

@@ -1,126 +1,365 @@
-//! Mapping a sampled PC (and its time) to the function it fell in.
+//! Mapping a sampled PC (and its time) to the function it fell in, in one
+//! streaming pass over a profile.
 //!
 //! - Functions are spans `[addr, addr + len)` alive over `(loaded, unloaded]`.
 //!   Code may be unloaded and another function loaded at the same address, so
-//!   a PC alone is ambiguous; its tick time picks the generation. The
+//!   a PC alone is ambiguous; its sample time picks the generation. The
 //!   interval is open at the load: load and unload times are stamped when the
 //!   embedder calls, after any tick at that same instant was taken.
-//! - Spans are kept sorted by start with a running maximum of ends, so a
-//!   lookup is a binary search and a short backward scan even when spans
-//!   overlap across generations.
-//! - A sample a little before its function's load time (the load was stamped
-//!   on another thread just after the tick) goes to the nearest generation in
-//!   time rather than nowhere.
+//! - A time sweep. Samples come in time order (one sampler, one clock), but a
+//!   batch is written after the registrations made while it filled, so loads
+//!   and unloads are *queued* by time and applied only once a sample is later
+//!   than them. The code live at the sweep's time is an interval map of
+//!   disjoint pieces (a later load overwrites what it overlaps), so a lookup
+//!   is one ordered-map search and every add, unload and resolve costs
+//!   O(log n) however they interleave.
+//! - A PC that no live code holds goes to the nearest generation in time:
+//!   one about to be loaded (its load was stamped on another thread just
+//!   after the tick) or the last one unloaded there (an idle interpreter's
+//!   stale PC), whichever is closer.
+//! - Two caches make the common case a few compares: the last piece hit, and
+//!   a sorted snapshot of the live pieces, rebuilt only once as many lookups
+//!   as there are pieces have been made since the last change (so a file
+//!   that interleaves loads and samples never pays a rebuild per load).
+//! - Times are expected not to go backwards; a sample earlier than one
+//!   already resolved is answered as of the latest time seen. A load at time
+//!   0 (Pulley files have no times) is live at once.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 
 /// Resolves PCs to function indices (the indices given to [`Resolver::add`]).
 #[derive(Clone, Debug, Default)]
 pub struct Resolver {
-    spans: Vec<Span>,
-    /// `max_end[i]` = the largest end among `spans[..=i]`.
-    max_end: Vec<u64>,
-    sorted: bool,
-    /// Whether any two spans overlap in address (only then does time matter).
-    overlapping: bool,
+    /// Functions added and not yet unloaded, by `(start, loaded_ns, seq)`:
+    /// an unload record names an address, and means the latest load there.
+    open: BTreeMap<(u64, u64, u64), Span>,
+    /// Loads and unloads not yet applied, earliest first.
+    due: BinaryHeap<Reverse<(u64, u64, Change)>>,
+    /// Loads still queued, by `(start, seq)`, for the nearest-in-time rule.
+    queued_loads: BTreeMap<(u64, u64), Span>,
+    /// The code live at the sweep's time, as disjoint pieces by start.
+    live: BTreeMap<u64, Piece>,
+    /// Starts of the pieces each live function may own (some stale: checked
+    /// against `live` when the function is unloaded).
+    owned: HashMap<usize, Vec<u64>>,
+    /// Functions unloaded before their load was applied (crafted files).
+    cancelled: HashSet<usize>,
+    /// The last generation unloaded at each address, as disjoint pieces.
+    dead: BTreeMap<u64, Piece>,
+    /// `(unloaded_ns, start, index)` of each piece put in `dead`, oldest
+    /// first, so [`Resolver::forget_unloaded_before`] need not scan.
+    dead_order: VecDeque<(u64, u64, usize)>,
+    /// The time of the next queued change (`u64::MAX`: none).
+    next_due: u64,
+    /// Latest time applied.
+    now: u64,
+    /// Bumped whenever `live` changes; stamps the caches.
+    epoch: u64,
+    /// Sorted copy of `live` (`start, end, index`), valid at `snapshot_epoch`.
+    snapshot: Vec<(u64, u64, usize)>,
+    snapshot_epoch: u64,
+    /// Lookups made in `live` since it last changed.
+    lookups: usize,
+    /// Last live piece hit: `start, end, index, epoch`.
+    last: Option<(u64, u64, usize, u64)>,
+    added: usize,
+    seq: u64,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Change {
+    // Unloads sort first at equal times: the old code leaves before the new
+    // arrives at the same instant.
+    Unload(usize),
+    Load(Span),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Span {
     start: u64,
     end: u64,
     loaded_ns: u64,
-    unloaded_ns: u64,
+    seq: u64,
     index: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    end: u64,
+    index: usize,
+    loaded_ns: u64,
+    unloaded_ns: u64,
 }
 
 impl Resolver {
     /// An empty resolver.
     pub fn new() -> Resolver {
-        Resolver::default()
+        Resolver {
+            next_due: u64::MAX,
+            epoch: 1,
+            ..Resolver::default()
+        }
     }
 
     /// Adds function `index` at `[addr, addr + len)`, loaded at `loaded_ns`.
     pub fn add(&mut self, index: usize, addr: u64, len: u64, loaded_ns: u64) {
-        self.spans.push(Span {
+        self.seq += 1;
+        self.added += 1;
+        let span = Span {
             start: addr,
             end: addr.saturating_add(len),
             loaded_ns,
-            unloaded_ns: u64::MAX,
+            seq: self.seq,
             index,
-        });
-        self.sorted = false;
+        };
+        self.open.insert((addr, loaded_ns, self.seq), span);
+        if loaded_ns == 0 || loaded_ns < self.now {
+            // Already in the past for the sweep (or timeless): live at once.
+            self.load(span);
+        } else {
+            self.queued_loads.insert((addr, self.seq), span);
+            self.queue(loaded_ns, Change::Load(span));
+        }
     }
 
     /// Marks the live function at `addr` unloaded at `unloaded_ns`; returns
     /// its index, or `None` if no live function starts there.
     pub fn unload(&mut self, addr: u64, unloaded_ns: u64) -> Option<usize> {
-        let span = self
-            .spans
-            .iter_mut()
-            .filter(|s| s.start == addr && s.unloaded_ns == u64::MAX)
-            .max_by_key(|s| s.loaded_ns)?;
-        span.unloaded_ns = unloaded_ns;
+        let (&key, _) = self
+            .open
+            .range((addr, 0, 0)..=(addr, u64::MAX, u64::MAX))
+            .next_back()?;
+        let span = self.open.remove(&key)?;
+        if unloaded_ns < self.now {
+            self.apply(Change::Unload(span.index), unloaded_ns);
+        } else {
+            self.queue(unloaded_ns, Change::Unload(span.index));
+        }
         Some(span.index)
     }
 
     /// Number of functions added.
     pub fn len(&self) -> usize {
-        self.spans.len()
+        self.added
     }
 
     /// Whether no function was added.
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
+        self.added == 0
     }
 
-    fn prepare(&mut self) {
-        if self.sorted {
-            return;
-        }
-        self.spans.sort_by_key(|s| (s.start, s.loaded_ns));
-        self.max_end.clear();
-        let mut max = 0;
-        self.overlapping = false;
-        for s in &self.spans {
-            if s.start < max {
-                self.overlapping = true;
+    /// Forgets generations unloaded before `time_ns`: a recorder calls this
+    /// with a time no later sample can precede, so memory follows the code
+    /// that is live, not all the code that ever was.
+    pub fn forget_unloaded_before(&mut self, time_ns: u64) {
+        while let Some(&(unloaded, start, index)) = self.dead_order.front() {
+            if unloaded >= time_ns {
+                break;
             }
-            max = max.max(s.end);
-            self.max_end.push(max);
+            self.dead_order.pop_front();
+            if self
+                .dead
+                .get(&start)
+                .is_some_and(|p| p.index == index && p.unloaded_ns == unloaded)
+            {
+                self.dead.remove(&start);
+            }
         }
-        self.sorted = true;
     }
 
     /// The function `pc` fell in at `time_ns`.
+    #[inline]
     pub fn resolve(&mut self, pc: u64, time_ns: u64) -> Option<usize> {
-        self.prepare();
-        let upper = self.spans.partition_point(|s| s.start <= pc);
-        if !self.overlapping {
-            let s = self.spans.get(upper.checked_sub(1)?)?;
-            return (pc < s.end).then_some(s.index);
+        if time_ns > self.next_due {
+            self.advance(time_ns);
         }
-        // Best: alive at `time_ns`, latest loaded; else nearest in time.
-        let mut best: Option<(u64, u64, usize)> = None; // (distance, -, index)
-        let mut i = upper;
-        while i > 0 && self.max_end[i - 1] > pc {
-            i -= 1;
-            let s = self.spans[i];
-            if pc >= s.end {
+        self.now = self.now.max(time_ns);
+        if let Some((start, end, index, epoch)) = self.last
+            && epoch == self.epoch
+            && pc >= start
+            && pc < end
+        {
+            return Some(index);
+        }
+        self.resolve_slow(pc, time_ns)
+    }
+
+    fn resolve_slow(&mut self, pc: u64, time_ns: u64) -> Option<usize> {
+        if let Some((start, end, index)) = self.live_at(pc) {
+            self.last = Some((start, end, index, self.epoch));
+            return Some(index);
+        }
+        self.nearest(pc, time_ns)
+    }
+
+    /// The live piece holding `pc`: from the snapshot when it is current,
+    /// else from the map (rebuilding the snapshot once lookups have paid for
+    /// it).
+    fn live_at(&mut self, pc: u64) -> Option<(u64, u64, usize)> {
+        if self.snapshot_epoch != self.epoch {
+            self.lookups += 1;
+            if self.lookups <= self.live.len() {
+                let (&start, p) = self.live.range(..=pc).next_back()?;
+                return (pc < p.end).then_some((start, p.end, p.index));
+            }
+            self.snapshot.clear();
+            self.snapshot
+                .extend(self.live.iter().map(|(&s, p)| (s, p.end, p.index)));
+            self.snapshot_epoch = self.epoch;
+        }
+        let i = self.snapshot.partition_point(|&(s, _, _)| s <= pc);
+        let &(start, end, index) = self.snapshot.get(i.checked_sub(1)?)?;
+        (pc < end).then_some((start, end, index))
+    }
+
+    /// No live code holds `pc`: the nearer in time of the next load there
+    /// and the last unload there (ties go to the later load).
+    fn nearest(&self, pc: u64, time_ns: u64) -> Option<usize> {
+        let upcoming = self
+            .queued_loads
+            .range(..=(pc, u64::MAX))
+            .next_back()
+            .map(|(_, s)| *s)
+            .filter(|s| pc < s.end)
+            .map(|s| {
+                let distance = s.loaded_ns.saturating_sub(time_ns).saturating_add(1);
+                (distance, Reverse(s.loaded_ns), s.index)
+            });
+        let gone = self
+            .dead
+            .range(..=pc)
+            .next_back()
+            .map(|(_, p)| *p)
+            .filter(|p| pc < p.end)
+            .map(|p| {
+                let distance = time_ns.abs_diff(p.unloaded_ns);
+                (distance, Reverse(p.loaded_ns), p.index)
+            });
+        match (upcoming, gone) {
+            (Some(a), Some(b)) => Some(a.min(b).2),
+            (a, b) => a.or(b).map(|k| k.2),
+        }
+    }
+
+    fn queue(&mut self, at: u64, change: Change) {
+        self.due.push(Reverse((at, self.seq, change)));
+        self.next_due = self.next_due.min(at);
+    }
+
+    /// Applies every queued change strictly before `time_ns`.
+    #[cold]
+    fn advance(&mut self, time_ns: u64) {
+        while let Some(Reverse((at, _, change))) = self.due.peek().copied() {
+            if at >= time_ns {
+                break;
+            }
+            self.due.pop();
+            self.apply(change, at);
+        }
+        self.next_due = self.due.peek().map_or(u64::MAX, |Reverse((at, _, _))| *at);
+    }
+
+    fn apply(&mut self, change: Change, at: u64) {
+        match change {
+            Change::Load(span) => {
+                self.queued_loads.remove(&(span.start, span.seq));
+                if !self.cancelled.remove(&span.index) {
+                    self.load(span);
+                }
+            }
+            Change::Unload(index) => self.retire(index, at),
+        }
+    }
+
+    fn load(&mut self, span: Span) {
+        if span.end <= span.start {
+            // Holds no PC, but is known, so its unload finds it.
+            self.owned.entry(span.index).or_default();
+            return;
+        }
+        let owned = &mut self.owned;
+        carve(&mut self.live, span.start, span.end, |p, start| {
+            owned.entry(p.index).or_default().push(start);
+        });
+        self.live.insert(
+            span.start,
+            Piece {
+                end: span.end,
+                index: span.index,
+                loaded_ns: span.loaded_ns,
+                unloaded_ns: u64::MAX,
+            },
+        );
+        self.owned.entry(span.index).or_default().push(span.start);
+        self.changed();
+    }
+
+    /// Moves function `index`'s live pieces to `dead`.
+    fn retire(&mut self, index: usize, at: u64) {
+        let Some(starts) = self.owned.remove(&index) else {
+            // Its load is still queued (a crafted file unloads before it
+            // loads): it never becomes live.
+            self.cancelled.insert(index);
+            return;
+        };
+        for start in starts {
+            let Some(p) = self.live.get(&start).copied() else {
+                continue;
+            };
+            if p.index != index {
                 continue;
             }
-            let distance = if time_ns <= s.loaded_ns {
-                // Saturating: a load at u64::MAX ns and a sample at 0 (the
-                // file's word, not a clock's) must not wrap to "alive".
-                (s.loaded_ns - time_ns).saturating_add(1)
-            } else {
-                // 0 while alive, then the time since the unload.
-                time_ns.saturating_sub(s.unloaded_ns)
-            };
-            let key = (distance, u64::MAX - s.loaded_ns, s.index);
-            if best.is_none_or(|b| key < b) {
-                best = Some(key);
-            }
+            self.live.remove(&start);
+            let order = &mut self.dead_order;
+            carve(&mut self.dead, start, p.end, |d, start| {
+                // Out of time order, so forgotten a little late: harmless.
+                order.push_back((d.unloaded_ns, start, d.index));
+            });
+            self.dead.insert(
+                start,
+                Piece {
+                    unloaded_ns: at,
+                    ..p
+                },
+            );
+            self.dead_order.push_back((at, start, index));
         }
-        best.map(|(_, _, index)| index)
+        self.changed();
+    }
+
+    fn changed(&mut self) {
+        self.epoch += 1;
+        self.lookups = 0;
+        self.last = None;
+    }
+}
+
+/// Clears `[start, end)` in a map of disjoint pieces: pieces that overlap it
+/// are trimmed or removed; `split(owner, start)` is told of each right-hand
+/// remainder that now starts at `end`. Amortised O(log n): every piece
+/// removed was inserted once.
+fn carve(map: &mut BTreeMap<u64, Piece>, start: u64, end: u64, mut split: impl FnMut(&Piece, u64)) {
+    if let Some((_, p)) = map.range_mut(..start).next_back()
+        && p.end > start
+    {
+        let old_end = p.end;
+        p.end = start;
+        if old_end > end {
+            // `[start, end)` lies inside this piece: its right part stays.
+            let right = Piece { end: old_end, ..*p };
+            map.insert(end, right);
+            split(&right, end);
+            return;
+        }
+    }
+    while let Some((&s, &p)) = map.range(start..end).next() {
+        map.remove(&s);
+        if p.end > end {
+            map.insert(end, p);
+            split(&p, end);
+            break;
+        }
     }
 }
 
@@ -141,25 +380,60 @@ mod tests {
         assert_eq!(r.resolve(210, 0), None);
     }
 
+    /// Records in file order: a batch is written after the registrations
+    /// made while it filled, so the second generation's load and the first
+    /// one's unload come before samples taken while the first was live.
     #[test]
     fn address_reuse_resolves_by_time() {
         let mut r = Resolver::new();
-        r.add(0, 100, 10, 0);
-        r.add(5, 1000, 4, 0);
+        r.add(0, 100, 10, 5);
+        r.add(5, 1000, 4, 5);
         assert_eq!(r.unload(100, 50), Some(0));
         r.add(1, 100, 20, 60);
         assert_eq!(r.resolve(105, 10), Some(0));
         assert_eq!(r.resolve(105, 50), Some(0));
-        assert_eq!(r.resolve(105, 61), Some(1));
-        assert_eq!(r.resolve(115, 70), Some(1));
         // Between unload and reload: the nearer generation in time.
         assert_eq!(r.resolve(105, 54), Some(0));
+        // Beyond the first generation's end, only the second was ever there.
+        assert_eq!(r.resolve(115, 55), Some(1));
         assert_eq!(r.resolve(105, 59), Some(1));
-        // Beyond the first generation's end, only the second contains it.
-        assert_eq!(r.resolve(115, 10), Some(1));
-        assert_eq!(r.resolve(1002, 0), Some(5));
+        // At the load's own instant the tick came first: still not live.
+        assert_eq!(r.resolve(105, 60), Some(1));
+        assert_eq!(r.resolve(105, 61), Some(1));
+        assert_eq!(r.resolve(115, 70), Some(1));
+        assert_eq!(r.resolve(1002, 70), Some(5));
         assert_eq!(r.unload(100, 100), Some(1));
         assert_eq!(r.unload(100, 100), None);
+        // A stale PC after the unload: the last generation there.
+        assert_eq!(r.resolve(105, 200), Some(1));
+    }
+
+    #[test]
+    fn unload_and_reload_at_one_instant() {
+        let mut r = Resolver::new();
+        r.add(0, 100, 10, 5);
+        r.unload(100, 20);
+        r.add(1, 100, 10, 20);
+        // The tick at 20 was taken before the calls stamped at 20.
+        assert_eq!(r.resolve(101, 20), Some(0));
+        assert_eq!(r.resolve(101, 21), Some(1));
+    }
+
+    /// A later load overwrites the part of an older live span it overlaps;
+    /// unloading the later one leaves the older one's remaining pieces.
+    #[test]
+    fn overlapping_live_spans() {
+        let mut r = Resolver::new();
+        r.add(0, 100, 100, 1);
+        r.add(1, 120, 10, 2);
+        assert_eq!(r.resolve(110, 3), Some(0));
+        assert_eq!(r.resolve(125, 3), Some(1));
+        assert_eq!(r.resolve(150, 3), Some(0));
+        assert_eq!(r.unload(100, 4), Some(0));
+        assert_eq!(r.resolve(150, 5), Some(0), "nearest: just unloaded");
+        assert_eq!(r.resolve(125, 5), Some(1));
+        assert_eq!(r.unload(120, 6), Some(1));
+        assert_eq!(r.resolve(125, 7), Some(1));
     }
 
     /// Found by fuzzing: the distance to a function loaded at u64::MAX ns
@@ -172,5 +446,52 @@ mod tests {
         r.add(1, 105, 10, 0);
         assert_eq!(r.resolve(106, 0), Some(1));
         assert_eq!(r.resolve(101, 0), Some(0));
+        assert_eq!(r.resolve(101, u64::MAX), Some(0));
+    }
+
+    #[test]
+    fn unload_before_load_applies_is_honoured() {
+        let mut r = Resolver::new();
+        r.add(0, 100, 10, 50);
+        assert_eq!(r.unload(100, 40), Some(0));
+        assert_eq!(r.resolve(105, 60), None);
+        assert_eq!(r.live.len(), 0, "never live");
+    }
+
+    #[test]
+    fn forgetting_bounds_memory() {
+        let mut r = Resolver::new();
+        for g in 0..10_000u64 {
+            r.add(g as usize, 1000 + (g % 7) * 64, 32, 10 * g + 1);
+            r.unload(1000 + (g % 7) * 64, 10 * g + 5);
+            assert_eq!(
+                r.resolve(1000 + (g % 7) * 64 + 3, 10 * g + 3),
+                Some(g as usize)
+            );
+            r.forget_unloaded_before(10 * g);
+        }
+        // A last sample applies the last unload.
+        assert_eq!(r.resolve(1, 1_000_000), None);
+        assert!(r.dead.len() <= 2, "{}", r.dead.len());
+        assert!(r.dead_order.len() <= 2);
+        assert!(r.open.is_empty() && r.live.is_empty() && r.owned.is_empty());
+    }
+
+    /// The cost cases of the old design: 80 000 generations at one address,
+    /// and functions interleaved with samples. Counted in steps, not timed:
+    /// each resolve touches O(log n) entries, so the maps stay small here.
+    #[test]
+    fn many_generations_at_one_address() {
+        let mut r = Resolver::new();
+        let n = 80_000u64;
+        for g in 0..n {
+            r.add(g as usize, 4096, 16, 3 * g + 1);
+            assert_eq!(r.resolve(4100, 3 * g + 2), Some(g as usize));
+            r.unload(4096, 3 * g + 2);
+        }
+        assert_eq!(r.resolve(4100, 3 * n + 1), Some(n as usize - 1), "stale PC");
+        assert_eq!(r.live.len(), 0);
+        assert_eq!(r.dead.len(), 1);
+        assert!(r.due.len() <= 1);
     }
 }

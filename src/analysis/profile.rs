@@ -323,14 +323,6 @@ struct Aggregator {
     /// Index in `Profile::interpreters` by id, for ids below
     /// `DENSE_INTERPS` (`usize::MAX`: none yet); others use `interp_index`.
     slot_of: Vec<usize>,
-    /// Last function hit: `[start, end)` and its index. Only valid while no
-    /// two functions overlap in address and none was unloaded: then a PC
-    /// alone picks the function, as the resolver would.
-    last_fn: Option<(u64, u64, usize)>,
-    /// Whether a PC alone identifies its function (see `last_fn`);
-    /// `None` = to be recomputed after the set of functions changed.
-    pc_unique: Option<bool>,
-    any_unload: bool,
     seq: u64,
     timeline: TimelineBuilder,
 }
@@ -343,9 +335,6 @@ impl Aggregator {
             resolver: Resolver::new(),
             interp_index: BTreeMap::new(),
             slot_of: Vec::new(),
-            last_fn: None,
-            pc_unique: Some(true),
-            any_unload: false,
             seq: 0,
             timeline: TimelineBuilder::new(format == Format::Pulley, options.timeline_buckets),
         }
@@ -363,31 +352,12 @@ impl Aggregator {
             unloaded_ns: None,
             samples: 0,
         });
-        self.last_fn = None;
-        self.pc_unique = None;
     }
 
     fn unload(&mut self, p: &mut Profile, addr: u64, unloaded_ns: u64) {
         if let Some(i) = self.resolver.unload(addr, unloaded_ns) {
             p.functions[i].unloaded_ns = Some(unloaded_ns);
         }
-        self.any_unload = true;
-        self.last_fn = None;
-        self.pc_unique = Some(false);
-    }
-
-    /// Whether no two functions overlap in address (sorting their spans).
-    fn compute_pc_unique(&self, p: &Profile) -> bool {
-        if self.any_unload {
-            return false;
-        }
-        let mut spans: Vec<(u64, u64)> = p
-            .functions
-            .iter()
-            .map(|f| (f.addr, f.addr.saturating_add(f.code.len() as u64)))
-            .collect();
-        spans.sort_unstable();
-        spans.windows(2).all(|w| w[1].0 >= w[0].1)
     }
 
     fn register_interp(&mut self, id: u32, slot: usize) {
@@ -431,14 +401,6 @@ impl Aggregator {
         if samples.is_empty() {
             return;
         }
-        let pc_unique = match self.pc_unique {
-            Some(u) => u,
-            None => {
-                let u = self.compute_pc_unique(p);
-                self.pc_unique = Some(u);
-                u
-            }
-        };
         // Interpreters and timeline. Pulley files have one interpreter and
         // no times: the whole batch is one run of sample indices.
         let kept: u64;
@@ -476,39 +438,27 @@ impl Aggregator {
         p.total_samples += kept;
 
         // Functions: the hot loop. A function's `samples` is the sum of its
-        // `hits`, computed once at the end (`finish_functions`).
+        // `hits`, computed once at the end (`finish_functions`). The resolver
+        // caches the last function hit, so a PC in the same function as the
+        // last one costs a few compares.
         let want = self.want_interp;
-        let mut last = self.last_fn;
         for s in samples {
             if want.is_some_and(|w| w != s.interp) {
                 continue;
             }
-            let (start, fi) = match last {
-                Some((start, end, fi)) if s.pc >= start && s.pc < end => (start, fi),
-                _ => match self.resolver.resolve(s.pc, s.time_ns) {
-                    Some(fi) => {
-                        let f = &p.functions[fi];
-                        if pc_unique {
-                            last = Some((f.addr, f.addr.saturating_add(f.code.len() as u64), fi));
-                        }
-                        (f.addr, fi)
-                    }
-                    None => {
-                        p.unresolved += 1;
-                        continue;
-                    }
-                },
+            let Some(fi) = self.resolver.resolve(s.pc, s.time_ns) else {
+                p.unresolved += 1;
+                continue;
             };
+            let f = &mut p.functions[fi];
             // The resolver only answers for PCs inside the function, so the
             // offset is within `hits`; `get_mut` keeps a bad resolver from
             // panicking.
-            if let Some(h) = p.functions[fi].hits.get_mut((s.pc - start) as usize) {
-                *h += 1;
-            } else {
-                p.unresolved += 1;
+            match f.hits.get_mut(s.pc.wrapping_sub(f.addr) as usize) {
+                Some(h) => *h += 1,
+                None => p.unresolved += 1,
             }
         }
-        self.last_fn = last;
     }
 
     /// Sets each function's `samples` from its `hits`.

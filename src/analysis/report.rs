@@ -86,39 +86,36 @@ pub fn write_report(
     options: &ReportOptions,
 ) -> io::Result<ReportTotals> {
     let functions = profile.functions_by_heat();
-    // Decode every function with samples once: the mid-instruction count
-    // covers them all, listed or not.
-    let listings: Vec<Option<Listing>> = functions
-        .iter()
-        .map(|f| (f.samples > 0).then(|| decode_function(&options.decoder, &f.code, &f.hits)))
-        .collect();
+    // Every function with samples is decoded, since the mid-instruction
+    // count covers them all, listed or not; but a listing is kept only
+    // while it is used, and code seen before (a function reloaded many
+    // times) is decoded once, so memory and time follow the distinct code.
+    let mut memo = ListingMemo::default();
     let mut totals = ReportTotals {
         samples: profile.total_samples,
         outside_functions: profile.unresolved,
         ..ReportTotals::default()
     };
-    for l in listings.iter().flatten() {
+    for f in functions.iter().filter(|f| f.samples > 0) {
+        let l = memo.decode(&options.decoder, f);
         totals.hex_fallbacks += usize::from(l.fell_back);
-    }
-    for (f, l) in functions.iter().zip(&listings) {
-        if let Some(l) = l {
-            totals.inside_instructions += instruction_hits(&l.instructions, &f.hits)
-                .iter()
-                .map(|&(_, inside)| inside)
-                .sum::<u64>();
-        }
+        totals.inside_instructions += instruction_hits(&l.instructions, &f.hits)
+            .iter()
+            .map(|&(_, inside)| inside)
+            .sum::<u64>();
     }
 
     write_summary(out, profile, &totals, options)?;
 
     let mut shown = 0;
-    for (f, listing) in functions.iter().zip(&listings) {
+    for f in &functions {
         let pct = profile.percent(f.samples);
         if pct < options.threshold || options.top.is_some_and(|n| shown >= n) {
             continue;
         }
         shown += 1;
-        write_function(out, profile, f, listing.as_ref(), options)?;
+        let listing = (f.samples > 0).then(|| memo.decode(&options.decoder, f));
+        write_function(out, profile, f, listing.as_deref(), options)?;
     }
     totals.functions_shown = shown;
     if profile.total_samples == 0 {
@@ -242,6 +239,32 @@ fn write_run(out: &mut dyn Write, profile: &Profile) -> io::Result<()> {
                 "run: no closing summary (the profiler did not stop cleanly){asked}"
             )
         }
+    }
+}
+
+/// Listings by code, for decoders whose listing depends on the code alone
+/// (the hex fall-back's lines follow the samples, so it is not kept).
+/// Bounded: a profile of many distinct bodies starts over now and then.
+#[derive(Default)]
+struct ListingMemo<'a> {
+    by_code: std::collections::HashMap<&'a [u8], std::rc::Rc<Listing>>,
+}
+
+impl<'a> ListingMemo<'a> {
+    const MAX: usize = 4096;
+
+    fn decode(&mut self, decoder: &DecoderChoice, f: &'a FunctionProfile) -> std::rc::Rc<Listing> {
+        if let Some(l) = self.by_code.get(f.code.as_slice()) {
+            return l.clone();
+        }
+        let l = std::rc::Rc::new(decode_function(decoder, &f.code, &f.hits));
+        if l.decoder != "hex" {
+            if self.by_code.len() >= Self::MAX {
+                self.by_code.clear();
+            }
+            self.by_code.insert(&f.code, l.clone());
+        }
+        l
     }
 }
 

@@ -652,12 +652,14 @@ impl ProfilerHandle {
         self.call(SupervisorMsg::GetStats)
     }
 
-    /// Every interpreter registered.
+    /// The live interpreters (a retired one is forgotten, only counted in
+    /// [`Stats`]).
     pub fn interpreters(&self) -> Result<Vec<InterpreterInfo>, Error> {
         self.call(SupervisorMsg::GetInterpreters)
     }
 
-    /// Every function registered.
+    /// The live functions, in registration order (an unloaded one is
+    /// forgotten, only counted in [`Stats`]).
     pub fn functions(&self) -> Result<Vec<FunctionInfo>, Error> {
         self.call(SupervisorMsg::GetFunctions)
     }

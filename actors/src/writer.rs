@@ -21,7 +21,7 @@
 //!   batch is tallied no later sample can fall in a generation unloaded
 //!   before its last sample; such generations leave the resolver, and their
 //!   tallies leave too, except the [`HOT_DEAD_KEPT`] hottest, which keep
-//!   [`WriterMsg::GetHotFunctions`] exact (see [`HotTally`]).
+//!   [`WriterMsg::GetHotFunctions`] exact (see `HotTally`).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};

@@ -158,8 +158,10 @@ fn late_wake_skips_missed_ticks_without_burst() {
     assert_eq!(s.samples_written, 3);
     assert_eq!(s.lateness_max_ns, 500_000);
     let c = read_all(&std::fs::read(dir.path("p.data")).unwrap()).unwrap();
+    // Each sample is stamped when its PC was read: the late tick read at
+    // 6.5 ms, for the 6 ms deadline.
     let times: Vec<u64> = c.samples.iter().map(|s| s.time_ns).collect();
-    assert_eq!(times, [1_000_000, 6_000_000, 7_000_000]);
+    assert_eq!(times, [1_000_000, 6_500_000, 7_000_000]);
 }
 
 #[test]
@@ -204,15 +206,15 @@ fn idle_interpreters_give_no_samples_and_finished_ones_retire() {
     drop(busy);
     clock.advance(Duration::from_millis(4));
     p.sync().unwrap();
+    // The retired one is forgotten (counted only); the idle one is listed.
     let infos = p.interpreters().unwrap();
-    assert_eq!(infos.len(), 2);
-    assert!(infos[0].retired_ns.is_some(), "{infos:?}");
-    assert!(infos[1].retired_ns.is_none());
+    assert_eq!(infos.len(), 1, "{infos:?}");
+    assert_eq!(infos[0].label.as_deref(), Some("idle"));
+    assert!(infos[0].retired_ns.is_none());
     assert_eq!(infos[0].current_pc, None);
-    assert_eq!(infos[1].current_pc, None);
     idle.set_ptr(&code[6]);
     assert_eq!(
-        p.interpreters().unwrap()[1].current_pc,
+        p.interpreters().unwrap()[0].current_pc,
         Some(&code[6] as *const u8 as usize)
     );
     idle.set_idle();
@@ -242,9 +244,11 @@ fn unload_and_address_reuse_resolve_by_time() {
     h.set(ADDR as usize + 5);
     p.sync().unwrap();
     clock.advance(Duration::from_millis(3));
+    // Only the live generation is listed; the unloaded one is counted.
     let funcs = p.functions().unwrap();
-    assert_eq!(funcs.len(), 2);
-    assert!(funcs[0].unloaded_ns.is_some() && funcs[1].unloaded_ns.is_none());
+    assert_eq!(funcs.len(), 1);
+    assert_eq!(funcs[0].name, "new");
+    assert!(funcs[0].unloaded_ns.is_none());
     let hot = p.hot_functions(5).unwrap();
     assert_eq!(
         hot.iter()

@@ -1,6 +1,8 @@
 //! pcprof's integration tests, one binary (fast to link) with one module per
 //! subject.
 
+/// Recording under churn: generations at reused addresses, ids reused.
+mod churn;
 /// Shared helpers: temp paths, event recorder, file readers.
 mod common;
 /// `pcprof convert`: each export checked against what its consumer needs.

@@ -652,17 +652,21 @@ impl ProfilerHandle {
         self.call(SupervisorMsg::GetStats)
     }
 
-    /// Every interpreter registered.
+    /// The live interpreters (a retired one is forgotten, only counted in
+    /// [`Stats`]).
     pub fn interpreters(&self) -> Result<Vec<InterpreterInfo>, Error> {
         self.call(SupervisorMsg::GetInterpreters)
     }
 
-    /// Every function registered.
+    /// The live functions, in registration order (an unloaded one is
+    /// forgotten, only counted in [`Stats`]).
     pub fn functions(&self) -> Result<Vec<FunctionInfo>, Error> {
         self.call(SupervisorMsg::GetFunctions)
     }
 
-    /// The `n` hottest functions so far.
+    /// The `n` hottest functions so far (exact for `n` up to
+    /// [`HOT_DEAD_KEPT`](crate::writer::HOT_DEAD_KEPT); see
+    /// [`WriterMsg::GetHotFunctions`](crate::writer::WriterMsg::GetHotFunctions)).
     pub fn hot_functions(&self, n: usize) -> Result<Vec<HotFunction>, Error> {
         self.call(|p| SupervisorMsg::GetHotFunctions(n, p))?
     }

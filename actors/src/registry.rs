@@ -7,15 +7,23 @@
 //!   writer sends [`RegistryMsg::Barrier`], and since the registry's mailbox
 //!   is FIFO every registration made before the batch was sealed reaches the
 //!   writer first. So every function record precedes the samples in it.
-//! - Unloaded functions stay known (with their unload time): a later function
-//!   may reuse the address, and samples resolve by time.
+//! - It keeps only what is live: a retired interpreter and an unloaded
+//!   function are forgotten (counted), so its memory follows what exists
+//!   now, never what has come and gone. The file keeps the history.
+//! - Interpreter ids are reused, lowest first, so they stay as small as the
+//!   number of interpreters alive at once: an id is free once the sampler
+//!   has retired its interpreter (it samples it no more), and goes only to a
+//!   registration stamped at or after that retirement, so every sample of
+//!   the old interpreter is earlier than the new one's `registered_ns` and a
+//!   reader tells them apart by time (FORMAT.md).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, trace, warn};
 
-use crate::error::ErrorKind;
+use crate::clock::Nanos;
+use crate::error::{Error, ErrorKind};
 use crate::format::{FunctionRecord, InterpreterRecord, Record, RetiredRecord, UnloadRecord};
 pub use crate::messages::registry::{
     FunctionInfo, InterpreterInfo, RegistryCounts, RegistryMsg, SourceBox,
@@ -42,14 +50,27 @@ pub struct RegistryState {
     timing: TimingMailbox,
     /// Sends records to the writer.
     writer: flume::Sender<WriterCmd>,
-    /// Every interpreter, by id.
+    /// The live interpreters, by id.
     interpreters: BTreeMap<u32, InterpreterInfo>,
-    /// PC sources of the live interpreters (dropped at retirement).
+    /// PC sources of the live interpreters.
     sources: BTreeMap<u32, Source>,
-    /// Every function, in registration order.
-    functions: Vec<FunctionInfo>,
-    /// The id the next interpreter gets.
+    /// Ids of retired interpreters, free for reuse, with their retirement
+    /// time (a registration stamped before it must not take the id).
+    free_ids: BTreeMap<u32, Nanos>,
+    /// The id after the largest ever given.
     next_id: u32,
+    /// Interpreters retired so far.
+    retired: u64,
+    /// The live functions, by registration number (so listed in
+    /// registration order).
+    functions: BTreeMap<u64, FunctionInfo>,
+    /// Registration numbers of the live functions at each address, latest
+    /// last (an unload takes the latest, as before).
+    by_addr: HashMap<u64, Vec<u64>>,
+    /// The number the next function gets.
+    next_function: u64,
+    /// Functions unloaded so far.
+    unloaded: u64,
 }
 
 impl RegistryState {
@@ -60,21 +81,26 @@ impl RegistryState {
     }
 
     fn counts(&self) -> RegistryCounts {
-        let retired = self
-            .interpreters
-            .values()
-            .filter(|i| i.retired_ns.is_some())
-            .count() as u64;
-        let unloaded = self
-            .functions
-            .iter()
-            .filter(|f| f.unloaded_ns.is_some())
-            .count() as u64;
         RegistryCounts {
-            interpreters_live: self.interpreters.len() as u64 - retired,
-            interpreters_retired: retired,
-            functions_live: self.functions.len() as u64 - unloaded,
-            functions_unloaded: unloaded,
+            interpreters_live: self.interpreters.len() as u64,
+            interpreters_retired: self.retired,
+            functions_live: self.functions.len() as u64,
+            functions_unloaded: self.unloaded,
+        }
+    }
+
+    /// The lowest free id retired at or before `registered_ns`, else a new
+    /// one. The scan stops at the first eligible id: retirements are stamped
+    /// by the sampler long before most registrations, so it is almost
+    /// always the first.
+    fn id_for(&self, registered_ns: Nanos) -> Option<u32> {
+        match self
+            .free_ids
+            .iter()
+            .find(|&(_, &retired_ns)| retired_ns <= registered_ns)
+        {
+            Some((&id, _)) => Some(id),
+            None => (self.next_id < u32::MAX).then_some(self.next_id),
         }
     }
 }
@@ -96,8 +122,13 @@ impl Actor for RegistryActor {
             writer: args.writer,
             interpreters: BTreeMap::new(),
             sources: BTreeMap::new(),
-            functions: Vec::new(),
+            free_ids: BTreeMap::new(),
             next_id: 0,
+            retired: 0,
+            functions: BTreeMap::new(),
+            by_addr: HashMap::new(),
+            next_function: 0,
+            unloaded: 0,
         })
     }
 
@@ -124,7 +155,16 @@ impl Actor for RegistryActor {
                 // The sampler first: once the shutdown has drained it, the
                 // registration is refused to its caller, never a failure of
                 // this actor.
-                let id = state.next_id;
+                let Some(id) = state.id_for(registered_ns) else {
+                    warn!(name: "registry.no_id", label = ?label, "every interpreter id is in use");
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(Error::actor(
+                            "registry",
+                            "every interpreter id is in use",
+                        )));
+                    }
+                    return Ok(());
+                };
                 if state
                     .timing
                     .send(TimingMsg::AddInterpreter {
@@ -139,7 +179,9 @@ impl Actor for RegistryActor {
                     }
                     return Ok(());
                 }
-                state.next_id += 1;
+                if state.free_ids.remove(&id).is_none() {
+                    state.next_id += 1;
+                }
                 trace!(name: "registry.register_interpreter", interp = id, label = ?label);
                 // The sampler takes the source between ticks, after this
                 // handler has queued the record for the writer; the writer
@@ -167,8 +209,11 @@ impl Actor for RegistryActor {
             }
             RegistryMsg::InterpreterRetired { id, retired_ns } => {
                 trace!(name: "registry.retire_interpreter", interp = id);
-                if let Some(info) = state.interpreters.get_mut(&id) {
-                    info.retired_ns = Some(retired_ns);
+                // The sampler sends this after removing the interpreter: it
+                // is never sampled again, so its id is free from now.
+                if state.interpreters.remove(&id).is_some() {
+                    state.retired += 1;
+                    state.free_ids.insert(id, retired_ns);
                 }
                 state.sources.remove(&id);
                 state.to_writer(Record::Retired(RetiredRecord { id, retired_ns }));
@@ -181,18 +226,26 @@ impl Actor for RegistryActor {
                     code: info.code.to_vec(),
                     loaded_ns: info.loaded_ns,
                 }));
-                state.functions.push(info);
+                let n = state.next_function;
+                state.next_function += 1;
+                state.by_addr.entry(info.addr).or_default().push(n);
+                state.functions.insert(n, info);
             }
             RegistryMsg::UnregisterFunction { addr, unloaded_ns } => {
-                let live = state
-                    .functions
-                    .iter_mut()
-                    .rev()
-                    .find(|f| f.addr == addr && f.unloaded_ns.is_none());
-                match live {
+                let live = match state.by_addr.get_mut(&addr) {
+                    Some(ns) => {
+                        let n = ns.pop();
+                        if ns.is_empty() {
+                            state.by_addr.remove(&addr);
+                        }
+                        n
+                    }
+                    None => None,
+                };
+                match live.and_then(|n| state.functions.remove(&n)) {
                     Some(f) => {
                         trace!(name: "registry.unregister_function", addr, name = %f.name);
-                        f.unloaded_ns = Some(unloaded_ns);
+                        state.unloaded += 1;
                         state.to_writer(Record::Unload(UnloadRecord { addr, unloaded_ns }));
                     }
                     None => {
@@ -215,7 +268,7 @@ impl Actor for RegistryActor {
                 let _ = reply.send(list);
             }
             RegistryMsg::GetFunctions(reply) => {
-                let _ = reply.send(state.functions.clone());
+                let _ = reply.send(state.functions.values().cloned().collect());
             }
             RegistryMsg::GetCounts(reply) => {
                 let _ = reply.send(state.counts());

@@ -113,6 +113,12 @@ impl SamplerCore {
     /// `read_at` is the clock's reading just before the PCs are read (the
     /// one the ticker fired on: nothing runs between), so lateness is
     /// measured at the read, against the deadline, with one clock read a tick.
+    /// Samples are stamped `read_at`, not the deadline: a sample belongs to
+    /// the code that was live when its PC was read, and an unload stamped
+    /// after the code stopped is then never before a sample of that code
+    /// (ARCHITECTURE.md, "Which generation a sample belongs to"). Readings
+    /// only grow, and each tick's is after the last tick's deadline, so
+    /// sample times strictly increase from tick to tick, across batches too.
     #[inline]
     pub(crate) fn sample(&mut self, cmd: SampleCommand, read_at: Nanos) {
         self.lateness.record(read_at.saturating_sub(cmd.deadline));
@@ -125,7 +131,7 @@ impl SamplerCore {
                     self.hand_over();
                 }
                 self.batch.push(Sample {
-                    time_ns: cmd.deadline,
+                    time_ns: read_at,
                     interp,
                     pc: pc as u64,
                 });
@@ -152,7 +158,7 @@ impl SamplerCore {
         let old = self
             .batch
             .first()
-            .is_some_and(|s| cmd.deadline >= s.time_ns.saturating_add(self.interval));
+            .is_some_and(|s| read_at >= s.time_ns.saturating_add(self.interval));
         if old || self.batch.len() >= self.flush {
             self.hand_over();
         }
@@ -207,5 +213,54 @@ impl SamplerCore {
                 self.dropped(len, "the writer's queue is full or gone");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pc::PcHandle;
+
+    /// A late tick stamps its samples with the moment of the read, not the
+    /// deadline, and a batch's age is measured on the same readings.
+    #[test]
+    fn samples_carry_the_time_of_the_read() {
+        let (to_writer, batches) = flume::unbounded();
+        let (free_tx, free) = flume::unbounded();
+        free_tx
+            .send(Vec::with_capacity(8))
+            .expect("the pool is open");
+        let mut s = SamplerCore::new(100, 1_000, Vec::with_capacity(8), to_writer, free, None);
+        let pc = PcHandle::new();
+        pc.set(0x40);
+        s.add_interpreter(3, Source::Native(pc.reader()));
+        s.sample(
+            SampleCommand {
+                seq: 1,
+                deadline: 100,
+            },
+            150,
+        );
+        // 1 000 ns after the first read (not the first deadline): sealed.
+        s.sample(
+            SampleCommand {
+                seq: 2,
+                deadline: 1_100,
+            },
+            1_149,
+        );
+        assert!(batches.try_recv().is_err());
+        s.sample(
+            SampleCommand {
+                seq: 3,
+                deadline: 1_150,
+            },
+            1_150,
+        );
+        let batch = batches.try_recv().expect("sealed by age");
+        let times: Vec<u64> = batch.iter().map(|s| s.time_ns).collect();
+        assert_eq!(times, [150, 1_149, 1_150]);
+        assert!(batch.iter().all(|s| (s.interp, s.pc) == (3, 0x40)));
+        assert_eq!(s.lateness.max(), 50);
     }
 }

@@ -16,7 +16,15 @@
 //!   broken like after an I/O error and the supervisor is told.
 //! - An I/O error does not stop the profiler: it is kept (first one wins) and
 //!   counted, later samples are counted as dropped, and `stop` returns it.
+//! - Its memory follows the live code, not the churn: samples come in time
+//!   order (the sampler stamps each tick later than the last), so once a
+//!   batch is tallied no later sample can fall in a generation unloaded
+//!   before its last sample; such generations leave the resolver, and their
+//!   tallies leave too, except the [`HOT_DEAD_KEPT`] hottest, which keep
+//!   [`WriterMsg::GetHotFunctions`] exact (see `HotTally`).
 
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -106,10 +114,8 @@ pub(crate) struct WriterThread {
     pub(crate) dispatch: tracing::Dispatch,
     /// PC + time to function, for the live hot-function tally.
     resolver: Resolver,
-    /// Name and address of each function, by resolver index.
-    functions: Vec<(String, u64)>,
-    /// Samples per function, by resolver index.
-    hits: Vec<u64>,
+    /// Samples per function.
+    tally: HotTally,
     /// Counters, and the first error.
     stats: WriterStats,
     /// The output has failed: nothing more is written, samples are dropped.
@@ -150,8 +156,7 @@ impl WriterThread {
             registry,
             dispatch,
             resolver: Resolver::new(),
-            functions: Vec::new(),
-            hits: Vec::new(),
+            tally: HotTally::default(),
             stats: WriterStats {
                 bytes_written: bytes,
                 ..WriterStats::default()
@@ -291,19 +296,7 @@ impl WriterThread {
     }
 
     fn hot(&self, n: usize) -> Vec<HotFunction> {
-        let total: u64 = self.hits.iter().sum();
-        let mut order: Vec<usize> = (0..self.hits.len()).filter(|&i| self.hits[i] > 0).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(self.hits[i]));
-        order
-            .into_iter()
-            .take(n)
-            .map(|i| HotFunction {
-                name: self.functions[i].0.clone(),
-                addr: self.functions[i].1,
-                samples: self.hits[i],
-                share: self.hits[i] as f64 / total.max(1) as f64,
-            })
-            .collect()
+        self.tally.hot(n)
     }
 
     fn fail(&mut self, e: Error) {
@@ -331,17 +324,14 @@ impl WriterThread {
         trace!(name: "writer.record", kind = record.kind());
         match &record {
             Record::Function(f) => {
-                self.resolver.add(
-                    self.functions.len(),
-                    f.addr,
-                    f.code.len() as u64,
-                    f.loaded_ns,
-                );
-                self.functions.push((f.name.clone(), f.addr));
-                self.hits.push(0);
+                let index = self.tally.add(&f.name, f.addr);
+                self.resolver
+                    .add(index, f.addr, f.code.len() as u64, f.loaded_ns);
             }
             Record::Unload(u) => {
-                self.resolver.unload(u.addr, u.unloaded_ns);
+                if let Some(index) = self.resolver.unload(u.addr, u.unloaded_ns) {
+                    self.tally.unloaded(index, u.unloaded_ns);
+                }
             }
             _ => {}
         }
@@ -375,8 +365,16 @@ impl WriterThread {
         self.drain_records();
         for s in &batch {
             if let Some(i) = self.resolver.resolve(s.pc, s.time_ns) {
-                self.hits[i] += 1;
+                self.tally.hit(i);
             }
+        }
+        // Every later sample is stamped after this batch's last (the
+        // sampler's readings increase from tick to tick, and batches arrive
+        // in the order sealed), so no later sample falls in a generation
+        // unloaded before it (alive over `(loaded, unloaded]`).
+        if let Some(last) = batch.last() {
+            self.resolver.forget_unloaded_before(last.time_ns);
+            self.tally.forget_unloaded_before(last.time_ns);
         }
         let n = batch.len() as u64;
         if self.broken {
@@ -458,5 +456,159 @@ impl WriterThread {
             bytes = self.encoder.bytes_written()
         );
         let _ = reply.send(self.current_stats());
+    }
+}
+
+/// Dead functions whose tallies are kept after they leave the resolver:
+/// [`WriterMsg::GetHotFunctions`] is exact for `n` up to this.
+pub const HOT_DEAD_KEPT: usize = 1024;
+
+/// Samples per function for the hot-function query, bounded by the live
+/// functions plus the [`HOT_DEAD_KEPT`] hottest dead ones.
+///
+/// Exact for the functions it reports, for any `n <= HOT_DEAD_KEPT`: a dead
+/// function's count is final, and one is dropped only when `HOT_DEAD_KEPT`
+/// dead functions with at least as many samples are kept (ties favour the
+/// earlier registration, as the query's order does), so it could never be
+/// among the `n` hottest.
+#[derive(Debug, Default)]
+pub(crate) struct HotTally {
+    /// Live functions, and unloaded ones not yet forgotten, by index (the
+    /// resolver's).
+    live: HashMap<usize, Tallied>,
+    /// Unloaded functions awaiting the time when no sample can fall in them
+    /// any more: (unload time, index), in the order the unloads arrived.
+    unloaded: VecDeque<(u64, usize)>,
+    /// The hottest forgotten functions; the least hot on top.
+    dead: BinaryHeap<Reverse<(u64, Reverse<usize>, Tallied)>>,
+    /// The index the next function gets.
+    next: usize,
+    /// Samples tallied in any function, forgotten ones too.
+    total: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Tallied {
+    hits: u64,
+    name: String,
+    addr: u64,
+}
+
+impl HotTally {
+    /// A new function; returns its index.
+    pub(crate) fn add(&mut self, name: &str, addr: u64) -> usize {
+        let index = self.next;
+        self.next += 1;
+        self.live.insert(
+            index,
+            Tallied {
+                hits: 0,
+                name: name.to_string(),
+                addr,
+            },
+        );
+        index
+    }
+
+    pub(crate) fn hit(&mut self, index: usize) {
+        if let Some(t) = self.live.get_mut(&index) {
+            t.hits += 1;
+            self.total += 1;
+        }
+    }
+
+    pub(crate) fn unloaded(&mut self, index: usize, unloaded_ns: u64) {
+        self.unloaded.push_back((unloaded_ns, index));
+    }
+
+    /// Moves functions unloaded before `time_ns` to the dead, keeping the
+    /// hottest [`HOT_DEAD_KEPT`]. Unloads stamped on different threads may
+    /// arrive slightly out of order: one behind a later stamp waits for it.
+    pub(crate) fn forget_unloaded_before(&mut self, time_ns: u64) {
+        while let Some(&(unloaded_ns, index)) = self.unloaded.front() {
+            if unloaded_ns >= time_ns {
+                break;
+            }
+            self.unloaded.pop_front();
+            let Some(t) = self.live.remove(&index) else {
+                continue;
+            };
+            if t.hits == 0 {
+                continue;
+            }
+            self.dead.push(Reverse((t.hits, Reverse(index), t)));
+            if self.dead.len() > HOT_DEAD_KEPT {
+                self.dead.pop();
+            }
+        }
+    }
+
+    /// The `n` functions with the most samples, ties in registration order.
+    pub(crate) fn hot(&self, n: usize) -> Vec<HotFunction> {
+        let mut all: BTreeMap<(Reverse<u64>, usize), &Tallied> = BTreeMap::new();
+        let live = self.live.iter().map(|(&i, t)| (i, t));
+        let dead = self.dead.iter().map(|Reverse((_, Reverse(i), t))| (*i, t));
+        for (i, t) in live.chain(dead).filter(|(_, t)| t.hits > 0) {
+            all.insert((Reverse(t.hits), i), t);
+        }
+        all.into_values()
+            .take(n)
+            .map(|t| HotFunction {
+                name: t.name.clone(),
+                addr: t.addr,
+                samples: t.hits,
+                share: t.hits as f64 / self.total.max(1) as f64,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(hot: &[HotFunction]) -> Vec<(&str, u64)> {
+        hot.iter().map(|h| (h.name.as_str(), h.samples)).collect()
+    }
+
+    /// Dead functions beyond the hottest `HOT_DEAD_KEPT` are forgotten, yet
+    /// the top list and its shares are those of the full tally.
+    #[test]
+    fn forgotten_functions_never_change_the_top_list() {
+        let mut t = HotTally::default();
+        let live = t.add("live", 1);
+        for _ in 0..5 {
+            t.hit(live);
+        }
+        // Many dead functions: f{i} has i % 7 samples.
+        let n = 3 * HOT_DEAD_KEPT;
+        for i in 0..n {
+            let f = t.add(&format!("f{i}"), 100 + i as u64);
+            for _ in 0..i % 7 {
+                t.hit(f);
+            }
+            t.unloaded(f, i as u64);
+        }
+        let before = t.hot(HOT_DEAD_KEPT);
+        // Not yet forgotten: an unload at or after the time stays.
+        t.forget_unloaded_before(0);
+        assert_eq!(t.live.len(), n + 1);
+        t.forget_unloaded_before(u64::MAX);
+        assert_eq!(t.live.len(), 1);
+        assert_eq!(t.dead.len(), HOT_DEAD_KEPT);
+        assert_eq!(t.hot(HOT_DEAD_KEPT), before);
+        let top = t.hot(3);
+        assert_eq!(names(&top), [("f6", 6), ("f13", 6), ("f20", 6)]);
+        let total: u64 = (0..n as u64).map(|i| i % 7).sum::<u64>() + 5;
+        assert_eq!(top[0].share, 6.0 / total as f64);
+        // The live one keeps counting.
+        t.hit(live);
+        assert_eq!(
+            t.hot(usize::MAX)
+                .iter()
+                .find(|h| h.name == "live")
+                .map(|h| h.samples),
+            Some(6)
+        );
     }
 }

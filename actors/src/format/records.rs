@@ -185,7 +185,9 @@ impl From<SummaryV1> for Summary {
 /// One PC read at one tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Sample {
-    /// The tick's deadline, in ns since the clock's epoch (0 in Pulley files).
+    /// When the tick read the clock, just before reading the PCs, in ns since
+    /// the clock's epoch (the tick's deadline in files written before
+    /// 2026-11-27; 0 in Pulley files).
     pub time_ns: u64,
     /// The interpreter's id (0 in Pulley files).
     pub interp: u32,

@@ -31,23 +31,28 @@ impl std::fmt::Debug for SourceBox {
     }
 }
 
-/// A registered interpreter.
+/// A live interpreter (the registry forgets an interpreter once it is
+/// retired; the file keeps its registration and retirement).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterpreterInfo {
-    /// Id in the profile.
+    /// Id in the profile. Ids are reused: a retired interpreter's id goes to
+    /// a later registration (see FORMAT.md).
     pub id: u32,
     /// Label given at registration (e.g. the thread's name).
     pub label: Option<String>,
     /// Registration time, in ns since the clock's epoch.
     pub registered_ns: Nanos,
-    /// When the sampler found it finished.
+    /// When the sampler found it finished: always `None` in the registry's
+    /// answers, which list only live interpreters (kept so that embedders
+    /// building the list from a file's records can fill it in).
     pub retired_ns: Option<Nanos>,
     /// The PC it is executing at the moment of the query (`None`: idle or
     /// finished).
     pub current_pc: Option<usize>,
 }
 
-/// A registered function.
+/// A registered function (the registry lists only live ones; an unloaded
+/// function is forgotten, the file keeps its load and unload).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FunctionInfo {
     /// Address of its first byte.
@@ -58,7 +63,8 @@ pub struct FunctionInfo {
     pub code: Arc<[u8]>,
     /// Registration time, in ns since the clock's epoch.
     pub loaded_ns: Nanos,
-    /// Unload time, if unloaded.
+    /// Unload time, if unloaded (always `None` in the registry's answers,
+    /// which list only live functions).
     pub unloaded_ns: Option<Nanos>,
 }
 
@@ -67,11 +73,12 @@ pub struct FunctionInfo {
 pub struct RegistryCounts {
     /// Interpreters registered and not retired.
     pub interpreters_live: u64,
-    /// Interpreters retired.
+    /// Interpreters retired so far (counted; the registry keeps no other
+    /// trace of them).
     pub interpreters_retired: u64,
     /// Functions registered and not unloaded.
     pub functions_live: u64,
-    /// Functions unloaded.
+    /// Functions unloaded so far (counted only).
     pub functions_unloaded: u64,
 }
 
@@ -109,9 +116,11 @@ pub enum RegistryMsg {
     },
     /// Replies once every earlier message has been handled.
     Barrier(RpcReplyPort<()>),
-    /// All interpreters ever registered.
+    /// The live interpreters (registered and not retired), by id.
     GetInterpreters(RpcReplyPort<Vec<InterpreterInfo>>),
-    /// All functions ever registered (unloaded ones too).
+    /// The live functions (registered and not unloaded), in registration
+    /// order. Unloaded ones are counted ([`RegistryMsg::GetCounts`]) and in
+    /// the file, not kept.
     GetFunctions(RpcReplyPort<Vec<FunctionInfo>>),
     /// Counts.
     GetCounts(RpcReplyPort<RegistryCounts>),

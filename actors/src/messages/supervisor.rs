@@ -31,9 +31,11 @@ pub enum SupervisorMsg {
     GetRefs(RpcReplyPort<ActorRefs>),
     /// Current statistics of the whole profiler.
     GetStats(RpcReplyPort<Stats>),
-    /// Every interpreter registered.
+    /// The live interpreters (retired ones are forgotten; counted in
+    /// `GetStats`).
     GetInterpreters(RpcReplyPort<Vec<InterpreterInfo>>),
-    /// Every function registered.
+    /// The live functions (unloaded ones are forgotten; counted in
+    /// `GetStats`).
     GetFunctions(RpcReplyPort<Vec<FunctionInfo>>),
     /// The `n` hottest functions so far (hands over the current batch
     /// first, so the answer is up to date).

@@ -52,7 +52,10 @@ pub enum WriterMsg {
     Flush(RpcReplyPort<WriterStats>),
     /// Counters.
     GetStats(RpcReplyPort<WriterStats>),
-    /// The `n` functions with the most samples written so far.
+    /// The `n` functions with the most samples written so far (each
+    /// generation of code its own entry). Exact for `n` up to
+    /// [`HOT_DEAD_KEPT`](crate::writer::HOT_DEAD_KEPT): the writer keeps
+    /// the live functions and only that many of the hottest unloaded ones.
     GetHotFunctions(usize, RpcReplyPort<Vec<HotFunction>>),
 }
 

@@ -361,17 +361,6 @@ fn carve(map: &mut BTreeMap<u64, Piece>, start: u64, end: u64, mut split: impl F
             break;
         }
     }
-
-    /// Drops the generations unloaded before `time_ns`: no sample at or
-    /// after `time_ns` can fall in them. (A minimal version for the writer;
-    /// the O(log n) resolver brings its own.)
-    pub fn forget_unloaded_before(&mut self, time_ns: u64) {
-        let before = self.spans.len();
-        self.spans.retain(|s| s.unloaded_ns >= time_ns);
-        if self.spans.len() != before {
-            self.sorted = false;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -36,3 +36,5 @@ mod sequences;
 mod signals;
 /// Inside tokio, and many interpreters coming and going while sampling.
 mod threads;
+/// Every native format version loads: a fixture of each, exact figures.
+mod versions;

@@ -33,6 +33,7 @@ pub struct RegistryActor;
 pub struct RegistryArgs {
     pub(crate) timing: TimingMailbox,
     pub(crate) writer: flume::Sender<WriterCmd>,
+    pub(crate) instruction_set: Option<std::sync::Arc<dyn crate::isa::InstructionSet>>,
 }
 
 /// State of the registry actor.
@@ -50,6 +51,8 @@ pub struct RegistryState {
     functions: Vec<FunctionInfo>,
     /// The id the next interpreter gets.
     next_id: u32,
+    /// The embedder's instruction set and the listings it made.
+    listings: crate::isa::Listings,
 }
 
 impl RegistryState {
@@ -98,6 +101,7 @@ impl Actor for RegistryActor {
             sources: BTreeMap::new(),
             functions: Vec::new(),
             next_id: 0,
+            listings: crate::isa::Listings::new(args.instruction_set),
         })
     }
 
@@ -175,11 +179,13 @@ impl Actor for RegistryActor {
             }
             RegistryMsg::RegisterFunction(info) => {
                 trace!(name: "registry.register_function", addr = info.addr, name = %info.name, len = info.code.len());
+                let listing = state.listings.listing(&info.code);
                 state.to_writer(Record::Function(FunctionRecord {
                     addr: info.addr,
                     name: info.name.clone(),
                     code: info.code.to_vec(),
                     loaded_ns: info.loaded_ns,
+                    listing,
                 }));
                 state.functions.push(info);
             }

@@ -17,6 +17,8 @@ mod formats;
 mod fuzz_corpus;
 /// `pcprof html`, driven in headless Chromium.
 mod html;
+/// Self-describing profiles: an instruction set recorded in the file.
+mod isa;
 /// Outputs never replace an input or a special file; truncated and corrupt
 /// inputs fail every analysis command after its output.
 mod outputs;

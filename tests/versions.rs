@@ -301,3 +301,50 @@ const V1_FUNCTIONS: &[(&str, u64)] = &[
 /// Its interpreters: id, label, samples.
 const V1_INTERPRETERS: &[(u32, Option<&str>, u64)] =
     &[(0, Some("interp-0"), 3935), (1, Some("interp-1"), 3931)];
+
+/// Native → Pulley → native: the listings and sampling record are gone (the
+/// Pulley format has no place for them), and the report says the file was
+/// converted instead of blaming a profiler that did not stop cleanly.
+/// Native → native keeps both.
+#[test]
+fn a_file_converted_from_pulley_says_so_and_native_copies_keep_listings() {
+    use pcprof::analysis::convert::{ConvertOptions, recode};
+    use pcprof::analysis::report::{ReportOptions, write_report};
+    use pcprof::{Format, ProfileReader};
+    let convert = |bytes: &[u8], to| {
+        let mut out = Vec::new();
+        let reader = ProfileReader::new(bytes).unwrap();
+        recode(
+            reader,
+            to,
+            &mut out,
+            std::path::Path::new("x"),
+            &ConvertOptions::default(),
+        )
+        .unwrap();
+        out
+    };
+    let report = |bytes: &[u8]| {
+        let p = load_bytes(bytes, &LoadOptions::default(), |_| {}).unwrap();
+        let mut out = Vec::new();
+        write_report(&mut out, &p, &ReportOptions::default()).unwrap();
+        (p, String::from_utf8(out).unwrap())
+    };
+    let back = convert(&convert(V2, Format::Pulley), Format::Native);
+    let (p, text) = report(&back);
+    assert!(p.converted_from_pulley());
+    assert!(
+        text.contains("run: converted from a Pulley-format file: no run statistics"),
+        "{text}"
+    );
+    assert!(!text.contains("did not stop cleanly"), "{text}");
+    assert!(!text.contains("sampling:"), "{text}");
+
+    let copy = convert(V2, Format::Native);
+    let (p, text) = report(&copy);
+    assert!(!p.converted_from_pulley());
+    assert_eq!(p.sampling.map(|s| s.mode), Some(SamplingMode::Randomized));
+    assert!(p.functions[0].listing.is_some());
+    assert!(text.contains("decoder: tiny"), "{text}");
+    assert!(text.contains("sampling: randomized, 1000 Hz"), "{text}");
+}

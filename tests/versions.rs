@@ -252,6 +252,15 @@ fn the_v2_fixture_loads_to_its_figures() {
             (4, "ret", &InstructionKind::Return),
         ]
     );
+    // Hex, when asked for, still starts a line at every listed instruction.
+    let hex = decode_function(
+        &DecoderChoice::Hex,
+        &p.functions[0].code,
+        p.functions[0].listing.as_deref(),
+        &[],
+    );
+    let lines: Vec<(u32, u32)> = hex.instructions.iter().map(|i| (i.offset, i.len)).collect();
+    assert_eq!(lines, vec![(0, 1), (1, 1), (2, 2), (4, 1)]);
     let interps: Vec<(u32, Option<&str>, u64)> = p
         .interpreters
         .iter()

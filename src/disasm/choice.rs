@@ -8,7 +8,9 @@
 //!   whose bytes do not decode cleanly; without the `pulley` feature, Pulley
 //!   and auto are hex.
 //! - Hex listings get the function's samples, so a line starts at every
-//!   sampled offset ([`HexDecoder::listing`]).
+//!   sampled offset ([`HexDecoder::listing`]), and at every instruction of
+//!   the file's listing when `--decoder hex` is asked of a self-describing
+//!   file: hex never runs across a known instruction boundary.
 
 use std::sync::Arc;
 
@@ -70,10 +72,24 @@ pub fn decode_function(
     listed: Option<&ListingRecord>,
     hits: &[u64],
 ) -> Listing {
+    // Hex lines also start at every instruction the file's listing knows
+    // (`--decoder hex` on a self-describing file).
     let hex = |fell_back| Listing {
         decoder: "hex".to_string(),
         fell_back,
-        instructions: HexDecoder::default().listing(code, hits),
+        instructions: match listed.filter(|l| l.code_len as usize == code.len()) {
+            Some(l) => {
+                let mut starts = hits.to_vec();
+                starts.resize(code.len(), 0);
+                for i in listed_instructions(l) {
+                    if let Some(s) = starts.get_mut(i.offset as usize) {
+                        *s = (*s).max(1);
+                    }
+                }
+                HexDecoder::default().listing(code, &starts)
+            }
+            None => HexDecoder::default().listing(code, hits),
+        },
     };
     if let (DecoderChoice::Auto, Some(l)) = (choice, listed)
         && l.code_len as usize == code.len()

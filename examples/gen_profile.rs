@@ -82,6 +82,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             name: name.clone(),
             code: code.clone(),
             loaded_ns: 0,
+            listing: None,
         }))?;
         funcs.push((addr, offsets));
         addr += code.len() as u64 + 16;

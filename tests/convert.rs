@@ -88,6 +88,7 @@ pub(crate) fn write_fixture(path: &Path, names: [&str; 3]) -> Vec<Sample> {
             name: name.to_string(),
             code: (0..len).collect(),
             loaded_ns: 0,
+            listing: None,
         }))
         .expect("function");
     }
@@ -648,7 +649,7 @@ fn collapsed_frames_lead_with_the_mnemonic_without_comments() {
     )
     .unwrap();
     // The disassembly itself carries the comment the frame must not.
-    let listing = pcprof::disasm::decode_function(&DecoderChoice::Auto, &code, &[]);
+    let listing = pcprof::disasm::decode_function(&DecoderChoice::Auto, &code, None, &[]);
     assert!(
         listing.instructions[0].text.contains("// target = 0x9"),
         "{}",

@@ -21,7 +21,15 @@ fn demo_records_and_reports_the_workload() {
     let dir = TempDir::new("demo");
     // No --out: the default file lands in the current directory.
     let out = pcprof()
-        .args(["demo", "--seconds", "0.4", "--threads", "2"])
+        .args([
+            "demo",
+            "--seconds",
+            "0.4",
+            "--threads",
+            "2",
+            "--freq",
+            "2000",
+        ])
         .current_dir(&dir.0)
         .output()
         .unwrap();
@@ -41,13 +49,19 @@ fn demo_records_and_reports_the_workload() {
         "{files:?}"
     );
     // The last lines say where the file is and what to run next.
-    let tail: Vec<&str> = stdout.lines().rev().take(4).collect();
+    let tail: Vec<&str> = stdout.lines().rev().take(5).collect();
     assert!(
         tail.iter()
             .any(|l| l.starts_with("profile:") && l.contains(&files[0])),
         "{tail:?}"
     );
     assert!(tail.iter().any(|l| l.contains("pcprof report")), "{tail:?}");
+    // The last line says how to record longer, on more threads, at another
+    // rate, with options the demo has.
+    for option in ["--seconds", "--threads", "--freq"] {
+        assert!(tail[0].contains(option), "{tail:?}");
+    }
+    assert!(stdout.contains("sampling: periodic, 2000 Hz"), "{stdout}");
     // No colour when not on a terminal.
     assert!(!stdout.contains('\x1b'));
 
@@ -60,6 +74,11 @@ fn demo_records_and_reports_the_workload() {
     assert!(profile.total_samples > 0);
     assert_eq!(profile.unresolved, 0);
     assert_eq!(profile.interpreters.len(), 2);
+    // Interpreter `i` is the thread the demo named `interp-{i}`.
+    for i in &profile.interpreters {
+        assert_eq!(i.label, Some(format!("interp-{}", i.id)));
+    }
+    assert_eq!(summary.stats.frequency_hz, 2000);
 }
 
 #[test]

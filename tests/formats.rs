@@ -308,7 +308,7 @@ proptest! {
         let mut file = Vec::new();
         let mut enc = Encoder::native(&mut file, &header()).unwrap();
         enc.write(&Record::Interpreter(InterpreterRecord { id: 0, label: None, registered_ns: 0 })).unwrap();
-        enc.write(&Record::Function(FunctionRecord { addr: 0, name: "f".into(), code: vec![1, 2], loaded_ns: 0 })).unwrap();
+        enc.write(&Record::Function(FunctionRecord { addr: 0, name: "f".into(), code: vec![1, 2], loaded_ns: 0, listing: None })).unwrap();
         enc.write_samples(&samples).unwrap();
         drop(enc);
         let c = read_all(&file).unwrap();

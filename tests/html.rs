@@ -113,6 +113,7 @@ fn empty_and_pulley_profiles_render() {
             name: "f".to_string(),
             code: vec![0; 8],
             loaded_ns: 0,
+            listing: None,
         },
     ))
     .unwrap();
@@ -431,6 +432,7 @@ fn realistic_profile(path: &Path) {
             name: name.to_string(),
             code: body.to_vec(),
             loaded_ns: 0,
+            listing: None,
         }))
         .unwrap();
         let ins = PulleyDecoder.decode(body);

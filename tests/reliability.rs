@@ -475,7 +475,8 @@ struct StalledSink {
 
 impl Write for StalledSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.writes.fetch_add(1, Ordering::SeqCst) >= 3 {
+        // The magic, the version, the header and the sampling record.
+        if self.writes.fetch_add(1, Ordering::SeqCst) >= 4 {
             let (lock, cv) = &*self.release;
             let mut released = lock.lock().unwrap();
             while !*released {

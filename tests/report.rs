@@ -48,6 +48,7 @@ pub fn pulley_file(funcs: &[(&str, u64, &[u8])], pcs: &[u64], batch: usize) -> V
             name: name.to_string(),
             code: code.to_vec(),
             loaded_ns: 0,
+            listing: None,
         }))
         .unwrap();
     }
@@ -467,6 +468,7 @@ fn two_interpreters(dir: &TempDir) -> std::path::PathBuf {
         name: "f".into(),
         code: f,
         loaded_ns: 0,
+        listing: None,
     }))
     .unwrap();
     e.write(&Record::Function(FunctionRecord {
@@ -474,6 +476,7 @@ fn two_interpreters(dir: &TempDir) -> std::path::PathBuf {
         name: "g".into(),
         code: g,
         loaded_ns: 0,
+        listing: None,
     }))
     .unwrap();
     for (id, label) in [(1, "main"), (2, "worker")] {

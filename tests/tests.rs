@@ -19,6 +19,8 @@ mod formats;
 mod fuzz_corpus;
 /// `pcprof html`, driven in headless Chromium.
 mod html;
+/// Self-describing profiles: an instruction set recorded in the file.
+mod isa;
 /// Outputs never replace an input or a special file; truncated and corrupt
 /// inputs fail every analysis command after its output.
 mod outputs;
@@ -38,3 +40,5 @@ mod sequences;
 mod signals;
 /// Inside tokio, and many interpreters coming and going while sampling.
 mod threads;
+/// Every native format version loads: a fixture of each, exact figures.
+mod versions;

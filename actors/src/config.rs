@@ -102,6 +102,9 @@ pub struct Config {
     /// Batch buffers in circulation between sampler and writer: bounds the
     /// memory held when the writer falls behind.
     pub buffers: usize,
+    /// The interpreter's instruction set: each registered function's
+    /// listing goes into the file, so reports show its mnemonics.
+    pub instruction_set: Option<Arc<dyn crate::isa::InstructionSet>>,
 }
 
 impl Default for Config {
@@ -119,6 +122,7 @@ impl Default for Config {
             scheduling: Scheduling::Normal,
             jitter: false,
             buffers: 4,
+            instruction_set: None,
         }
     }
 }

@@ -26,7 +26,7 @@ use tracing::{debug, warn};
 use crate::clock::{Clock, MonotonicClock, Nanos};
 use crate::config::{Config, Output, Scheduling};
 use crate::error::{Error, ErrorKind};
-use crate::format::{Encoder, FileHeader, Format};
+use crate::format::{Encoder, FileHeader, Format, Record, SamplingMode, SamplingRecord};
 use crate::pc::{PcHandle, PcSource};
 use crate::registry::{FunctionInfo, InterpreterInfo, RegistryMsg, SourceBox};
 use crate::sampler::SamplerMsg;
@@ -147,6 +147,15 @@ impl ProfilerBuilder {
         self
     }
 
+    /// The interpreter's instruction set: every function registered is
+    /// decoded once, at registration (never on the tick path), and its
+    /// listing goes into the file, so `pcprof report`, `sequences`, `diff`,
+    /// `html` and the exports show its mnemonics and basic blocks.
+    pub fn instruction_set(mut self, isa: Arc<dyn crate::isa::InstructionSet>) -> Self {
+        self.config.instruction_set = Some(isa);
+        self
+    }
+
     /// Batch buffers in circulation (at least 2): the memory bound.
     pub fn buffers(mut self, n: usize) -> Self {
         self.config.buffers = n;
@@ -213,11 +222,28 @@ fn allocate_buffers(config: &Config) -> Result<Vec<Vec<crate::format::Sample>>, 
     Ok(buffers)
 }
 
-/// The header is written on the caller's thread, through the embedder's
-/// sink: a panic there is an error of `start`, never the caller's panic.
-fn write_header(sink: Sink, header: &FileHeader, label: &Path) -> Result<Encoder<Sink>, Error> {
+/// How the ticks are placed, as the file records it (the `Sampling`
+/// record): the one place that maps the configuration to the recorded mode.
+fn sampling_mode(config: &Config) -> SamplingMode {
+    if config.jitter {
+        SamplingMode::Randomized
+    } else {
+        SamplingMode::Periodic
+    }
+}
+
+/// The header (and the sampling record after it) is written on the caller's
+/// thread, through the embedder's sink: a panic there is an error of
+/// `start`, never the caller's panic.
+fn write_header(
+    sink: Sink,
+    header: &FileHeader,
+    sampling: SamplingRecord,
+    label: &Path,
+) -> Result<Encoder<Sink>, Error> {
     let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut encoder = Encoder::native(sink, header)?;
+        encoder.write(&Record::Sampling(sampling))?;
         // The header reaches the OS now: a process killed at any later
         // moment leaves a file that is recognisably a profile.
         encoder.get_mut().flush()?;
@@ -310,6 +336,7 @@ impl Profiler {
         // Everything that can fail before any thread exists fails first,
         // and before the output is created where it can.
         let buffers = allocate_buffers(&config)?;
+        let mode = sampling_mode(&config);
         let (sink, path) = open_output(config.output)?;
         let mut created = RemoveOnFailure(path.clone());
         let label = sink_label(&path);
@@ -327,7 +354,11 @@ impl Profiler {
                     flush_samples: config.flush_samples,
                     clock: clock.name().to_string(),
                 };
-                write_header(sink, &header, &label)?
+                let sampling = SamplingRecord {
+                    mode,
+                    frequency_hz: config.frequency_hz,
+                };
+                write_header(sink, &header, sampling, &label)?
             }
         };
         let dispatch = tracing::dispatcher::get_default(|d| d.clone());
@@ -341,6 +372,7 @@ impl Profiler {
             actor_timeout: config.actor_timeout,
             scheduling: config.scheduling,
             jitter: config.jitter,
+            instruction_set: config.instruction_set.clone(),
             dispatch: dispatch.clone(),
         };
 

@@ -41,6 +41,7 @@ pub struct RegistryActor;
 pub struct RegistryArgs {
     pub(crate) timing: TimingMailbox,
     pub(crate) writer: flume::Sender<WriterCmd>,
+    pub(crate) instruction_set: Option<std::sync::Arc<dyn crate::isa::InstructionSet>>,
 }
 
 /// State of the registry actor.
@@ -71,6 +72,8 @@ pub struct RegistryState {
     next_function: u64,
     /// Functions unloaded so far.
     unloaded: u64,
+    /// The embedder's instruction set and the listings it made.
+    listings: crate::isa::Listings,
 }
 
 impl RegistryState {
@@ -129,6 +132,7 @@ impl Actor for RegistryActor {
             by_addr: HashMap::new(),
             next_function: 0,
             unloaded: 0,
+            listings: crate::isa::Listings::new(args.instruction_set),
         })
     }
 
@@ -220,11 +224,13 @@ impl Actor for RegistryActor {
             }
             RegistryMsg::RegisterFunction(info) => {
                 trace!(name: "registry.register_function", addr = info.addr, name = %info.name, len = info.code.len());
+                let listing = state.listings.listing(&info.code);
                 state.to_writer(Record::Function(FunctionRecord {
                     addr: info.addr,
                     name: info.name.clone(),
                     code: info.code.to_vec(),
                     loaded_ns: info.loaded_ns,
+                    listing,
                 }));
                 let n = state.next_function;
                 state.next_function += 1;

@@ -49,6 +49,7 @@ pub struct SupervisorArgs {
     pub(crate) actor_timeout: Duration,
     pub(crate) scheduling: Scheduling,
     pub(crate) jitter: bool,
+    pub(crate) instruction_set: Option<Arc<dyn crate::isa::InstructionSet>>,
     pub(crate) dispatch: tracing::Dispatch,
 }
 
@@ -497,6 +498,7 @@ impl Actor for SupervisorActor {
             RegistryArgs {
                 timing: mailbox.clone(),
                 writer: writer_tx.clone(),
+                instruction_set: args.instruction_set.clone(),
             },
             cell.clone(),
         )

@@ -23,11 +23,55 @@
 
 use pcprof::analysis::{LoadOptions, Profile, load_bytes};
 use pcprof::format::{
-    EncodedBatch, Encoder, Event, FileHeader, Format, FunctionRecord, InterpreterRecord,
-    MAX_RECORD_LEN, RateRecord, ReadErrorKind, Record, RetiredRecord, Sample, Summary,
-    UnloadRecord,
+    EncodedBatch, Encoder, Event, FileHeader, Flow, Format, FunctionRecord, InterpreterRecord,
+    ListedInstruction, ListingRecord, MAX_RECORD_LEN, RateRecord, ReadErrorKind, Record,
+    RetiredRecord, Sample, SamplingMode, SamplingRecord, Summary, UnloadRecord, code_hash,
 };
 use pcprof::{ProfileReader, Stats};
+
+/// A listing of `code` that depends on the code alone (so every function
+/// with the same code gets the same one, as the reader attaches it), or
+/// none for half the codes: instructions of 1 to 3 bytes, every kind of
+/// flow, branches within the code.
+fn listing_for(code: &[u8]) -> Option<std::sync::Arc<ListingRecord>> {
+    if code.first().is_some_and(|b| b % 2 == 1) {
+        return None;
+    }
+    let code_len = code.len() as u32;
+    let mut instructions = Vec::new();
+    let mut at = 0usize;
+    while at < code.len() {
+        let b = code[at];
+        let len = (usize::from(b % 3) + 1).min(code.len() - at);
+        let flow = match b % 5 {
+            0 => Flow::Plain,
+            1 => Flow::Branch {
+                targets: vec![u32::from(b) % code_len],
+                conditional: b.is_multiple_of(2),
+            },
+            2 => Flow::Call,
+            3 => Flow::Return,
+            _ => Flow::Undecodable,
+        };
+        instructions.push(ListedInstruction {
+            len: len as u32,
+            opcode: u32::from(b % 2),
+            operands: format!("{b}"),
+            flow,
+        });
+        at += len;
+    }
+    Some(std::sync::Arc::new(ListingRecord {
+        code_hash: code_hash(code),
+        code_len,
+        isa: "fuzz".to_string(),
+        opcodes: vec!["even".to_string(), "odd".to_string()],
+        instructions,
+    }))
+}
+
+/// The first payload byte of a `Record::Listing` (its variant index).
+const LISTING_VARIANT: u8 = 8;
 
 /// Bytes before the first native frame: magic and version.
 const PREFIX: usize = 10;
@@ -104,7 +148,10 @@ fn read_pass(data: &[u8], into: bool) -> Outcome {
             }
             Some(Err(e)) => {
                 check_error(&e, len);
-                assert_eq!(e.offset(), last, "an error names its record's start");
+                // A listing record is no event (it is attached to the
+                // functions after it), so the record at fault may start
+                // after the last event's end.
+                assert!(e.offset() >= last, "an error names its record's start");
                 assert!(r.next().is_none(), "nothing after an error");
                 assert!(r.next_into(&mut buf).is_none() && buf.is_empty());
                 out.end = Err((e.offset(), e.to_string()));
@@ -152,13 +199,19 @@ fn check_batches_against_bincode(data: &[u8], events: &[Event]) {
     let Some((payloads, _)) = split_native(data) else {
         panic!("a native file without the native prefix");
     };
-    // Event `i` is frame `i + 1`: frame 0 is the header, and events stop at
-    // the first bad frame.
+    // Event `i` is the `i`-th frame after the header that is not a listing
+    // (variant 8: kept by the reader, not an event), and events stop at the
+    // first bad frame.
+    let frames: Vec<&Vec<u8>> = payloads
+        .iter()
+        .skip(1)
+        .filter(|p| p.first() != Some(&LISTING_VARIANT))
+        .collect();
     for (i, ev) in events.iter().enumerate() {
         let Event::Samples(samples) = ev else {
             continue;
         };
-        let payload = &payloads[i + 1];
+        let payload = frames[i];
         let config = bincode::config::standard().with_limit::<{ MAX_RECORD_LEN as usize }>();
         let decoded: Result<(Record, usize), _> =
             bincode::serde::decode_from_slice(payload, config);
@@ -204,6 +257,7 @@ fn round_trip(o: &Outcome) {
                 Event::Retired(r) => Record::Retired(r),
                 Event::Rate(r) => Record::Rate(r),
                 Event::Summary(s) => Record::Summary(s),
+                Event::Sampling(s) => Record::Sampling(s),
             };
             enc.write(&record).expect("encode record");
         }
@@ -387,10 +441,12 @@ pub fn generate(g: &mut Gen) -> (Vec<u8>, Vec<Event>) {
             let record = match g.byte() % 8 {
                 0 | 1 => {
                     let addr = if g.one_in(8) { g.num() } else { base(g) };
+                    let code = g.bytes(64);
                     Record::Function(FunctionRecord {
                         addr,
                         name: g.string(12),
-                        code: g.bytes(64),
+                        listing: native.then(|| listing_for(&code)).flatten(),
+                        code,
                         loaded_ns: if native { g.num() } else { 0 },
                     })
                 }
@@ -442,10 +498,18 @@ pub fn generate(g: &mut Gen) -> (Vec<u8>, Vec<Event>) {
                     id: g.num() as u32,
                     retired_ns: g.num(),
                 }),
-                6 => match g.byte() % 2 {
+                6 => match g.byte() % 3 {
                     0 => Record::Unload(UnloadRecord {
                         addr: base(g),
                         unloaded_ns: g.num(),
+                    }),
+                    1 if native => Record::Sampling(SamplingRecord {
+                        mode: if g.one_in(2) {
+                            SamplingMode::Periodic
+                        } else {
+                            SamplingMode::Randomized
+                        },
+                        frequency_hz: g.num() as u32,
                     }),
                     _ => Record::Rate(RateRecord {
                         time_ns: g.num(),
@@ -474,7 +538,8 @@ pub fn generate(g: &mut Gen) -> (Vec<u8>, Vec<Event>) {
                 Record::Retired(r) => Some(Event::Retired(*r)),
                 Record::Rate(r) => Some(Event::Rate(*r)),
                 Record::Summary(s) => Some(Event::Summary(s.clone())),
-                Record::Header(_) => None,
+                Record::Sampling(s) => Some(Event::Sampling(*s)),
+                Record::Header(_) | Record::Listing(_) => None,
             };
             let written = enc.write(&record).expect("encode record");
             // Pulley has no empty batch: nothing is written for one.

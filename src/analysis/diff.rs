@@ -125,6 +125,8 @@ pub struct ProfileDiff {
 struct Named<'a> {
     samples: u64,
     code: &'a [u8],
+    /// The file's listing of that code, if any.
+    listing: Option<&'a crate::format::ListingRecord>,
     hits: Vec<u64>,
     /// Samples of generations whose code differs from the first one's.
     other_code_samples: u64,
@@ -146,6 +148,7 @@ fn add_generation<'a>(m: &mut BTreeMap<&'a str, Named<'a>>, f: &'a FunctionProfi
                 Named {
                     samples: f.samples,
                     code: &f.code,
+                    listing: f.listing.as_deref(),
                     hits: f.hits.clone(),
                     other_code_samples: 0,
                 },
@@ -187,7 +190,7 @@ pub fn diff(before: &Profile, after: &Profile, options: &DiffOptions) -> Profile
         let before_side = side(fb.map_or(0, |f| f.samples), bt);
         let after_side = side(fa.map_or(0, |f| f.samples), at);
         let decoded = |n: &Named<'_>| {
-            let l = decode_function(&options.decoder, n.code, &[]);
+            let l = decode_function(&options.decoder, n.code, n.listing, &[]);
             let h = instruction_hits(&l.instructions, &n.hits);
             (l.instructions, h)
         };

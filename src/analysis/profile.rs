@@ -13,10 +13,12 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::Resolver;
 use crate::format::{
-    Event, FileHeader, Format, ProfileReader, RateRecord, ReadError, Sample, Summary,
+    Event, FileHeader, Format, ListingRecord, ProfileReader, RateRecord, ReadError, Sample,
+    SamplingRecord, Summary,
 };
 
 /// Options for [`load`].
@@ -54,6 +56,9 @@ pub struct FunctionProfile {
     pub samples: u64,
     /// Samples at each byte offset (`hits.len() == code.len()`).
     pub hits: Vec<u64>,
+    /// Its instructions as its interpreter decoded them at record time, if
+    /// the file carries them (shared by every function with this code).
+    pub listing: Option<Arc<ListingRecord>>,
 }
 
 impl FunctionProfile {
@@ -122,6 +127,8 @@ pub struct Profile {
     pub header: Option<FileHeader>,
     /// Closing statistics of the run (native files written to the end).
     pub summary: Option<Summary>,
+    /// How the ticks were placed (native files of version 2 and later).
+    pub sampling: Option<SamplingRecord>,
     /// Every function, in load order.
     pub functions: Vec<FunctionProfile>,
     /// Every interpreter, by id.
@@ -149,6 +156,21 @@ impl Profile {
         let mut v: Vec<&FunctionProfile> = self.functions.iter().collect();
         v.sort_by(|a, b| b.samples.cmp(&a.samples).then_with(|| a.name.cmp(&b.name)));
         v
+    }
+
+    /// Whether this native file was converted from the Pulley format
+    /// (`pcprof convert --to native`): synthetic times, no closing summary.
+    pub fn converted_from_pulley(&self) -> bool {
+        self.header
+            .as_ref()
+            .is_some_and(|h| h.clock == crate::analysis::convert::recode::PULLEY_CLOCK)
+    }
+
+    /// How the ticks were placed, in words (`periodic, 1000 Hz`); `None`
+    /// when the file does not say (Pulley files, native version 1).
+    pub fn sampling_text(&self) -> Option<String> {
+        self.sampling
+            .map(|s| format!("{}, {} Hz", s.mode.as_str(), s.frequency_hz))
     }
 
     /// Share of all samples, in percent.
@@ -253,6 +275,7 @@ fn aggregate<R: Read>(
         format,
         header,
         summary: None,
+        sampling: None,
         functions: Vec::new(),
         interpreters: Vec::new(),
         rates: Vec::new(),
@@ -294,6 +317,7 @@ fn aggregate<R: Read>(
             }
             Event::Rate(r) => p.rates.push(r),
             Event::Summary(s) => p.summary = Some(s),
+            Event::Sampling(s) => p.sampling = Some(s),
             Event::Samples(owned) => {
                 // `next_into` fills `samples`; `owned` is empty unless a
                 // future reader hands batches over by value.
@@ -351,6 +375,7 @@ impl Aggregator {
             loaded_ns: f.loaded_ns,
             unloaded_ns: None,
             samples: 0,
+            listing: f.listing,
         });
     }
 

@@ -159,11 +159,32 @@ fn write_summary(
     if totals.hex_fallbacks > 0 {
         writeln!(
             out,
-            "decoder: {} function(s) not valid Pulley bytecode, shown as hex",
+            "decoder: {} function(s) not valid Pulley bytecode, shown as hex (no instruction \
+             listing in the file: see the README, \"Profile your own interpreter\")",
             totals.hex_fallbacks
         )?;
     }
+    if matches!(options.decoder, DecoderChoice::Auto) {
+        let isas: std::collections::BTreeSet<&str> = profile
+            .functions
+            .iter()
+            .filter_map(|f| f.listing.as_deref().map(|l| l.isa.as_str()))
+            .collect();
+        if !isas.is_empty() {
+            let isas: Vec<&str> = isas.into_iter().collect();
+            writeln!(
+                out,
+                "decoder: {}, the instruction listings recorded in the file",
+                isas.join(", ")
+            )?;
+        }
+    }
     write_run(out, profile)?;
+    if let Some(s) = profile.sampling_text() {
+        writeln!(out, "sampling: {s}")?;
+    } else if profile.format == Format::Native && !profile.converted_from_pulley() {
+        writeln!(out, "sampling: unknown (not recorded by format version 1)")?;
+    }
     let all: u64 = profile.interpreters.iter().map(|i| i.samples).sum();
     if profile.interpreters.len() > 1 {
         writeln!(out, "interpreters: {}", profile.interpreters.len())?;
@@ -228,6 +249,11 @@ fn write_run(out: &mut dyn Write, profile: &Profile) -> io::Result<()> {
             out,
             "run: not recorded (the Pulley format carries no run statistics)"
         ),
+        (None, Format::Native) if profile.converted_from_pulley() => writeln!(
+            out,
+            "run: converted from a Pulley-format file: no run statistics, sample times are \
+             synthetic"
+        ),
         (None, Format::Native) => {
             let asked = profile
                 .header
@@ -257,7 +283,12 @@ impl<'a> ListingMemo<'a> {
         if let Some(l) = self.by_code.get(f.code.as_slice()) {
             return l.clone();
         }
-        let l = std::rc::Rc::new(decode_function(decoder, &f.code, &f.hits));
+        let l = std::rc::Rc::new(decode_function(
+            decoder,
+            &f.code,
+            f.listing.as_deref(),
+            &f.hits,
+        ));
         if l.decoder != "hex" {
             if self.by_code.len() >= Self::MAX {
                 self.by_code.clear();
@@ -299,7 +330,7 @@ fn write_function(
     let listing = match listing {
         Some(l) => l,
         None => {
-            owned = decode_function(&options.decoder, &f.code, &f.hits);
+            owned = decode_function(&options.decoder, &f.code, f.listing.as_deref(), &f.hits);
             &owned
         }
     };

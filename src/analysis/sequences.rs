@@ -128,7 +128,7 @@ pub fn mine(profile: &Profile, options: &SequenceOptions) -> Sequences {
         if f.samples == 0 {
             continue;
         }
-        let listing = decode_function(&options.decoder, &f.code, &f.hits);
+        let listing = decode_function(&options.decoder, &f.code, f.listing.as_deref(), &f.hits);
         if listing.fell_back {
             skipped.push(f.name.clone());
             continue;
@@ -270,7 +270,7 @@ pub fn write_sequences(
 ) -> std::io::Result<()> {
     writeln!(
         out,
-        "hot instruction sequences of {} ({}format): {}, runs of {} to {} instructions \
+        "hot instruction sequences of {} ({} format): {}, runs of {} to {} instructions \
          within basic blocks, merged by opcode",
         profile.path.display(),
         profile.format,

@@ -54,8 +54,8 @@ pub struct ConvertArgs {
     /// Keep only the samples of this interpreter.
     #[arg(long, value_name = "ID")]
     interp: Option<u32>,
-    /// Decoder naming instruction frames: auto (Pulley, hex for bytes it
-    /// cannot decode), pulley or hex.
+    /// Decoder naming instruction frames: auto (the listing recorded in the
+    /// file, else Pulley, else hex), pulley or hex.
     #[arg(long, default_value = "auto")]
     decoder: DecoderChoice,
     /// Time between two samples of a Pulley file, which records no times, in

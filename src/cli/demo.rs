@@ -38,6 +38,9 @@ pub struct DemoArgs {
     /// Interpreter threads running the workload.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: u32,
+    /// Sampling rate in Hz [default: $PULLEY_SAMPLING_FREQ, else 1000].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub freq: Option<u32>,
     /// Output file [default: $PCPROF_OUT, else ./pulley-<pid>.data].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -58,6 +61,7 @@ impl Default for DemoArgs {
         DemoArgs {
             seconds: 3.0,
             threads: 2,
+            freq: None,
             out: None,
             format: None,
             threshold: 0.5,
@@ -87,6 +91,9 @@ pub fn run(args: DemoArgs) -> CliResult {
     if let Some(format) = args.format {
         builder = builder.format(format);
     }
+    if let Some(hz) = args.freq {
+        builder = builder.frequency(hz);
+    }
     let program = Arc::new(DemoProgram::new());
     let mut profiler = builder.start()?;
     let path = profiler
@@ -102,13 +109,14 @@ pub fn run(args: DemoArgs) -> CliResult {
     let mut threads = Vec::new();
     for i in 0..args.threads {
         let (program, stop, runs) = (Arc::clone(&program), Arc::clone(&stop), Arc::clone(&runs));
-        let handle = profiler.handle();
+        // Registered here, one after another, so that interpreter `i` of the
+        // profile is the thread named `interp-{i}` (registering from each
+        // thread would number them in whatever order they start).
         let name = format!("interp-{i}");
+        let vm = Vm::new().map_err(|_| "out of memory creating a Pulley Vm".to_string())?;
+        let mut vm = ProfiledVm::new(vm, &profiler.handle(), Some(&name))?;
         threads.push(std::thread::Builder::new().name(name.clone()).spawn(
             move || -> Result<(), String> {
-                let vm = Vm::new().map_err(|_| "out of memory creating a Pulley Vm".to_string())?;
-                let mut vm =
-                    ProfiledVm::new(vm, &handle, Some(&name)).map_err(|e| e.to_string())?;
                 let mut scratch = Scratch::new();
                 let expected = expected_checksum();
                 while !stop.load(Ordering::Relaxed) {
@@ -205,6 +213,10 @@ pub fn run(args: DemoArgs) -> CliResult {
     println!("         pcprof html {shown}        # an HTML report to open in a browser");
     println!(
         "         pcprof sequences {shown}   # hot instruction sequences: macro-instruction candidates"
+    );
+    println!(
+        "more:    pcprof demo --seconds 10 --threads 4 --freq 5000   # longer, more threads, \
+         another rate (--format pulley: Pulley's own format)"
     );
     if let Some(signal) = interrupt.received() {
         eprintln!(

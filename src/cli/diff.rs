@@ -32,7 +32,8 @@ pub struct DiffArgs {
     /// Also write the diff as a self-contained HTML page here.
     #[arg(long, value_name = "OUT.html")]
     html: Option<PathBuf>,
-    /// Decoder: auto (Pulley, hex for bytes it cannot decode), pulley or hex.
+    /// Decoder: auto (the listing recorded in the file, else Pulley, else
+    /// hex), pulley or hex.
     #[arg(long, default_value = "auto")]
     decoder: DecoderChoice,
 }

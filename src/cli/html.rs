@@ -33,7 +33,8 @@ pub struct HtmlArgs {
     /// Keep only the samples of this interpreter.
     #[arg(long, value_name = "ID")]
     interp: Option<u32>,
-    /// Decoder: auto (Pulley, hex for bytes it cannot decode), pulley or hex.
+    /// Decoder: auto (the listing recorded in the file, else Pulley, else
+    /// hex), pulley or hex.
     #[arg(long, default_value = "auto")]
     decoder: DecoderChoice,
     /// How many hot sequences to show.

@@ -35,7 +35,8 @@ pub struct ReportArgs {
     /// Pulley-format files have none).
     #[arg(long)]
     interp: Option<u32>,
-    /// Decoder: auto (Pulley, hex for bytes it cannot decode), pulley or hex.
+    /// Decoder: auto (the listing recorded in the file, else Pulley, else
+    /// hex), pulley or hex.
     #[arg(long, default_value = "auto")]
     decoder: DecoderChoice,
 }

@@ -32,8 +32,8 @@ pub struct SequencesArgs {
     /// Only the samples of this interpreter id.
     #[arg(long)]
     interp: Option<u32>,
-    /// Decoder: auto (Pulley; functions it cannot decode are skipped) or
-    /// pulley. Not hex: sequences need a decoder that knows where
+    /// Decoder: auto (the listing recorded in the file, else Pulley;
+    /// functions neither can decode are skipped) or pulley. Not hex: sequences need a decoder that knows where
     /// instructions start.
     #[arg(long, default_value = "auto", value_parser = parse_sequence_decoder)]
     decoder: DecoderChoice,

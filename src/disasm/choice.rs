@@ -2,23 +2,29 @@
 //!
 //! - [`DecoderChoice`] is what `--decoder` parses to, or a custom
 //!   [`InstructionDecoder`] from an embedder.
-//! - `auto` tries Pulley's disassembler and falls back to hex for a function
+//! - `auto` uses the listing the file carries for the function (its
+//!   interpreter's own instruction set, see [`super::listed`]); without one
+//!   it tries Pulley's disassembler and falls back to hex for a function
 //!   whose bytes do not decode cleanly; without the `pulley` feature, Pulley
 //!   and auto are hex.
 //! - Hex listings get the function's samples, so a line starts at every
-//!   sampled offset ([`HexDecoder::listing`]).
+//!   sampled offset ([`HexDecoder::listing`]), and at every instruction of
+//!   the file's listing when `--decoder hex` is asked of a self-describing
+//!   file: hex never runs across a known instruction boundary.
 
 use std::sync::Arc;
 
 #[cfg(feature = "pulley")]
 use super::InstructionKind;
-use super::{HexDecoder, Instruction, InstructionDecoder};
+use super::{HexDecoder, Instruction, InstructionDecoder, listed_instructions};
+use crate::format::ListingRecord;
 
 /// Which decoder turns a function's bytes into instructions.
 #[derive(Debug, Clone, Default)]
 pub enum DecoderChoice {
-    /// Pulley's disassembler; a function with any undecodable byte is shown
-    /// as hex instead.
+    /// The file's listing of the function when it has one; otherwise
+    /// Pulley's disassembler, and a function with any undecodable byte is
+    /// shown as hex instead.
     #[default]
     Auto,
     /// Pulley's disassembler, whatever it makes of the bytes (undecodable
@@ -47,29 +53,61 @@ impl std::str::FromStr for DecoderChoice {
 /// A function's bytes as instructions, and who decoded them.
 #[derive(Debug, Clone)]
 pub struct Listing {
-    /// Name of the decoder used (`pulley`, `hex`, or the custom decoder's).
-    pub decoder: &'static str,
+    /// Name of the decoder used (`pulley`, `hex`, the custom decoder's, or
+    /// the instruction set named by the file's listing).
+    pub decoder: String,
     /// `auto` fell back to hex because the bytes did not decode cleanly.
     pub fell_back: bool,
     /// The instructions, in offset order, covering the code.
     pub instructions: Vec<Instruction>,
 }
 
-/// Decodes `code` with `choice`. `hits` (samples per byte offset, may be
-/// empty) only shapes the hex listing: a line starts at every sampled offset.
-pub fn decode_function(choice: &DecoderChoice, code: &[u8], hits: &[u64]) -> Listing {
+/// Decodes `code` with `choice`; `listed` is the listing the file carries
+/// for it, if any. `hits` (samples per byte offset, may be empty) shapes the
+/// hex listing: a line starts at every sampled offset (a sampled PC is an
+/// instruction's start), so hex never runs across a known boundary.
+pub fn decode_function(
+    choice: &DecoderChoice,
+    code: &[u8],
+    listed: Option<&ListingRecord>,
+    hits: &[u64],
+) -> Listing {
+    // Hex lines also start at every instruction the file's listing knows
+    // (`--decoder hex` on a self-describing file).
     let hex = |fell_back| Listing {
-        decoder: "hex",
+        decoder: "hex".to_string(),
         fell_back,
-        instructions: HexDecoder::default().listing(code, hits),
+        instructions: match listed.filter(|l| l.code_len as usize == code.len()) {
+            Some(l) => {
+                let mut starts = hits.to_vec();
+                starts.resize(code.len(), 0);
+                for i in listed_instructions(l) {
+                    if let Some(s) = starts.get_mut(i.offset as usize) {
+                        *s = (*s).max(1);
+                    }
+                }
+                HexDecoder::default().listing(code, &starts)
+            }
+            None => HexDecoder::default().listing(code, hits),
+        },
     };
+    if let (DecoderChoice::Auto, Some(l)) = (choice, listed)
+        && l.code_len as usize == code.len()
+    {
+        return Listing {
+            decoder: l.isa.clone(),
+            fell_back: false,
+            instructions: listed_instructions(l),
+        };
+    }
     match choice {
         DecoderChoice::Hex => hex(false),
         DecoderChoice::Custom(d) => Listing {
-            decoder: d.name(),
+            decoder: d.name().to_string(),
             fell_back: false,
             instructions: d.decode(code),
         },
+
         #[cfg(feature = "pulley")]
         DecoderChoice::Pulley | DecoderChoice::Auto => {
             let instructions = crate::pulley::PulleyDecoder.decode(code);
@@ -78,7 +116,7 @@ pub fn decode_function(choice: &DecoderChoice, code: &[u8], hits: &[u64]) -> Lis
                 .any(|i| i.kind == InstructionKind::Undecodable);
             if clean || matches!(choice, DecoderChoice::Pulley) {
                 Listing {
-                    decoder: "pulley",
+                    decoder: "pulley".to_string(),
                     fell_back: false,
                     instructions,
                 }

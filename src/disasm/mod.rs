@@ -5,6 +5,9 @@
 //!   own.
 //! - [`hex`]: [`HexDecoder`], the fall-back for bytecode nobody can decode:
 //!   fixed-width chunks shown as hex, never a basic-block boundary.
+//! - [`listed`]: the listings a profile carries (its interpreter's own
+//!   instruction set, recorded at registration) as instructions, and
+//!   [`RecordedDecoder`], which records a decoder written for reports.
 //! - [`choice`]: [`DecoderChoice`] (`--decoder auto|pulley|hex` or a custom
 //!   decoder) and [`decode_function`], the one place every analysis picks
 //!   its decoder, so none of them depends on another's module.
@@ -17,9 +20,11 @@ use std::fmt;
 
 pub mod choice;
 pub mod hex;
+pub mod listed;
 
 pub use choice::{DecoderChoice, Listing, decode_function};
 pub use hex::HexDecoder;
+pub use listed::{RecordedDecoder, listed_instructions};
 
 /// How an instruction affects control flow; sequence mining splits basic
 /// blocks at everything but [`InstructionKind::Plain`].

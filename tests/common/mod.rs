@@ -79,6 +79,7 @@ pub fn read_all(bytes: &[u8]) -> Result<FileContents, ReadError> {
                 c.samples.extend(s)
             }
             Ok(Event::Rate(_)) => c.order.push("rate"),
+            Ok(Event::Sampling(_)) => c.order.push("sampling"),
             Ok(Event::Summary(s)) => {
                 c.order.push("summary");
                 c.summary = Some(s)

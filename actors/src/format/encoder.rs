@@ -2,11 +2,12 @@
 //! dispatches each record to the format's own writer ([`super::native`],
 //! [`super::pulley`]).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::io::{self, Write};
 
 use super::batch::EncodedBatch;
-use super::records::{FileHeader, Record, Sample};
+use super::records::{FileHeader, ListingRecord, Record, Sample};
 use super::{Format, MAGIC, VERSION};
 
 /// Why a record could not be written.
@@ -42,7 +43,14 @@ pub struct Encoder<W: Write> {
     pub(super) format: Format,
     pub(super) bytes: u64,
     pub(super) scratch: Vec<u8>,
+    /// Code hashes whose listing was written (native format): a function
+    /// reloaded many times with the same code costs one listing.
+    listed: HashSet<u64>,
 }
+
+/// Listings remembered by an encoder before it forgets them all: bounds its
+/// memory under endless distinct code; forgetting only repeats a listing.
+const LISTED_MAX: usize = 1 << 16;
 
 impl<W: Write> Encoder<W> {
     /// A native encoder; writes the magic, the version and `header` at once.
@@ -52,6 +60,7 @@ impl<W: Write> Encoder<W> {
             format: Format::Native,
             bytes: 0,
             scratch: Vec::with_capacity(4096),
+            listed: HashSet::new(),
         };
         e.sink.write_all(&MAGIC)?;
         e.sink.write_all(&VERSION.to_le_bytes())?;
@@ -67,6 +76,7 @@ impl<W: Write> Encoder<W> {
             format: Format::Pulley,
             bytes: 0,
             scratch: Vec::new(),
+            listed: HashSet::new(),
         }
     }
 
@@ -91,10 +101,25 @@ impl<W: Write> Encoder<W> {
     }
 
     /// Writes one record; returns the bytes it took (0 for records the
-    /// Pulley format cannot carry).
+    /// Pulley format cannot carry). A native function record with a listing
+    /// is preceded by that listing's record, unless its code's listing was
+    /// written already.
     pub fn write(&mut self, record: &Record) -> Result<u64, EncodeError> {
         match self.format {
-            Format::Native => self.write_native(record),
+            Format::Native => {
+                let mut n = 0;
+                if let Record::Function(f) = record
+                    && let Some(listing) = &f.listing
+                    && !self.listed.contains(&listing.code_hash)
+                {
+                    if self.listed.len() >= LISTED_MAX {
+                        self.listed.clear();
+                    }
+                    n += self.write_native(&Record::Listing(ListingRecord::clone(listing)))?;
+                    self.listed.insert(listing.code_hash);
+                }
+                Ok(n + self.write_native(record)?)
+            }
             Format::Pulley => self.write_pulley(record),
         }
     }

@@ -37,8 +37,9 @@ pub use batch::EncodedBatch;
 pub use encoder::{EncodeError, Encoder};
 pub use reader::{Event, ProfileReader, ReadError, ReadErrorKind};
 pub use records::{
-    FileHeader, FunctionRecord, InterpreterRecord, RateRecord, Record, RetiredRecord, Sample,
-    Summary, UnloadRecord,
+    FileHeader, Flow, FunctionRecord, InterpreterRecord, ListedInstruction, ListingRecord,
+    RateRecord, Record, RetiredRecord, Sample, SamplingMode, SamplingRecord, Summary, UnloadRecord,
+    code_hash,
 };
 
 use std::fmt;
@@ -47,8 +48,11 @@ use serde::{Deserialize, Serialize};
 
 /// First bytes of a native profile.
 pub const MAGIC: [u8; 8] = *b"PCPROF\0\n";
-/// Version of the native format this crate writes and reads.
-pub const VERSION: u16 = 1;
+/// Version of the native format this crate writes (FORMAT.md, "Version
+/// history"); it reads every version from [`OLDEST_VERSION`] to this one.
+pub const VERSION: u16 = 2;
+/// The oldest native version this crate reads.
+pub const OLDEST_VERSION: u16 = 1;
 /// Largest record payload accepted, in bytes: guards against allocating
 /// gigabytes for a corrupt length field.
 pub const MAX_RECORD_LEN: u32 = 1 << 30;

@@ -2,11 +2,12 @@
 //! records (`len | crc32 | bincode payload`), see FORMAT.md.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 use super::batch::{SAMPLES_VARIANT, decode_batch_payload};
 use super::encoder::{EncodeError, Encoder};
 use super::reader::{Event, ProfileReader, ReadError, ReadErrorKind, read_full, read_up_to};
-use super::records::{Record, Sample};
+use super::records::{Record, Sample, code_hash};
 use super::{MAX_RECORD_LEN, bincode_config};
 
 impl<W: Write> Encoder<W> {
@@ -67,36 +68,64 @@ impl<R: Read> ProfileReader<R> {
         &mut self,
         samples: &mut Vec<Sample>,
     ) -> Result<Option<Event>, ReadError> {
-        let at = self.offset;
-        let Some(len) = self.read_native_frame()? else {
-            return Ok(None);
-        };
-        // Sample batches (variant 5 of `Record`) are decoded straight from
-        // the payload; anything the fast path does not accept goes through
-        // bincode, which names the fault.
-        if self.buf.first() == Some(&SAMPLES_VARIANT) {
-            if decode_batch_payload(&self.buf[1..], samples).is_some() {
-                self.offset += 8 + len;
-                return Ok(Some(Event::Samples(Vec::new())));
+        // A listing is not an event of its own: it is kept and attached to
+        // the function records that follow, so the loop goes on to the next
+        // record.
+        loop {
+            let at = self.offset;
+            let Some(len) = self.read_native_frame()? else {
+                return Ok(None);
+            };
+            // Sample batches (variant 5 of `Record`) are decoded straight
+            // from the payload; anything the fast path does not accept goes
+            // through bincode, which names the fault.
+            if self.buf.first() == Some(&SAMPLES_VARIANT) {
+                if decode_batch_payload(&self.buf[1..], samples).is_some() {
+                    self.offset += 8 + len;
+                    return Ok(Some(Event::Samples(Vec::new())));
+                }
+                samples.clear();
             }
-            samples.clear();
+            let record = self.decode_record(at)?;
+            let invalid = |reason| ReadError::new(at, ReadErrorKind::Invalid { reason });
+            if record.since_version() > self.version {
+                return Err(invalid(format!(
+                    "a {} record (format version {}) in a version {} file",
+                    record.kind(),
+                    record.since_version(),
+                    self.version
+                )));
+            }
+            self.offset += 8 + len;
+            return Ok(Some(match record {
+                Record::Header(_) => return Err(invalid("a second header record".to_string())),
+                Record::Function(mut f) => {
+                    if !self.listings.is_empty() {
+                        f.listing = self
+                            .listings
+                            .get(&code_hash(&f.code))
+                            .filter(|l| l.code_len as usize == f.code.len())
+                            .cloned();
+                    }
+                    Event::Function(f)
+                }
+                Record::Unload(u) => Event::Unload(u),
+                Record::Interpreter(i) => Event::Interpreter(i),
+                Record::Retired(r) => Event::Retired(r),
+                Record::Rate(r) => Event::Rate(r),
+                Record::Summary(s) => Event::Summary(s),
+                Record::Sampling(s) => Event::Sampling(s),
+                Record::Listing(l) => {
+                    l.check().map_err(invalid)?;
+                    self.listings.insert(l.code_hash, Arc::new(l));
+                    continue;
+                }
+                Record::Samples(batch) => {
+                    batch.decode_into(samples).map_err(invalid)?;
+                    Event::Samples(Vec::new())
+                }
+            }));
         }
-        let record = self.decode_record(at)?;
-        self.offset += 8 + len;
-        let invalid = |reason| ReadError::new(at, ReadErrorKind::Invalid { reason });
-        Ok(Some(match record {
-            Record::Header(_) => return Err(invalid("a second header record".to_string())),
-            Record::Function(f) => Event::Function(f),
-            Record::Unload(u) => Event::Unload(u),
-            Record::Interpreter(i) => Event::Interpreter(i),
-            Record::Retired(r) => Event::Retired(r),
-            Record::Rate(r) => Event::Rate(r),
-            Record::Summary(s) => Event::Summary(s),
-            Record::Samples(batch) => {
-                batch.decode_into(samples).map_err(invalid)?;
-                Event::Samples(Vec::new())
-            }
-        }))
     }
 
     /// Reads the next native frame's payload into `self.buf`, checking its

@@ -96,6 +96,7 @@ impl<R: Read> ProfileReader<R> {
                     name,
                     code,
                     loaded_ns: 0,
+                    listing: None,
                 })
             }
             tag => return Err(ReadError::new(start, ReadErrorKind::UnknownTag { tag })),

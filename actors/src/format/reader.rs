@@ -3,17 +3,20 @@
 //! turns every fault into a [`ReadError`] naming the byte offset; each
 //! format's own decoding is in [`super::native`] and [`super::pulley`].
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::pulley::{PULLEY_FUNCTION, PULLEY_SAMPLES};
+use std::sync::Arc;
+
 use super::records::{
-    FileHeader, FunctionRecord, InterpreterRecord, RateRecord, Record, RetiredRecord, Sample,
-    Summary, UnloadRecord,
+    FileHeader, FunctionRecord, InterpreterRecord, ListingRecord, RateRecord, Record,
+    RetiredRecord, Sample, SamplingRecord, Summary, UnloadRecord,
 };
-use super::{Format, MAGIC, VERSION};
+use super::{Format, MAGIC, OLDEST_VERSION, VERSION};
 
 /// What is wrong with a profile file.
 #[derive(Debug)]
@@ -119,7 +122,7 @@ impl fmt::Display for ReadError {
             ),
             ReadErrorKind::UnsupportedVersion { version } => write!(
                 f,
-                "native format version {version} at byte 8 is not supported (this pcprof reads version {VERSION})"
+                "native format version {version} at byte 8 is not supported (this pcprof reads versions {OLDEST_VERSION} to {VERSION})"
             ),
             ReadErrorKind::Truncated { needed, available } => write!(
                 f,
@@ -167,6 +170,8 @@ pub enum Event {
     Rate(RateRecord),
     /// The closing statistics.
     Summary(Summary),
+    /// How the ticks were placed (version 2 files).
+    Sampling(SamplingRecord),
 }
 
 /// Streams the events of a profile file of either format.
@@ -181,6 +186,11 @@ pub struct ProfileReader<R: Read> {
     pub(super) buf: Vec<u8>,
     pub(super) path: Option<PathBuf>,
     pub(super) done: bool,
+    /// The native file's version (0 for Pulley files).
+    pub(super) version: u16,
+    /// Listings read so far, by code hash: each function record whose code
+    /// has one gets it attached.
+    pub(super) listings: HashMap<u64, Arc<ListingRecord>>,
 }
 
 impl ProfileReader<BufReader<File>> {
@@ -282,6 +292,8 @@ impl<R: Read> ProfileReader<R> {
             buf: Vec::new(),
             path: None,
             done: false,
+            version: 0,
+            listings: HashMap::new(),
         };
         match first[0] {
             b if b == MAGIC[0] => {
@@ -303,13 +315,14 @@ impl<R: Read> ProfileReader<R> {
                     ));
                 }
                 let version = u16::from_le_bytes([rest[MAGIC.len() - 1], rest[MAGIC.len()]]);
-                if version != VERSION {
+                if !(OLDEST_VERSION..=VERSION).contains(&version) {
                     return Err(ReadError::new(
                         MAGIC.len() as u64,
                         ReadErrorKind::UnsupportedVersion { version },
                     ));
                 }
                 reader.format = Format::Native;
+                reader.version = version;
                 reader.offset = MAGIC.len() as u64 + 2;
                 let at = reader.offset;
                 match reader.next_native()? {
@@ -350,6 +363,12 @@ impl<R: Read> ProfileReader<R> {
     /// The file's format.
     pub fn format(&self) -> Format {
         self.format
+    }
+
+    /// The native format's version (FORMAT.md, "Version history"); 0 for
+    /// Pulley files.
+    pub fn version(&self) -> u16 {
+        self.version
     }
 
     /// The header of a native file (`None` for Pulley files).

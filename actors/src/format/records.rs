@@ -1,5 +1,7 @@
 //! The records a profile holds, in the native format's order of variants.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::batch::EncodedBatch;
@@ -33,6 +35,151 @@ pub struct FunctionRecord {
     pub code: Vec<u8>,
     /// When it was registered, in ns since the clock's epoch.
     pub loaded_ns: u64,
+    /// The instructions of `code`, as the embedder's instruction set decoded
+    /// them. Not part of this record's bytes: in a file it travels as a
+    /// [`Record::Listing`] keyed by [`code_hash`] (written once per distinct
+    /// code by the [`Encoder`](super::Encoder), reattached by the reader).
+    #[serde(skip)]
+    pub listing: Option<Arc<ListingRecord>>,
+}
+
+/// FNV-1a (64 bits) of a function's bytecode: the key that ties a
+/// [`ListingRecord`] to every [`FunctionRecord`] with the same code.
+pub fn code_hash(code: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in code {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// How an instruction affects control flow (what cuts basic blocks).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Flow {
+    /// Falls through to the next instruction.
+    Plain,
+    /// A jump: `targets` are byte offsets within the function;
+    /// `conditional` if it may also fall through.
+    Branch {
+        /// Offsets of the possible destinations within the function.
+        targets: Vec<u32>,
+        /// Whether execution may also fall through.
+        conditional: bool,
+    },
+    /// A call; control comes back to the next instruction.
+    Call,
+    /// A return, halt or trap: the block ends and does not fall through.
+    Return,
+    /// Bytes the instruction set could not decode.
+    Undecodable,
+}
+
+/// One instruction of a [`ListingRecord`]; its offset is the sum of the
+/// lengths before it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ListedInstruction {
+    /// Encoded length in bytes (at least 1).
+    pub len: u32,
+    /// Index of its mnemonic in [`ListingRecord::opcodes`].
+    pub opcode: u32,
+    /// Operand text (may be empty); the full text is `mnemonic operands`.
+    pub operands: String,
+    /// Control-flow effect.
+    pub flow: Flow,
+}
+
+/// A function's code as the embedder's instruction set decodes it (format
+/// version 2): written once per distinct code, whatever the number of
+/// functions (or reloads) that share it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ListingRecord {
+    /// [`code_hash`] of the code described.
+    pub code_hash: u64,
+    /// Its length in bytes: the instructions' lengths add up to it.
+    pub code_len: u32,
+    /// Name of the instruction set (`stack-vm`): what reports call the
+    /// decoder.
+    pub isa: String,
+    /// The distinct mnemonics of this code, referenced by index.
+    pub opcodes: Vec<String>,
+    /// The instructions, in offset order, covering the code exactly.
+    pub instructions: Vec<ListedInstruction>,
+}
+
+impl ListingRecord {
+    /// Whether this listing can describe `code`: same hash and length, every
+    /// instruction at least one byte, the lengths adding up to the code's,
+    /// every mnemonic index and branch target in range. Err names the fault.
+    pub fn check(&self) -> Result<(), String> {
+        let mut at: u64 = 0;
+        for (k, i) in self.instructions.iter().enumerate() {
+            if i.len == 0 {
+                return Err(format!("listing instruction {k} has length 0"));
+            }
+            if i.opcode as usize >= self.opcodes.len() {
+                return Err(format!(
+                    "listing instruction {k} names mnemonic {} of {}",
+                    i.opcode,
+                    self.opcodes.len()
+                ));
+            }
+            if let Flow::Branch { targets, .. } = &i.flow
+                && let Some(t) = targets.iter().find(|&&t| t >= self.code_len)
+            {
+                return Err(format!(
+                    "listing instruction {k} branches to {t}, past the code's {} bytes",
+                    self.code_len
+                ));
+            }
+            at += u64::from(i.len);
+        }
+        if at != u64::from(self.code_len) {
+            return Err(format!(
+                "listing covers {at} bytes of a {}-byte code",
+                self.code_len
+            ));
+        }
+        Ok(())
+    }
+
+    /// The mnemonic of `i` (empty if out of range; [`ListingRecord::check`]
+    /// rules that out).
+    pub fn mnemonic(&self, i: &ListedInstruction) -> &str {
+        self.opcodes
+            .get(i.opcode as usize)
+            .map_or("", String::as_str)
+    }
+}
+
+/// How the ticks were placed in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SamplingMode {
+    /// Every period, on absolute deadlines.
+    Periodic,
+    /// At randomised instants averaging the rate (immune to work that
+    /// repeats in step with the period).
+    Randomized,
+}
+
+impl SamplingMode {
+    /// `periodic` or `randomized`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SamplingMode::Periodic => "periodic",
+            SamplingMode::Randomized => "randomized",
+        }
+    }
+}
+
+/// How the profile was sampled (format version 2), written right after the
+/// header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SamplingRecord {
+    /// Periodic or randomised instants.
+    pub mode: SamplingMode,
+    /// The rate asked for at start, in hertz.
+    pub frequency_hz: u32,
 }
 
 /// A function's code was unloaded; its address range may be reused later.
@@ -214,6 +361,11 @@ pub enum Record {
     Rate(RateRecord),
     /// The closing statistics.
     Summary(Summary),
+    // Version 2: appended, never reordered (bincode writes the index).
+    /// The instructions of a code, before the first function that has it.
+    Listing(ListingRecord),
+    /// How the ticks were placed, right after the header.
+    Sampling(SamplingRecord),
 }
 
 impl Record {
@@ -228,6 +380,16 @@ impl Record {
             Record::Samples(_) => "samples",
             Record::Rate(_) => "rate",
             Record::Summary(_) => "summary",
+            Record::Listing(_) => "listing",
+            Record::Sampling(_) => "sampling",
+        }
+    }
+
+    /// The first format version with this record.
+    pub fn since_version(&self) -> u16 {
+        match self {
+            Record::Listing(_) | Record::Sampling(_) => 2,
+            _ => 1,
         }
     }
 }

@@ -84,7 +84,8 @@ pub fn write_collapsed(
             continue;
         }
         let name = collapsed_frame(&f.name);
-        let instructions = decode_function(decoder, &f.code, &[]).instructions;
+        let instructions =
+            decode_function(decoder, &f.code, f.listing.as_deref(), &[]).instructions;
         let hits = instruction_totals(&instructions, &f.hits);
         let mut attributed = 0;
         for (ins, &count) in instructions.iter().zip(&hits) {

@@ -4,8 +4,10 @@
 //! - Native → Pulley keeps functions and PCs (Pulley's format has no times,
 //!   interpreters, unloads nor summary).
 //! - Pulley → native gives every sample a synthetic time
-//!   (`index × pulley_interval_ns` on a `virtual` clock) and one
-//!   interpreter, declared before its first sample.
+//!   (`index × pulley_interval_ns`) and one interpreter, declared before its
+//!   first sample; the header's clock is `pulley`, so reports say the file
+//!   was converted (and why it has no closing summary).
+//! - Native → native keeps the listings and the sampling record.
 //! - Either format into itself copies, after the interpreter filter.
 
 use std::fs::File;
@@ -15,6 +17,10 @@ use std::path::Path;
 use super::{ConvertError, ConvertOptions, ConvertReport, Exporter, Prepared};
 use crate::ProfileReader;
 use crate::format::{Encoder, Event, FileHeader, Format, InterpreterRecord, Record, Sample};
+
+/// The header's `clock` in a native file converted from the Pulley format:
+/// its times are sample indices, and it never had a closing summary.
+pub const PULLEY_CLOCK: &str = "pulley";
 
 /// Samples per record written by [`recode`]: bounds a record's size however
 /// large the source's batches are.
@@ -94,7 +100,7 @@ pub fn recode<R: Read, W: Write>(
                 started_unix_ns: 0,
                 frequency_hz: u32::try_from(1_000_000_000 / interval).unwrap_or(0),
                 flush_samples: 0,
-                clock: "virtual".to_string(),
+                clock: PULLEY_CLOCK.to_string(),
             });
             Encoder::native(sink, &header).map_err(enc_err)?
         }
@@ -172,6 +178,9 @@ pub fn recode<R: Read, W: Write>(
             }
             Event::Summary(s) => {
                 encoder.write(&Record::Summary(s)).map_err(enc_err)?;
+            }
+            Event::Sampling(s) => {
+                encoder.write(&Record::Sampling(s)).map_err(enc_err)?;
             }
         }
     }

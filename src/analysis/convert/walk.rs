@@ -76,7 +76,13 @@ pub(super) fn walk(
             Event::Function(f) => {
                 resolver.add(functions.len(), f.addr, f.code.len() as u64, f.loaded_ns);
                 functions.push(WalkFunction {
-                    instructions: decode_function(&options.decoder, &f.code, &[]).instructions,
+                    instructions: decode_function(
+                        &options.decoder,
+                        &f.code,
+                        f.listing.as_deref(),
+                        &[],
+                    )
+                    .instructions,
                     name: f.name,
                     addr: f.addr,
                 });
@@ -94,7 +100,7 @@ pub(super) fn walk(
                     step(Step::Retired(r.id, r.retired_ns));
                 }
             }
-            Event::Rate(_) => {}
+            Event::Rate(_) | Event::Sampling(_) => {}
             Event::Summary(s) => end.stopped_ns = Some(s.stopped_ns),
             Event::Samples(samples) => {
                 for s in samples {

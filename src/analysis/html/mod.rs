@@ -125,7 +125,7 @@ pub fn render(profile: &Profile, options: &HtmlOptions) -> String {
         .filter(|f| f.samples > 0)
         .take(options.max_table_rows)
         .map(|f| {
-            let listing = decode_function(&options.decoder, &f.code, &f.hits);
+            let listing = decode_function(&options.decoder, &f.code, f.listing.as_deref(), &f.hits);
             let instructions = listing.instructions;
             let hits = instruction_totals(&instructions, &f.hits);
             decoders.insert(listing.decoder);

@@ -21,7 +21,9 @@ struct Card {
 pub(super) fn summary(out: &mut String, profile: &Profile) {
     let stats = profile.summary.as_ref().map(|s| &s.stats);
     let native = profile.format == Format::Native;
-    let not_recorded = if native {
+    let not_recorded = if profile.converted_from_pulley() {
+        "converted from a Pulley file"
+    } else if native {
         "no closing summary"
     } else {
         "not in Pulley files"
@@ -70,6 +72,24 @@ pub(super) fn summary(out: &mut String, profile: &Profile) {
             None => not_recorded.to_string(),
         },
         bad: stats.is_some_and(|s| asked.is_some_and(|a| s.achieved_hz() < f64::from(a) * 0.9)),
+    });
+
+    cards.push(Card {
+        key: "Sampling",
+        value: profile
+            .sampling
+            .map_or("—".to_string(), |s| s.mode.as_str().to_string()),
+        detail: match profile.sampling {
+            Some(s) => format!(
+                "instants, {} Hz asked",
+                thousands(u64::from(s.frequency_hz))
+            ),
+            None if native && !profile.converted_from_pulley() => {
+                "unknown (format version 1)".to_string()
+            }
+            None => not_recorded.to_string(),
+        },
+        bad: false,
     });
 
     match stats {
@@ -187,7 +207,15 @@ fn warnings(profile: &Profile) -> Vec<String> {
             "Reading stopped early: {e}. Every complete record before it is counted."
         ));
     }
-    if profile.format == Format::Native && profile.summary.is_none() && profile.read_error.is_none()
+    if profile.converted_from_pulley() {
+        w.push(
+            "Converted from a Pulley-format file: no closing statistics (rate, missed ticks, \
+             drops) and sample times are synthetic, one sample after another."
+                .to_string(),
+        );
+    } else if profile.format == Format::Native
+        && profile.summary.is_none()
+        && profile.read_error.is_none()
     {
         w.push(
             "The file has no closing summary: the profiler did not stop cleanly, \

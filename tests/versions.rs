@@ -1,0 +1,359 @@
+//! Every native format version keeps loading: one small file of each in
+//! `tests/fixtures/`, each loaded to exact figures.
+//!
+//! - `native-v1-demo.data`: written by an earlier build (`pcprof demo
+//!   --seconds 4`), version 1.
+//! - `native-v2-listing.data`: written by [`v2_fixture`], a deterministic
+//!   generator (fixed header, the library's own encoder); regenerate it with
+//!   `PCPROF_WRITE_FIXTURES=1 cargo test --test tests versions::` only when
+//!   a new version is added, never to make a test pass.
+
+use std::sync::Arc;
+
+use pcprof::analysis::{LoadOptions, load_bytes};
+use pcprof::disasm::{DecoderChoice, InstructionKind, decode_function};
+use pcprof::format::{
+    Encoder, FileHeader, Flow, FunctionRecord, InterpreterRecord, RateRecord, Record, SamplingMode,
+    SamplingRecord, Summary, UnloadRecord,
+};
+use pcprof::isa::listing_of;
+use pcprof::{InstructionSet, ListingBuilder, Sample, Stats};
+
+const V1: &[u8] = include_bytes!("fixtures/native-v1-demo.data");
+const V2: &[u8] = include_bytes!("fixtures/native-v2-listing.data");
+
+/// A two-opcode instruction set: `inc` (1 byte), `br <target>` (2 bytes,
+/// conditional), `ret` (1 byte).
+#[derive(Debug)]
+struct Tiny;
+
+impl InstructionSet for Tiny {
+    fn name(&self) -> &str {
+        "tiny"
+    }
+    fn decode(&self, code: &[u8], out: &mut ListingBuilder) {
+        let mut at = 0;
+        while at < code.len() {
+            let pushed = match code[at] {
+                1 => out.push(1, "inc", "", Flow::Plain),
+                2 if at + 1 < code.len() => out.push(
+                    2,
+                    "br",
+                    &code[at + 1].to_string(),
+                    Flow::Branch {
+                        targets: vec![u32::from(code[at + 1])],
+                        conditional: true,
+                    },
+                ),
+                3 => out.push(1, "ret", "", Flow::Return),
+                _ => return,
+            };
+            if !pushed {
+                return;
+            }
+            at = out.offset() as usize;
+        }
+    }
+}
+
+/// The version 2 fixture: a listing shared by a function and its reload at
+/// the same address, a function without one, two interpreters, a sampling
+/// record, a rate change and a summary.
+fn v2_fixture() -> Vec<u8> {
+    let header = FileHeader {
+        pcprof_version: "fixture".into(),
+        pid: 7,
+        started_unix_ns: 1_700_000_000_000_000_000,
+        frequency_hz: 1000,
+        flush_samples: 100,
+        clock: "virtual".into(),
+    };
+    // loop: inc; inc; br 0; ret  (offsets 0, 1, 2, 4)
+    let looped = vec![1u8, 1, 2, 0, 3];
+    let listing = listing_of(&Tiny, &looped).map(Arc::new);
+    let function = |name: &str, addr, code: &[u8], loaded_ns, listing| {
+        Record::Function(FunctionRecord {
+            addr,
+            name: name.into(),
+            code: code.to_vec(),
+            loaded_ns,
+            listing,
+        })
+    };
+    let mut file = Vec::new();
+    let mut e = Encoder::native(&mut file, &header).unwrap();
+    e.write(&Record::Sampling(SamplingRecord {
+        mode: SamplingMode::Randomized,
+        frequency_hz: 1000,
+    }))
+    .unwrap();
+    for id in 0..2 {
+        e.write(&Record::Interpreter(InterpreterRecord {
+            id,
+            label: Some(format!("interp-{id}")),
+            registered_ns: 0,
+        }))
+        .unwrap();
+    }
+    e.write(&function("loop", 0x1000, &looped, 0, listing.clone()))
+        .unwrap();
+    e.write(&function("plain", 0x2000, &[9, 9, 9, 9, 9, 9], 0, None))
+        .unwrap();
+    let tick = |t: u64, interp, pc| Sample {
+        time_ns: t * 1_000_000,
+        interp,
+        pc,
+    };
+    let mut samples = Vec::new();
+    for t in 1..=10 {
+        samples.push(tick(t, 0, 0x1000 + [0, 1, 2, 2, 4][t as usize % 5]));
+        samples.push(tick(t, 1, 0x2000 + t % 3));
+    }
+    e.write_samples(&samples).unwrap();
+    e.write(&Record::Unload(UnloadRecord {
+        addr: 0x1000,
+        unloaded_ns: 10_500_000,
+    }))
+    .unwrap();
+    e.write(&function("loop", 0x1000, &looped, 10_500_000, listing))
+        .unwrap();
+    e.write(&Record::Rate(RateRecord {
+        time_ns: 10_600_000,
+        frequency_hz: 500,
+    }))
+    .unwrap();
+    let later: Vec<Sample> = (0..4).map(|k| tick(12 + 2 * k, 0, 0x1002)).collect();
+    e.write_samples(&later).unwrap();
+    e.write(&Record::Summary(Summary {
+        stopped_ns: 20_000_000,
+        stats: Stats {
+            frequency_hz: 500,
+            elapsed_ns: 20_000_000,
+            samples_taken: 24,
+            samples_written: 24,
+            ..Stats::default()
+        },
+    }))
+    .unwrap();
+    drop(e);
+    file
+}
+
+/// Regenerates the v2 fixture when asked (see the module docs); otherwise
+/// checks that the generator still writes the committed bytes, so the
+/// fixture stays what its figures below say.
+#[test]
+fn the_v2_fixture_is_what_its_generator_writes() {
+    let bytes = v2_fixture();
+    if std::env::var_os("PCPROF_WRITE_FIXTURES").is_some() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/native-v2-listing.data"
+        );
+        std::fs::write(path, &bytes).unwrap();
+    }
+    assert_eq!(
+        bytes, V2,
+        "the encoder no longer writes the version 2 fixture"
+    );
+}
+
+#[test]
+fn the_v1_fixture_loads_to_its_figures() {
+    let p = load_bytes(V1, &LoadOptions::default(), |_| {}).unwrap();
+    assert_eq!(p.read_error, None);
+    assert_eq!(p.total_samples, 7866);
+    assert_eq!(p.unresolved, 0);
+    assert_eq!(p.sampling, None);
+    assert!(p.functions.iter().all(|f| f.listing.is_none()));
+    let mut by_name: Vec<(&str, u64)> = p
+        .functions
+        .iter()
+        .map(|f| (f.name.as_str(), f.samples))
+        .collect();
+    by_name.sort();
+    assert_eq!(by_name, V1_FUNCTIONS);
+    let interps: Vec<(u32, Option<&str>, u64)> = p
+        .interpreters
+        .iter()
+        .map(|i| (i.id, i.label.as_deref(), i.samples))
+        .collect();
+    assert_eq!(interps, V1_INTERPRETERS);
+    let s = p.summary.expect("the run stopped cleanly");
+    assert_eq!(
+        (
+            s.stats.samples_written,
+            s.stats.frequency_hz,
+            s.stats.ticks_missed
+        ),
+        (7866, 1000, 76)
+    );
+}
+
+#[test]
+fn the_v2_fixture_loads_to_its_figures() {
+    let p = load_bytes(V2, &LoadOptions::default(), |_| {}).unwrap();
+    assert_eq!(p.read_error, None);
+    assert_eq!(p.file_bytes, V2.len() as u64);
+    assert_eq!(p.total_samples, 24);
+    assert_eq!(p.unresolved, 0);
+    assert_eq!(
+        p.sampling,
+        Some(SamplingRecord {
+            mode: SamplingMode::Randomized,
+            frequency_hz: 1000
+        })
+    );
+    assert_eq!(p.sampling_text().as_deref(), Some("randomized, 1000 Hz"));
+    let f: Vec<(&str, u64, &[u64])> = p
+        .functions
+        .iter()
+        .map(|f| (f.name.as_str(), f.samples, f.hits.as_slice()))
+        .collect();
+    assert_eq!(
+        f,
+        vec![
+            ("loop", 10, &[2, 2, 4, 0, 2][..]),
+            ("plain", 10, &[3, 4, 3, 0, 0, 0][..]),
+            ("loop", 4, &[0, 0, 4, 0, 0][..]),
+        ]
+    );
+    // One listing in the file, attached to both generations of `loop`.
+    let (a, b) = (&p.functions[0].listing, &p.functions[2].listing);
+    assert!(Arc::ptr_eq(a.as_ref().unwrap(), b.as_ref().unwrap()));
+    assert_eq!(p.functions[1].listing, None);
+    assert_eq!(V2.windows(4).filter(|w| w == b"tiny").count(), 1);
+    // The listing is what every analysis decodes with by default.
+    let l = decode_function(
+        &DecoderChoice::Auto,
+        &p.functions[0].code,
+        p.functions[0].listing.as_deref(),
+        &p.functions[0].hits,
+    );
+    assert_eq!(l.decoder, "tiny");
+    let shown: Vec<(u32, &str, &InstructionKind)> = l
+        .instructions
+        .iter()
+        .map(|i| (i.offset, i.text.as_str(), &i.kind))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            (0, "inc", &InstructionKind::Plain),
+            (1, "inc", &InstructionKind::Plain),
+            (
+                2,
+                "br 0",
+                &InstructionKind::Branch {
+                    targets: vec![0],
+                    conditional: true
+                }
+            ),
+            (4, "ret", &InstructionKind::Return),
+        ]
+    );
+    // Hex, when asked for, still starts a line at every listed instruction.
+    let hex = decode_function(
+        &DecoderChoice::Hex,
+        &p.functions[0].code,
+        p.functions[0].listing.as_deref(),
+        &[],
+    );
+    let lines: Vec<(u32, u32)> = hex.instructions.iter().map(|i| (i.offset, i.len)).collect();
+    assert_eq!(lines, vec![(0, 1), (1, 1), (2, 2), (4, 1)]);
+    let interps: Vec<(u32, Option<&str>, u64)> = p
+        .interpreters
+        .iter()
+        .map(|i| (i.id, i.label.as_deref(), i.samples))
+        .collect();
+    assert_eq!(
+        interps,
+        vec![(0, Some("interp-0"), 14), (1, Some("interp-1"), 10)]
+    );
+    assert_eq!(p.rates.len(), 1);
+    assert_eq!(p.summary.map(|s| s.stats.samples_written), Some(24));
+}
+
+/// A version 1 file holding a record of version 2 is refused with an error
+/// that says so, at the record's offset.
+#[test]
+fn a_version_1_file_with_a_version_2_record_is_refused() {
+    let mut bytes = V2.to_vec();
+    bytes[8..10].copy_from_slice(&1u16.to_le_bytes());
+    let p = load_bytes(&bytes, &LoadOptions::default(), |_| {}).unwrap();
+    let e = p.read_error.expect("refused");
+    assert!(
+        e.contains("a sampling record (format version 2) in a version 1 file"),
+        "{e}"
+    );
+    assert_eq!(p.total_samples, 0);
+    // And a version this build does not know is refused up front.
+    bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
+    let e = load_bytes(&bytes, &LoadOptions::default(), |_| {}).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "native format version 3 at byte 8 is not supported (this pcprof reads versions 1 to 2)"
+    );
+}
+
+/// Samples per function of the version 1 fixture, by name.
+const V1_FUNCTIONS: &[(&str, u64)] = &[
+    ("collatz", 463),
+    ("dot", 350),
+    ("fib", 561),
+    ("fill", 2070),
+    ("hash", 1105),
+    ("main", 0),
+    ("sieve", 3317),
+];
+
+/// Its interpreters: id, label, samples.
+const V1_INTERPRETERS: &[(u32, Option<&str>, u64)] =
+    &[(0, Some("interp-0"), 3935), (1, Some("interp-1"), 3931)];
+
+/// Native → Pulley → native: the listings and sampling record are gone (the
+/// Pulley format has no place for them), and the report says the file was
+/// converted instead of blaming a profiler that did not stop cleanly.
+/// Native → native keeps both.
+#[test]
+fn a_file_converted_from_pulley_says_so_and_native_copies_keep_listings() {
+    use pcprof::analysis::convert::{ConvertOptions, recode};
+    use pcprof::analysis::report::{ReportOptions, write_report};
+    use pcprof::{Format, ProfileReader};
+    let convert = |bytes: &[u8], to| {
+        let mut out = Vec::new();
+        let reader = ProfileReader::new(bytes).unwrap();
+        recode(
+            reader,
+            to,
+            &mut out,
+            std::path::Path::new("x"),
+            &ConvertOptions::default(),
+        )
+        .unwrap();
+        out
+    };
+    let report = |bytes: &[u8]| {
+        let p = load_bytes(bytes, &LoadOptions::default(), |_| {}).unwrap();
+        let mut out = Vec::new();
+        write_report(&mut out, &p, &ReportOptions::default()).unwrap();
+        (p, String::from_utf8(out).unwrap())
+    };
+    let back = convert(&convert(V2, Format::Pulley), Format::Native);
+    let (p, text) = report(&back);
+    assert!(p.converted_from_pulley());
+    assert!(
+        text.contains("run: converted from a Pulley-format file: no run statistics"),
+        "{text}"
+    );
+    assert!(!text.contains("did not stop cleanly"), "{text}");
+    assert!(!text.contains("sampling:"), "{text}");
+
+    let copy = convert(V2, Format::Native);
+    let (p, text) = report(&copy);
+    assert!(!p.converted_from_pulley());
+    assert_eq!(p.sampling.map(|s| s.mode), Some(SamplingMode::Randomized));
+    assert!(p.functions[0].listing.is_some());
+    assert!(text.contains("decoder: tiny"), "{text}");
+    assert!(text.contains("sampling: randomized, 1000 Hz"), "{text}");
+}

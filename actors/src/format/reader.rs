@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::pulley::{PULLEY_FUNCTION, PULLEY_SAMPLES};
+use super::pulley::{PULLEY_FUNCTION, PULLEY_SAMPLES, PulleySection};
 use super::records::{
     FileHeader, FunctionRecord, InterpreterRecord, RateRecord, Record, RetiredRecord, Sample,
     Summary, UnloadRecord,
@@ -181,7 +181,17 @@ pub struct ProfileReader<R: Read> {
     pub(super) buf: Vec<u8>,
     pub(super) path: Option<PathBuf>,
     pub(super) done: bool,
+    /// Pulley files: where the reader is inside a samples section, which it
+    /// streams in bounded chunks.
+    pub(super) pulley: PulleySection,
+    /// Pulley files: the PCs of a chunk, for `next_into`'s `Sample`s.
+    pub(super) pulley_pcs: Vec<u64>,
 }
+
+/// Buffer of a file opened by [`ProfileReader::open`]: half a Pulley
+/// chunk's bytes, so that chunks are read straight into their buffer
+/// rather than copied through this one.
+const BUF_CAPACITY: usize = 1 << 18;
 
 impl ProfileReader<BufReader<File>> {
     /// Opens a profile file.
@@ -194,7 +204,7 @@ impl ProfileReader<BufReader<File>> {
         let file =
             File::open(path).map_err(|e| with_path(ReadError::new(0, ReadErrorKind::Io(e))))?;
         let mut r =
-            ProfileReader::new(BufReader::with_capacity(1 << 20, file)).map_err(with_path)?;
+            ProfileReader::new(BufReader::with_capacity(BUF_CAPACITY, file)).map_err(with_path)?;
         r.path = Some(path.to_path_buf());
         Ok(r)
     }
@@ -282,6 +292,8 @@ impl<R: Read> ProfileReader<R> {
             buf: Vec::new(),
             path: None,
             done: false,
+            pulley: PulleySection::default(),
+            pulley_pcs: Vec::new(),
         };
         match first[0] {
             b if b == MAGIC[0] => {
@@ -408,6 +420,36 @@ impl<R: Read> ProfileReader<R> {
         let result = self.next_event_into(samples);
         if result.is_err() {
             samples.clear();
+        }
+        self.settle(result)
+    }
+}
+
+/// The tightest path for Pulley files, whose samples are bare PCs.
+impl<R: Read> ProfileReader<R> {
+    /// Like [`ProfileReader::next_into`], except that a Pulley file's
+    /// samples are decoded into `pcs` alone (no [`Sample`] of 24 bytes per
+    /// 8-byte PC; `samples` stays empty); a native file's go to `samples`
+    /// (`pcs` stays empty). Both are cleared first. A Pulley samples section
+    /// comes as several [`Event::Samples`] of at most 65 536 samples each,
+    /// so memory is bounded however large the section.
+    pub fn next_pcs_into(
+        &mut self,
+        samples: &mut Vec<Sample>,
+        pcs: &mut Vec<u64>,
+    ) -> Option<Result<Event, ReadError>> {
+        samples.clear();
+        pcs.clear();
+        if self.done {
+            return None;
+        }
+        let result = match self.format {
+            Format::Pulley => self.next_pulley_pcs(pcs),
+            Format::Native => self.next_native_into(samples),
+        };
+        if result.is_err() {
+            samples.clear();
+            pcs.clear();
         }
         self.settle(result)
     }

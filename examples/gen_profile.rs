@@ -12,13 +12,11 @@
 //! - Written in records of 20 000 samples (`--record N`: Wasmtime's agent
 //!   writes long runs in records of 1 000 000) with
 //!   `pcprof::format::Encoder`.
-//! - `--case NAME` writes instead one of the crafted files of issue 11,
-//!   small but hard for an analysis that is not linear: `large-ids`
-//!   (interpreter ids near 2^24), `interpreters` (a million distinct
-//!   interpreters, one sample each), `interleaved` (80 000 function/sample
-//!   pairs), `generations` (80 000 generations of code at one address:
-//!   load, samples, unload). `--samples N` scales each (default: the full
-//!   size of the issue).
+//! - `--case NAME` writes instead one of the crafted files of issue 11
+//!   (`examples/crafted/mod.rs`: `large-ids`, `interpreters`,
+//!   `interleaved`, `generations`, `pulley-records`), small but hard for
+//!   an analysis that is not linear; `--samples N` scales each (default:
+//!   the full size of the issue).
 //!
 //! ```text
 //! cargo run --release --example gen_profile -- /tmp/big.pulley \
@@ -63,7 +61,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "usage: gen_profile OUT [--samples N] [--seed S] [--native] [--record N] [--case NAME]",
     )?;
     if let Some(case) = case {
-        return crafted::write(&out, &case, samples_given.then_some(samples));
+        let file = std::fs::File::create(&out).map_err(|e| format!("{out}: {e}"))?;
+        let mut sink = BufWriter::with_capacity(1 << 20, file);
+        let bytes = crafted::write(&mut sink, &case, samples_given.then_some(samples))?;
+        std::io::Write::flush(&mut sink)?;
+        eprintln!("{out}: {bytes} bytes, case {case}");
+        return Ok(());
     }
 
     let program = DemoProgram::new();
@@ -152,140 +155,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The crafted files of issue 11: small, well-formed (the library's own
-/// encoder, correct CRCs), each the worst case of one part of an analysis.
-#[cfg(feature = "pulley")]
-mod crafted {
-    use std::io::{BufWriter, Write};
-
-    use pcprof::format::{
-        Encoder, FileHeader, FunctionRecord, InterpreterRecord, Record, RetiredRecord, Sample,
-        UnloadRecord,
-    };
-
-    /// Writes case `name` to `out`; `n` overrides its size.
-    pub fn write(out: &str, name: &str, n: Option<u64>) -> Result<(), Box<dyn std::error::Error>> {
-        let file = std::fs::File::create(out).map_err(|e| format!("{out}: {e}"))?;
-        let sink = BufWriter::with_capacity(1 << 20, file);
-        let header = FileHeader {
-            pcprof_version: "gen".to_string(),
-            pid: 0,
-            started_unix_ns: 0,
-            frequency_hz: 1000,
-            flush_samples: 1000,
-            clock: "virtual".to_string(),
-        };
-        let mut enc = Encoder::native(sink, &header)?;
-        let code = vec![0u8; 64];
-        let function = |addr: u64, k: u64, loaded_ns: u64| {
-            Record::Function(FunctionRecord {
-                addr,
-                name: format!("f{k}"),
-                code: code.clone(),
-                loaded_ns,
-            })
-        };
-        let interp = |id: u32, registered_ns: u64| {
-            Record::Interpreter(InterpreterRecord {
-                id,
-                label: None,
-                registered_ns,
-            })
-        };
-        let sample = |time_ns: u64, interp: u32, pc: u64| Sample {
-            time_ns,
-            interp,
-            pc,
-        };
-        match name {
-            // Interpreter ids near 2^24 (the reader's limit): 8 of them,
-            // one sample each per tick, `n` ticks in batches of 10.
-            "large-ids" => {
-                let n = n.unwrap_or(2_000);
-                let ids: Vec<u32> = (1..=8).map(|k| (1 << 24) - k).collect();
-                enc.write(&function(0x1000, 0, 0))?;
-                for &id in &ids {
-                    enc.write(&interp(id, 0))?;
-                }
-                let mut batch = Vec::new();
-                for t in 0..n {
-                    for (k, &id) in ids.iter().enumerate() {
-                        batch.push(sample(t * 1_000_000, id, 0x1000 + (t + k as u64) % 64));
-                    }
-                    if t % 10 == 9 {
-                        enc.write_samples(&batch)?;
-                        batch.clear();
-                    }
-                }
-                enc.write_samples(&batch)?;
-            }
-            // A million distinct interpreters, each registered, sampled
-            // once (late interpreters late in the run) and retired.
-            "interpreters" => {
-                let n = n.unwrap_or(1_000_000);
-                enc.write(&function(0x1000, 0, 0))?;
-                let mut batch = Vec::new();
-                for k in 0..n {
-                    let id = u32::try_from(k)?;
-                    let t = k * 1_000;
-                    enc.write(&interp(id, t))?;
-                    batch.push(sample(t + 500, id, 0x1000 + k % 64));
-                    if batch.len() == 1_000 {
-                        enc.write_samples(&batch)?;
-                        batch.clear();
-                        for r in k + 1 - 1_000..=k {
-                            enc.write(&Record::Retired(RetiredRecord {
-                                id: u32::try_from(r)?,
-                                retired_ns: t + 900,
-                            }))?;
-                        }
-                    }
-                }
-                enc.write_samples(&batch)?;
-            }
-            // Functions and samples interleaved: a new function, then a
-            // sample in it and one in an earlier function, `n` times.
-            "interleaved" => {
-                let n = n.unwrap_or(80_000);
-                for k in 0..n {
-                    let t = k * 1_000_000;
-                    let addr = 0x10_0000 + k * 64;
-                    enc.write(&function(addr, k, t))?;
-                    enc.write_samples(&[
-                        sample(t + 1, 0, addr + k % 64),
-                        sample(t + 2, 0, 0x10_0000 + (k * 7919 % (k + 1)) * 64),
-                    ])?;
-                }
-            }
-            // Generations of code at one address: load, two samples,
-            // unload, `n` times.
-            "generations" => {
-                let n = n.unwrap_or(80_000);
-                for k in 0..n {
-                    let t = k * 1_000_000;
-                    enc.write(&function(0x1000, k, t))?;
-                    enc.write_samples(&[
-                        sample(t + 1, 0, 0x1000 + k % 64),
-                        sample(t + 2, 0, 0x1000),
-                    ])?;
-                    enc.write(&Record::Unload(UnloadRecord {
-                        addr: 0x1000,
-                        unloaded_ns: t + 3,
-                    }))?;
-                }
-            }
-            other => {
-                return Err(format!(
-                    "unknown case {other:?} (large-ids, interpreters, interleaved, generations)"
-                )
-                .into());
-            }
-        }
-        enc.get_mut().flush()?;
-        eprintln!("{out}: {} bytes, case {name}", enc.bytes_written());
-        Ok(())
-    }
-}
+/// The crafted files of issue 11 (shared with `benches/analysis_scale.rs`).
+#[path = "crafted/mod.rs"]
+mod crafted;
 
 #[cfg(not(feature = "pulley"))]
 fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::Resolver;
 use crate::format::{
-    Event, FileHeader, Format, ProfileReader, RateRecord, ReadError, Sample, Summary,
+    Event, FileHeader, Format, ProfileReader, RateRecord, RawPc, ReadError, Sample, Summary,
 };
 
 /// Options for [`load`].
@@ -331,7 +331,7 @@ fn aggregate<R: Read>(
     let mut p = Profile::empty(path, file_bytes, reader.format(), reader.header().cloned());
     let mut agg = Aggregator::new(p.format, options);
     let mut samples: Vec<Sample> = Vec::new();
-    let mut pcs: Vec<u64> = Vec::new();
+    let mut pcs: Vec<RawPc> = Vec::new();
     let mut last_progress = 0u64;
     while let Some(ev) = reader.next_pcs_into(&mut samples, &mut pcs) {
         let ev = match ev {
@@ -367,7 +367,7 @@ const BLOCK_EVENTS: usize = 1024;
 struct Block {
     events: Vec<(Event, usize, usize)>,
     samples: Vec<Sample>,
-    pcs: Vec<u64>,
+    pcs: Vec<RawPc>,
     /// The reader's offset after the last event.
     offset: u64,
     /// Where reading stopped, in the last block.
@@ -466,6 +466,31 @@ fn aggregate_pipelined<R: Read + Send>(
 /// Interpreter ids below this are looked up in a vector, not a map.
 const DENSE_INTERPS: usize = 1 << 16;
 
+/// Hashes interpreter ids with one multiplication (SipHash cost more than
+/// the rest of registering an interpreter); the high half is folded into
+/// the low so ids differing only in high bits spread too. A crafted file
+/// can at worst make a load slower, never wrong.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b) ^ (self.0 as u32));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        let h = (self.0 ^ u64::from(n)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 32);
+    }
+}
+
+/// A map keyed by interpreter id.
+type IdMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// The state of one [`load`] pass: caches in front of the resolver and of
 /// the interpreter map, which turn the per-sample work into a few compares
 /// in the common case (a PC in the same function as the last one).
@@ -475,7 +500,7 @@ struct Aggregator {
     resolver: Resolver,
     /// The latest registration's slot (index in `Profile::interpreters`) by
     /// id, for ids from `DENSE_INTERPS` up; below, `slot_of`.
-    latest: HashMap<u32, usize>,
+    latest: IdMap<usize>,
     /// The latest registration's slot by id, for ids below `DENSE_INTERPS`
     /// (`usize::MAX`: none yet).
     slot_of: Vec<usize>,
@@ -486,7 +511,7 @@ struct Aggregator {
     floor: Vec<u64>,
     /// Ids registered more than once: every registration
     /// (`registered_ns`, slot), by time.
-    history: HashMap<u32, Vec<(u64, usize)>>,
+    history: IdMap<Vec<(u64, usize)>>,
     /// Last function hit: `[start, end)` and its index. Only valid while no
     /// two functions overlap in address and none was unloaded: then a PC
     /// alone picks the function, as the resolver would.
@@ -505,10 +530,10 @@ impl Aggregator {
             format,
             want_interp: options.interp,
             resolver: Resolver::new(),
-            latest: HashMap::new(),
+            latest: IdMap::default(),
             slot_of: Vec::new(),
             floor: Vec::new(),
-            history: HashMap::new(),
+            history: IdMap::default(),
             last_fn: None,
             pc_unique: Some(true),
             any_unload: false,
@@ -519,7 +544,7 @@ impl Aggregator {
 
     /// One event of the file; a samples event's samples are in `samples`
     /// (native) or `pcs` (Pulley).
-    fn event(&mut self, p: &mut Profile, ev: Event, samples: &[Sample], pcs: &[u64]) {
+    fn event(&mut self, p: &mut Profile, ev: Event, samples: &[Sample], pcs: &[RawPc]) {
         match ev {
             Event::Function(f) => self.add_function(p, f),
             Event::Unload(u) => self.unload(p, u.addr, u.unloaded_ns),
@@ -647,7 +672,9 @@ impl Aggregator {
     }
 
     fn interp_slot_slow(&mut self, p: &mut Profile, id: u32, time_ns: u64) -> usize {
-        if let Some(regs) = self.history.get(&id) {
+        if !self.history.is_empty()
+            && let Some(regs) = self.history.get(&id)
+        {
             let at = regs.partition_point(|&(r, _)| r <= time_ns);
             // Before every registration: the earliest.
             return regs[at.saturating_sub(1)].1;
@@ -672,7 +699,7 @@ impl Aggregator {
 
     /// A Pulley chunk: bare PCs, one interpreter (0), no times; the whole
     /// chunk is one run of sample indices.
-    fn add_pcs(&mut self, p: &mut Profile, pcs: &[u64]) {
+    fn add_pcs(&mut self, p: &mut Profile, pcs: &[RawPc]) {
         if pcs.is_empty() {
             return;
         }
@@ -686,7 +713,7 @@ impl Aggregator {
         }
         self.timeline.add_index_run(slot, first, n);
         p.total_samples += n;
-        self.count_functions(p, pcs.iter().map(|&pc| (pc, 0)));
+        self.count_functions(p, pcs.iter().map(|&pc| (u64::from_le_bytes(pc), 0)));
     }
 
     fn add_samples(&mut self, p: &mut Profile, samples: &[Sample]) {
@@ -798,7 +825,7 @@ impl Aggregator {
 /// samples summed, registered at the first, retired as the last is, the
 /// first label given, and each registration in `registrations`.
 fn merge_registrations(interpreters: &mut Vec<InterpreterProfile>) {
-    let mut first: HashMap<u32, usize> = HashMap::new();
+    let mut first: IdMap<usize> = IdMap::default();
     let mut merged: Vec<InterpreterProfile> = Vec::new();
     let registration = |i: &InterpreterProfile| Registration {
         registered_ns: i.registered_ns,

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 
 use super::encoder::{EncodeError, Encoder};
 use super::reader::{
-    Event, ProfileReader, ReadError, ReadErrorKind, read_full, take_fixed, take_vec,
+    Event, ProfileReader, RawPc, ReadError, ReadErrorKind, read_full, take_fixed, take_vec,
 };
 use super::records::{FunctionRecord, Record, Sample};
 
@@ -108,7 +108,7 @@ impl<R: Read> ProfileReader<R> {
     /// [`PULLEY_CHUNK`] samples, their PCs decoded into `pcs` (appended).
     pub(super) fn next_pulley_pcs(
         &mut self,
-        pcs: &mut Vec<u64>,
+        pcs: &mut Vec<RawPc>,
     ) -> Result<Option<Event>, ReadError> {
         if let Some(e) = self.pulley.failed.take() {
             return Err(e);
@@ -142,26 +142,23 @@ impl<R: Read> ProfileReader<R> {
                 failed: None,
             };
         }
-        // Bounded: at most PULLEY_CHUNK samples' bytes, whatever `count` says.
+        // Bounded: at most PULLEY_CHUNK samples' bytes, whatever `count`
+        // says; read straight into `pcs` (no decoding pass).
         let n = self.pulley.left.min(PULLEY_CHUNK);
         let want = n as usize * 8;
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
-        }
-        let got = read_full(&mut self.source, &mut self.buf[..want])
+        let from = pcs.len();
+        pcs.resize(from + n as usize, [0; 8]);
+        let got = read_full(&mut self.source, pcs[from..].as_flattened_mut())
             .map_err(|e| ReadError::new(self.offset, ReadErrorKind::Io(e)));
         let got = match got {
             Ok(g) => g,
             Err(e) => {
                 self.pulley.left = 0;
+                pcs.truncate(from);
                 return Err(e);
             }
         };
-        pcs.extend(
-            self.buf[..got - got % 8]
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])),
-        );
+        pcs.truncate(from + got / 8);
         self.pulley.pos += got as u64;
         if got < want {
             // A torn section: the samples read whole still count, then the
@@ -200,15 +197,15 @@ impl<R: Read> ProfileReader<R> {
         samples.extend(pcs.iter().map(|&pc| Sample {
             time_ns: 0,
             interp: 0,
-            pc,
+            pc: u64::from_le_bytes(pc),
         }));
         self.pulley_pcs = pcs;
         result
     }
 }
 
-/// Samples decoded per step of a samples section: memory stays bounded (512
-/// KiB of bytes, the same of PCs) however large the section (Wasmtime's
+/// Samples read per step of a samples section: memory stays bounded (512
+/// KiB) however large the section (Wasmtime's
 /// agent writes 1 000 000 samples a section), and a chunk stays in the
 /// cache while it is counted.
 pub(crate) const PULLEY_CHUNK: u32 = 1 << 16;

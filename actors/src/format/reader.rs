@@ -185,7 +185,7 @@ pub struct ProfileReader<R: Read> {
     /// streams in bounded chunks.
     pub(super) pulley: PulleySection,
     /// Pulley files: the PCs of a chunk, for `next_into`'s `Sample`s.
-    pub(super) pulley_pcs: Vec<u64>,
+    pub(super) pulley_pcs: Vec<RawPc>,
 }
 
 /// Buffer of a file opened by [`ProfileReader::open`]: half a Pulley
@@ -425,18 +425,23 @@ impl<R: Read> ProfileReader<R> {
     }
 }
 
+/// A PC of a Pulley file as stored: 8 bytes, little-endian
+/// (`u64::from_le_bytes`).
+pub type RawPc = [u8; 8];
+
 /// The tightest path for Pulley files, whose samples are bare PCs.
 impl<R: Read> ProfileReader<R> {
     /// Like [`ProfileReader::next_into`], except that a Pulley file's
-    /// samples are decoded into `pcs` alone (no [`Sample`] of 24 bytes per
-    /// 8-byte PC; `samples` stays empty); a native file's go to `samples`
-    /// (`pcs` stays empty). Both are cleared first. A Pulley samples section
-    /// comes as several [`Event::Samples`] of at most 65 536 samples each,
-    /// so memory is bounded however large the section.
+    /// samples are read straight into `pcs`, as stored (no [`Sample`] of 24
+    /// bytes per 8-byte PC, no decoding pass; `samples` stays empty); a
+    /// native file's go to `samples` (`pcs` stays empty). Both are cleared
+    /// first. A Pulley samples section comes as several [`Event::Samples`]
+    /// of at most 65 536 samples each, so memory is bounded however large
+    /// the section.
     pub fn next_pcs_into(
         &mut self,
         samples: &mut Vec<Sample>,
-        pcs: &mut Vec<u64>,
+        pcs: &mut Vec<RawPc>,
     ) -> Option<Result<Event, ReadError>> {
         samples.clear();
         pcs.clear();

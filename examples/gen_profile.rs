@@ -156,6 +156,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The crafted files of issue 11 (shared with `benches/analysis_scale.rs`).
+#[cfg(feature = "pulley")]
 #[path = "crafted/mod.rs"]
 mod crafted;
 

@@ -2,10 +2,17 @@
 //!
 //! - [`load`] reads a native or Pulley file record by record; memory holds
 //!   the functions (their code and a counter per byte offset), the
-//!   interpreters and a bounded timeline, never the samples, so it does not
-//!   grow with the file's length.
+//!   interpreters and a bounded timeline, never the samples, so it grows
+//!   neither with the file's length nor with its records' size (a Pulley
+//!   samples section streams in chunks of 64 Ki PCs).
+//! - Two threads: one reads and decodes, one aggregates, handing over
+//!   blocks of about 64 Ki samples ([`load_reader`]: one thread).
 //! - Samples resolve to functions by address and time (see
 //!   [`crate::Resolver`]): unloaded code and reused addresses stay correct.
+//! - Per-interpreter state is proportional to the interpreters that appear
+//!   (the timeline is sparse); a reused interpreter id's samples go to the
+//!   registration live at their time, and its registrations are one
+//!   interpreter in the result.
 //! - A file that ends early or has a corrupt record still yields the
 //!   complete records before the fault; [`Profile::read_error`] tells where
 //!   reading stopped.

@@ -5,6 +5,9 @@
 //!   shared `Vec<u8>`.
 //! - `analysis::load_reader` takes any `Read`; the text report writes to any
 //!   `Write`.
+//! - `analysis::convert::convert_to_writer` exports from any `Read` to any
+//!   `Write`: here collapsed stacks (flame graph lines) to stdout, and the
+//!   native bytes re-encoded in Pulley's format, in memory.
 //!
 //! ```text
 //! cargo run --release --example from_memory
@@ -15,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pcprof::Profiler;
+use pcprof::analysis::convert::{ConvertOptions, ExportFormat, convert_to_writer};
 use pcprof::analysis::report::{ReportOptions, write_report};
 use pcprof::analysis::{LoadOptions, load_reader};
 
@@ -73,5 +77,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &profile,
         &ReportOptions::default(),
     )?;
+
+    // Exports, from the same bytes, to any writer.
+    println!("\ncollapsed stacks:");
+    let options = ConvertOptions::default();
+    convert_to_writer(
+        &mut &bytes[..],
+        &mut io::stdout().lock(),
+        ExportFormat::Collapsed,
+        &options,
+    )?;
+    let mut pulley = Vec::new();
+    let report = convert_to_writer(&mut &bytes[..], &mut pulley, ExportFormat::Pulley, &options)?;
+    println!(
+        "\nin Pulley's format: {} bytes, {} samples, {} functions",
+        pulley.len(),
+        report.samples,
+        report.functions
+    );
     Ok(())
 }

@@ -9,11 +9,19 @@
 //!   profile they come in phases: every 256 samples one function is picked
 //!   by weight (30/20/15/10/10/8/5/2 %), and within it instructions are
 //!   skewed towards a few hot ones.
-//! - Written in batches of 20 000 samples with `pcprof::format::Encoder`.
+//! - Written in records of 20 000 samples (`--record N`: Wasmtime's agent
+//!   writes long runs in records of 1 000 000) with
+//!   `pcprof::format::Encoder`.
+//! - `--case NAME` writes instead one of the crafted files of issue 11
+//!   (`examples/crafted/mod.rs`: `large-ids`, `interpreters`,
+//!   `interleaved`, `generations`, `pulley-records`), small but hard for
+//!   an analysis that is not linear; `--samples N` scales each (default:
+//!   the full size of the issue).
 //!
 //! ```text
 //! cargo run --release --example gen_profile -- /tmp/big.pulley \
-//!     [--samples 50000000] [--seed 1] [--native]
+//!     [--samples 50000000] [--seed 1] [--native] [--record 20000]
+//! cargo run --release --example gen_profile -- /tmp/c.pcprof --case interleaved
 //! ```
 
 use std::process::ExitCode;
@@ -32,16 +40,34 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut samples: u64 = 50_000_000;
     let mut seed: u64 = 1;
     let mut native = false;
+    let mut record: usize = 20_000;
+    let mut case = None;
+    let mut samples_given = false;
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--samples" => samples = args.next().ok_or("--samples N")?.parse()?,
+            "--samples" => {
+                samples = args.next().ok_or("--samples N")?.parse()?;
+                samples_given = true;
+            }
+            "--record" => record = args.next().ok_or("--record N")?.parse::<usize>()?.max(1),
+            "--case" => case = Some(args.next().ok_or("--case NAME")?),
             "--seed" => seed = args.next().ok_or("--seed S")?.parse()?,
             "--native" => native = true,
             _ if out.is_none() => out = Some(a),
             other => return Err(format!("unexpected argument {other:?}").into()),
         }
     }
-    let out = out.ok_or("usage: gen_profile OUT [--samples N] [--seed S] [--native]")?;
+    let out = out.ok_or(
+        "usage: gen_profile OUT [--samples N] [--seed S] [--native] [--record N] [--case NAME]",
+    )?;
+    if let Some(case) = case {
+        let file = std::fs::File::create(&out).map_err(|e| format!("{out}: {e}"))?;
+        let mut sink = BufWriter::with_capacity(1 << 20, file);
+        let bytes = crafted::write(&mut sink, &case, samples_given.then_some(samples))?;
+        std::io::Write::flush(&mut sink)?;
+        eprintln!("{out}: {bytes} bytes, case {case}");
+        return Ok(());
+    }
 
     let program = DemoProgram::new();
     let mut bodies: Vec<(String, Vec<u8>)> = program
@@ -95,7 +121,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         x ^= x << 17;
         x
     };
-    let mut batch: Vec<Sample> = Vec::with_capacity(20_000);
+    let mut batch: Vec<Sample> = Vec::with_capacity(record.min(1 << 24));
     let mut current = 0usize;
     for k in 0..samples {
         if k % 256 == 0 {
@@ -119,7 +145,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             interp: 0,
             pc: base + offsets[i],
         });
-        if batch.len() == 20_000 {
+        if batch.len() == record {
             enc.write_samples(&batch)?;
             batch.clear();
         }
@@ -129,6 +155,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("{out}: {} bytes, {samples} samples", enc.bytes_written());
     Ok(())
 }
+
+/// The crafted files of issue 11 (shared with `benches/analysis_scale.rs`).
+#[cfg(feature = "pulley")]
+#[path = "crafted/mod.rs"]
+mod crafted;
 
 #[cfg(not(feature = "pulley"))]
 fn run() -> Result<(), Box<dyn std::error::Error>> {

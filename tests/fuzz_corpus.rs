@@ -149,7 +149,7 @@ fn timeline_counts_an_id_registered_twice() {
     drop(enc);
     let p = pcprof::analysis::load_bytes(&file, &Default::default(), |_| {}).unwrap();
     assert_eq!(p.total_samples, 3);
-    assert_eq!(p.timeline.counts[&3].iter().sum::<u64>(), 3);
+    assert_eq!(p.timeline.lane(3).iter().sum::<u64>(), 3);
     harness::load(&file);
 }
 

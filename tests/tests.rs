@@ -34,6 +34,9 @@ mod recording;
 mod reliability;
 /// `pcprof report`: shares, disassembly, thresholds, bad files.
 mod report;
+/// Analysis at scale: streamed Pulley sections, reused interpreter ids, a
+/// sparse timeline, exports from memory.
+mod scale;
 /// `pcprof sequences`: hot-sequence mining.
 mod sequences;
 /// Ctrl-C and SIGTERM during `pcprof demo`.

@@ -54,7 +54,7 @@ pub use format::{Event, Format, ProfileReader, ReadError, Sample};
 pub use isa::{InstructionSet, ListingBuilder};
 pub use pc::{NOT_EXECUTING, PcHandle, PcReader, PcSource};
 pub use profiler::{Profiler, ProfilerBuilder, ProfilerHandle};
-pub use resolve::Resolver;
+pub use resolve::{Hit, Resolver};
 pub use stats::Stats;
 pub use writer::HotFunction;
 

@@ -67,6 +67,17 @@ pub struct Resolver {
     seq: u64,
 }
 
+/// An answer of [`Resolver::resolve_hit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// The function's index.
+    pub index: usize,
+    /// `[start, end)`: live code of that function around the PC, for which
+    /// the answer stays the same until [`Resolver::next_change`]; `None`
+    /// when the answer came from the nearest-in-time rule.
+    pub span: Option<(u64, u64)>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Change {
     // Unloads sort first at equal times: the old code leaves before the new
@@ -171,6 +182,14 @@ impl Resolver {
     /// The function `pc` fell in at `time_ns`.
     #[inline]
     pub fn resolve(&mut self, pc: u64, time_ns: u64) -> Option<usize> {
+        self.resolve_hit(pc, time_ns).map(|h| h.index)
+    }
+
+    /// Like [`Resolver::resolve`], with the span of live code the answer
+    /// holds for: a caller may reuse the answer for any PC in that span at
+    /// any time up to [`Resolver::next_change`], without asking again.
+    #[inline]
+    pub fn resolve_hit(&mut self, pc: u64, time_ns: u64) -> Option<Hit> {
         if time_ns > self.next_due {
             self.advance(time_ns);
         }
@@ -180,17 +199,26 @@ impl Resolver {
             && pc >= start
             && pc < end
         {
-            return Some(index);
+            return Some(Hit {
+                index,
+                span: Some((start, end)),
+            });
         }
-        self.resolve_slow(pc, time_ns)
-    }
-
-    fn resolve_slow(&mut self, pc: u64, time_ns: u64) -> Option<usize> {
         if let Some((start, end, index)) = self.live_at(pc) {
             self.last = Some((start, end, index, self.epoch));
-            return Some(index);
+            return Some(Hit {
+                index,
+                span: Some((start, end)),
+            });
         }
         self.nearest(pc, time_ns)
+            .map(|index| Hit { index, span: None })
+    }
+
+    /// The time of the next queued load or unload (`u64::MAX`: none): until
+    /// a sample is later than it, the live code does not change.
+    pub fn next_change(&self) -> u64 {
+        self.next_due
     }
 
     /// The live piece holding `pc`: from the snapshot when it is current,

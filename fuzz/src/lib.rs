@@ -141,7 +141,11 @@ fn read_pass(data: &[u8], into: bool) -> Outcome {
                 break;
             }
             Some(Ok(ev)) => {
-                assert!(r.offset() > last, "an event consumes bytes");
+                // A Pulley samples section comes in chunks: the offset stays
+                // at the section's start until its last chunk.
+                let chunk = r.format() == Format::Pulley
+                    && matches!(&ev, Event::Samples(v) if !v.is_empty());
+                assert!(r.offset() > last || chunk, "an event consumes bytes");
                 assert!(r.offset() <= len);
                 last = r.offset();
                 out.events.push(ev);
@@ -331,7 +335,7 @@ fn check_profile(p: &Profile, len: u64, options: &LoadOptions) {
         in_functions += f.samples;
     }
     assert_eq!(in_functions + p.unresolved, p.total_samples);
-    let in_timeline: u64 = p.timeline.counts.values().flatten().sum();
+    let in_timeline: u64 = p.timeline.total();
     assert_eq!(in_timeline, p.total_samples, "timeline loses samples");
     assert!(p.timeline.len() <= options.timeline_buckets.max(2));
     if let Some((lo, hi)) = p.time_range {
@@ -590,10 +594,23 @@ pub fn structured(data: &[u8]) {
             let cut = g.below(file.len() as u64 + 1) as usize;
             file.truncate(cut);
             let o = read_pass(&file, false);
+            // All but the last event are whole records; the last may be
+            // the samples read whole of a torn Pulley section.
+            let whole = o.events.len().saturating_sub(1);
             assert!(
-                expect.starts_with(&o.events),
+                expect.starts_with(&o.events[..whole]),
                 "a cut file reads other events"
             );
+            if let Some(last) = o.events.last() {
+                let ok = match (last, expect.get(whole)) {
+                    (a, Some(b)) if a == b => true,
+                    (Event::Samples(a), Some(Event::Samples(b))) => {
+                        o.end.is_err() && b.starts_with(a)
+                    }
+                    _ => false,
+                };
+                assert!(ok, "a cut file reads other events");
+            }
             if o.end.is_err() {
                 let e = ProfileReader::new(&file[..])
                     .and_then(|r| r.filter_map(Result::err).next().map_or(Ok(()), Err));

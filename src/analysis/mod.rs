@@ -21,4 +21,7 @@ pub mod report;
 pub mod sequences;
 pub mod text;
 
-pub use profile::{FunctionProfile, LoadOptions, Profile, load, load_bytes, load_reader};
+pub use profile::{
+    FunctionProfile, LoadOptions, Profile, Registration, Timeline, TimelineCell, load, load_bytes,
+    load_reader,
+};

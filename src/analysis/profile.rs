@@ -2,22 +2,29 @@
 //!
 //! - [`load`] reads a native or Pulley file record by record; memory holds
 //!   the functions (their code and a counter per byte offset), the
-//!   interpreters and a bounded timeline, never the samples, so it does not
-//!   grow with the file's length.
+//!   interpreters and a bounded timeline, never the samples, so it grows
+//!   neither with the file's length nor with its records' size (a Pulley
+//!   samples section streams in chunks of 64 Ki PCs).
+//! - Two threads: one reads and decodes, one aggregates, handing over
+//!   blocks of about 64 Ki samples ([`load_reader`]: one thread).
 //! - Samples resolve to functions by address and time (see
 //!   [`crate::Resolver`]): unloaded code and reused addresses stay correct.
+//! - Per-interpreter state is proportional to the interpreters that appear
+//!   (the timeline is sparse); a reused interpreter id's samples go to the
+//!   registration live at their time, and its registrations are one
+//!   interpreter in the result.
 //! - A file that ends early or has a corrupt record still yields the
 //!   complete records before the fault; [`Profile::read_error`] tells where
 //!   reading stopped.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::Resolver;
 use crate::format::{
-    Event, FileHeader, Format, ListingRecord, ProfileReader, RateRecord, ReadError, Sample,
+    Event, FileHeader, Format, ListingRecord, ProfileReader, RateRecord, RawPc, ReadError, Sample,
     SamplingRecord, Summary,
 };
 
@@ -85,9 +92,28 @@ pub struct InterpreterProfile {
     pub registered_ns: u64,
     /// Retirement time, if retired.
     pub retired_ns: Option<u64>,
+    /// Every registration of this id, in time order, when it was registered
+    /// more than once (the recorder reuses the id of a retired
+    /// interpreter); empty otherwise. A sample belongs to the registration
+    /// with the greatest `registered_ns` at or before its time; the fields
+    /// above sum them (`registered_ns`: the first; `retired_ns`: the last's).
+    pub registrations: Vec<Registration>,
 }
 
-/// Samples per interpreter over time, in equal buckets.
+/// One registration of a reused interpreter id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// Registration time.
+    pub registered_ns: u64,
+    /// Retirement time, if retired.
+    pub retired_ns: Option<u64>,
+    /// Samples of this registration (before any filter).
+    pub samples: u64,
+}
+
+/// Samples per interpreter over time, in equal buckets, kept sparse: only
+/// the (interpreter, bucket) pairs with samples, so a million interpreters
+/// of one sample each cost a million cells, not a million lanes of buckets.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Timeline {
     /// Width of a bucket, in ns (for Pulley files: in samples, see
@@ -95,22 +121,61 @@ pub struct Timeline {
     pub bucket_ns: u64,
     /// Time of the first bucket's start.
     pub start_ns: u64,
-    /// Samples per interpreter id per bucket.
-    pub counts: BTreeMap<u32, Vec<u64>>,
+    /// Number of buckets: one past the last bucket with samples.
+    pub buckets: usize,
+    /// Every bucket with samples, ordered by interpreter id, then bucket.
+    /// Registrations of one id (an id reused after its interpreter retired)
+    /// are summed into one lane.
+    pub cells: Vec<TimelineCell>,
     /// The file has no times (Pulley format): buckets count samples in file
     /// order instead.
     pub by_sample_index: bool,
 }
 
+/// The samples of one interpreter in one bucket of a [`Timeline`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineCell {
+    /// Interpreter id.
+    pub interp: u32,
+    /// Bucket index.
+    pub bucket: u32,
+    /// Samples (never 0).
+    pub samples: u64,
+}
+
 impl Timeline {
     /// Number of buckets.
     pub fn len(&self) -> usize {
-        self.counts.values().map(Vec::len).max().unwrap_or(0)
+        self.buckets
     }
 
     /// Whether the timeline is empty.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.buckets == 0
+    }
+
+    /// One lane per interpreter id with samples, in id order: its cells.
+    pub fn lanes(&self) -> impl Iterator<Item = (u32, &[TimelineCell])> + '_ {
+        self.cells
+            .chunk_by(|a, b| a.interp == b.interp)
+            .map(|lane| (lane[0].interp, lane))
+    }
+
+    /// The counts of interpreter `id` in every bucket (`len()` of them).
+    pub fn lane(&self, id: u32) -> Vec<u64> {
+        let mut v = vec![0; self.buckets];
+        let from = self.cells.partition_point(|c| c.interp < id);
+        for c in self.cells[from..].iter().take_while(|c| c.interp == id) {
+            if let Some(slot) = v.get_mut(c.bucket as usize) {
+                *slot += c.samples;
+            }
+        }
+        v
+    }
+
+    /// All samples in the timeline.
+    pub fn total(&self) -> u64 {
+        self.cells.iter().map(|c| c.samples).sum()
     }
 }
 
@@ -151,11 +216,30 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// Functions ordered hottest first (ties by name).
-    pub fn functions_by_heat(&self) -> Vec<&FunctionProfile> {
-        let mut v: Vec<&FunctionProfile> = self.functions.iter().collect();
-        v.sort_by(|a, b| b.samples.cmp(&a.samples).then_with(|| a.name.cmp(&b.name)));
-        v
+    /// A profile of nothing yet, to aggregate into.
+    fn empty(
+        path: PathBuf,
+        file_bytes: u64,
+        format: Format,
+        header: Option<FileHeader>,
+    ) -> Profile {
+        Profile {
+            path,
+            file_bytes,
+            format,
+            header,
+            summary: None,
+            sampling: None,
+            functions: Vec::new(),
+            interpreters: Vec::new(),
+            rates: Vec::new(),
+            total_samples: 0,
+            unresolved: 0,
+            time_range: None,
+            timeline: Timeline::default(),
+            read_error: None,
+            read_error_offset: None,
+        }
     }
 
     /// Whether this native file was converted from the Pulley format
@@ -171,6 +255,13 @@ impl Profile {
     pub fn sampling_text(&self) -> Option<String> {
         self.sampling
             .map(|s| format!("{}, {} Hz", s.mode.as_str(), s.frequency_hz))
+    }
+
+    /// Functions ordered hottest first (ties by name).
+    pub fn functions_by_heat(&self) -> Vec<&FunctionProfile> {
+        let mut v: Vec<&FunctionProfile> = self.functions.iter().collect();
+        v.sort_by(|a, b| b.samples.cmp(&a.samples).then_with(|| a.name.cmp(&b.name)));
+        v
     }
 
     /// Share of all samples, in percent.
@@ -208,7 +299,7 @@ pub fn load(
 ) -> Result<Profile, LoadError> {
     let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let reader = ProfileReader::open(path).map_err(LoadError)?;
-    aggregate(reader, path.to_path_buf(), file_bytes, options, progress)
+    aggregate_pipelined(reader, path.to_path_buf(), file_bytes, options, progress)
 }
 
 /// Like [`load`], from a profile already in memory (`path` is left empty):
@@ -219,7 +310,7 @@ pub fn load_bytes(
     progress: impl FnMut(u64),
 ) -> Result<Profile, LoadError> {
     let reader = ProfileReader::new(bytes).map_err(LoadError)?;
-    aggregate(
+    aggregate_pipelined(
         reader,
         PathBuf::new(),
         bytes.len() as u64,
@@ -267,28 +358,12 @@ fn aggregate<R: Read>(
     options: &LoadOptions,
     mut progress: impl FnMut(u64),
 ) -> Result<Profile, LoadError> {
-    let format = reader.format();
-    let header = reader.header().cloned();
-    let mut p = Profile {
-        path,
-        file_bytes,
-        format,
-        header,
-        summary: None,
-        sampling: None,
-        functions: Vec::new(),
-        interpreters: Vec::new(),
-        rates: Vec::new(),
-        total_samples: 0,
-        unresolved: 0,
-        time_range: None,
-        timeline: Timeline::default(),
-        read_error: None,
-        read_error_offset: None,
-    };
-    let mut agg = Aggregator::new(format, options);
+    let mut p = Profile::empty(path, file_bytes, reader.format(), reader.header().cloned());
+    let mut agg = Aggregator::new(p.format, options);
     let mut samples: Vec<Sample> = Vec::new();
-    while let Some(ev) = reader.next_into(&mut samples) {
+    let mut pcs: Vec<RawPc> = Vec::new();
+    let mut last_progress = 0u64;
+    while let Some(ev) = reader.next_pcs_into(&mut samples, &mut pcs) {
         let ev = match ev {
             Ok(ev) => ev,
             Err(e) => {
@@ -297,44 +372,154 @@ fn aggregate<R: Read>(
                 break;
             }
         };
-        match ev {
-            Event::Function(f) => agg.add_function(&mut p, f),
-            Event::Unload(u) => agg.unload(&mut p, u.addr, u.unloaded_ns),
-            Event::Interpreter(i) => {
-                agg.register_interp(i.id, p.interpreters.len());
-                p.interpreters.push(InterpreterProfile {
-                    id: i.id,
-                    label: i.label,
-                    samples: 0,
-                    registered_ns: i.registered_ns,
-                    retired_ns: None,
-                });
-            }
-            Event::Retired(r) => {
-                if let Some(&i) = agg.interp_index.get(&r.id) {
-                    p.interpreters[i].retired_ns = Some(r.retired_ns);
-                }
-            }
-            Event::Rate(r) => p.rates.push(r),
-            Event::Summary(s) => p.summary = Some(s),
-            Event::Sampling(s) => p.sampling = Some(s),
-            Event::Samples(owned) => {
-                // `next_into` fills `samples`; `owned` is empty unless a
-                // future reader hands batches over by value.
-                agg.add_samples(&mut p, &samples);
-                agg.add_samples(&mut p, &owned);
-                progress(reader.offset());
-            }
+        agg.event(&mut p, ev, &samples, &pcs);
+        let at = reader.offset();
+        if at != last_progress {
+            last_progress = at;
+            progress(at);
         }
     }
-    Aggregator::finish_functions(&mut p);
-    p.timeline = agg.timeline.finish(&p.interpreters);
+    agg.finish(&mut p);
     progress(reader.offset());
+    Ok(p)
+}
+
+/// Samples (or PCs) a [`Block`] gathers before it is handed over: enough
+/// that the hand-over costs nothing per sample, little enough that the
+/// block stays in the cache.
+const BLOCK_SAMPLES: usize = 1 << 16;
+/// Events a [`Block`] gathers at most (files of many small records).
+const BLOCK_EVENTS: usize = 1024;
+
+/// What the reading thread of [`aggregate_pipelined`] hands over: events in
+/// file order, each with the end of its samples in `samples` / `pcs`.
+#[derive(Default)]
+struct Block {
+    events: Vec<(Event, usize, usize)>,
+    samples: Vec<Sample>,
+    pcs: Vec<RawPc>,
+    /// The reader's offset after the last event.
+    offset: u64,
+    /// Where reading stopped, in the last block.
+    error: Option<ReadError>,
+}
+
+/// [`aggregate`] on two threads: this one aggregates while a scoped thread
+/// reads and decodes (the kernel's copy from the page cache and, for native
+/// files, the varints), handing over [`Block`]s of about 64 Ki samples
+/// through a channel of two; emptied blocks go back for reuse, so memory
+/// stays a few blocks whatever the file. The result is the one-threaded
+/// pass's, event for event.
+fn aggregate_pipelined<R: Read + Send>(
+    mut reader: ProfileReader<R>,
+    path: PathBuf,
+    file_bytes: u64,
+    options: &LoadOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<Profile, LoadError> {
+    use std::sync::mpsc::{channel, sync_channel};
+
+    let mut p = Profile::empty(path, file_bytes, reader.format(), reader.header().cloned());
+    let mut agg = Aggregator::new(p.format, options);
+    let (full_tx, full_rx) = sync_channel::<Block>(2);
+    let (empty_tx, empty_rx) = channel::<Block>();
+    let mut last_progress = 0;
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut samples = Vec::new();
+            let mut pcs = Vec::new();
+            loop {
+                let mut block = empty_rx.try_recv().unwrap_or_default();
+                block.events.clear();
+                block.samples.clear();
+                block.pcs.clear();
+                let mut end = false;
+                while block.events.len() < BLOCK_EVENTS
+                    && block.samples.len() + block.pcs.len() < BLOCK_SAMPLES
+                {
+                    match reader.next_pcs_into(&mut samples, &mut pcs) {
+                        Some(Ok(ev)) => {
+                            if block.samples.is_empty() && block.pcs.is_empty() {
+                                // No copy for the first (for Pulley files,
+                                // often the only) batch of a block.
+                                std::mem::swap(&mut samples, &mut block.samples);
+                                std::mem::swap(&mut pcs, &mut block.pcs);
+                            } else {
+                                block.samples.extend_from_slice(&samples);
+                                block.pcs.extend_from_slice(&pcs);
+                            }
+                            block
+                                .events
+                                .push((ev, block.samples.len(), block.pcs.len()));
+                        }
+                        Some(Err(e)) => {
+                            block.error = Some(e);
+                            end = true;
+                            break;
+                        }
+                        None => {
+                            end = true;
+                            break;
+                        }
+                    }
+                }
+                block.offset = reader.offset();
+                // The aggregating side has gone only if it panicked.
+                if full_tx.send(block).is_err() || end {
+                    return;
+                }
+            }
+        });
+        for mut block in full_rx {
+            let (mut s0, mut p0) = (0, 0);
+            for (ev, s1, p1) in block.events.drain(..) {
+                agg.event(&mut p, ev, &block.samples[s0..s1], &block.pcs[p0..p1]);
+                (s0, p0) = (s1, p1);
+            }
+            if let Some(e) = block.error.take() {
+                p.read_error_offset = Some(e.offset());
+                p.read_error = Some(e.to_string());
+            }
+            if block.offset != last_progress {
+                last_progress = block.offset;
+                progress(block.offset);
+            }
+            // The reading side has ended when this fails: nothing to reuse.
+            let _ = empty_tx.send(block);
+        }
+    });
+    agg.finish(&mut p);
+    progress(last_progress);
     Ok(p)
 }
 
 /// Interpreter ids below this are looked up in a vector, not a map.
 const DENSE_INTERPS: usize = 1 << 16;
+
+/// Hashes interpreter ids with one multiplication (SipHash cost more than
+/// the rest of registering an interpreter); the high half is folded into
+/// the low so ids differing only in high bits spread too. A crafted file
+/// can at worst make a load slower, never wrong.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b) ^ (self.0 as u32));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        let h = (self.0 ^ u64::from(n)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 32);
+    }
+}
+
+/// A map keyed by interpreter id.
+type IdMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// The state of one [`load`] pass: caches in front of the resolver and of
 /// the interpreter map, which turn the per-sample work into a few compares
@@ -343,10 +528,20 @@ struct Aggregator {
     format: Format,
     want_interp: Option<u32>,
     resolver: Resolver,
-    interp_index: BTreeMap<u32, usize>,
-    /// Index in `Profile::interpreters` by id, for ids below
-    /// `DENSE_INTERPS` (`usize::MAX`: none yet); others use `interp_index`.
+    /// The latest registration's slot (index in `Profile::interpreters`) by
+    /// id, for ids from `DENSE_INTERPS` up; below, `slot_of`.
+    latest: IdMap<usize>,
+    /// The latest registration's slot by id, for ids below `DENSE_INTERPS`
+    /// (`usize::MAX`: none yet).
     slot_of: Vec<usize>,
+    /// Per slot: the earliest sample time the slot takes on the fast path.
+    /// 0 unless its id was registered again (ids are reused after their
+    /// interpreter retired): then a sample belongs to the registration with
+    /// the greatest `registered_ns <= time_ns`.
+    floor: Vec<u64>,
+    /// Ids registered more than once: every registration
+    /// (`registered_ns`, slot), by time.
+    history: IdMap<Vec<(u64, usize)>>,
     seq: u64,
     timeline: TimelineBuilder,
 }
@@ -357,10 +552,48 @@ impl Aggregator {
             format,
             want_interp: options.interp,
             resolver: Resolver::new(),
-            interp_index: BTreeMap::new(),
+            latest: IdMap::default(),
             slot_of: Vec::new(),
+            floor: Vec::new(),
+            history: IdMap::default(),
             seq: 0,
             timeline: TimelineBuilder::new(format == Format::Pulley, options.timeline_buckets),
+        }
+    }
+
+    /// One event of the file; a samples event's samples are in `samples`
+    /// (native) or `pcs` (Pulley).
+    fn event(&mut self, p: &mut Profile, ev: Event, samples: &[Sample], pcs: &[RawPc]) {
+        match ev {
+            Event::Function(f) => self.add_function(p, f),
+            Event::Unload(u) => self.unload(p, u.addr, u.unloaded_ns),
+            Event::Interpreter(i) => {
+                let slot = p.interpreters.len();
+                p.interpreters.push(InterpreterProfile {
+                    id: i.id,
+                    label: i.label,
+                    samples: 0,
+                    registered_ns: i.registered_ns,
+                    retired_ns: None,
+                    registrations: Vec::new(),
+                });
+                self.register_interp(p, i.id, slot);
+            }
+            Event::Retired(r) => {
+                if let Some(i) = self.latest_slot(r.id) {
+                    p.interpreters[i].retired_ns = Some(r.retired_ns);
+                }
+            }
+            Event::Rate(r) => p.rates.push(r),
+            Event::Summary(s) => p.summary = Some(s),
+            Event::Sampling(s) => p.sampling = Some(s),
+            Event::Samples(owned) => {
+                // The reader fills `samples` or `pcs`; `owned` is empty
+                // unless a future reader hands batches over by value.
+                self.add_samples(p, samples);
+                self.add_samples(p, &owned);
+                self.add_pcs(p, pcs);
+            }
         }
     }
 
@@ -385,41 +618,104 @@ impl Aggregator {
         }
     }
 
-    fn register_interp(&mut self, id: u32, slot: usize) {
-        self.interp_index.insert(id, slot);
+    /// The slot of the latest registration of `id` in file order.
+    fn latest_slot(&self, id: u32) -> Option<usize> {
+        match self.slot_of.get(id as usize) {
+            Some(&slot) if slot != usize::MAX => Some(slot),
+            Some(_) => None,
+            None => self.latest.get(&id).copied(),
+        }
+    }
+
+    /// Records that `slot` (already in `p.interpreters`) registers `id`.
+    fn register_interp(&mut self, p: &Profile, id: u32, slot: usize) {
+        self.floor.push(0);
+        if let Some(prev) = self.latest_slot(id) {
+            // The id again: samples go by time to the registration with the
+            // greatest `registered_ns <= time_ns` (ties: the later record).
+            let regs = self
+                .history
+                .entry(id)
+                .or_insert_with(|| vec![(p.interpreters[prev].registered_ns, prev)]);
+            let t = p.interpreters[slot].registered_ns;
+            let at = regs.partition_point(|&(r, _)| r <= t);
+            regs.insert(at, (t, slot));
+            for &(_, s) in regs.iter() {
+                self.floor[s] = u64::MAX;
+            }
+            // The fast path takes the registration latest in time, for the
+            // samples at or after it.
+            if let Some(&(r, s)) = regs.last() {
+                self.floor[s] = r;
+            }
+        }
         let i = id as usize;
         if i < DENSE_INTERPS {
             if i >= self.slot_of.len() {
                 self.slot_of.resize(i + 1, usize::MAX);
             }
             self.slot_of[i] = slot;
+        } else {
+            self.latest.insert(id, slot);
         }
     }
 
+    /// The slot of the registration a sample of `id` at `time_ns` belongs
+    /// to: O(1) unless the id was registered more than once.
     #[inline]
-    fn interp_slot(&mut self, p: &mut Profile, id: u32) -> usize {
-        match self.slot_of.get(id as usize) {
-            Some(&slot) if slot != usize::MAX => slot,
-            _ => self.interp_slot_slow(p, id),
+    fn interp_slot(&mut self, p: &mut Profile, id: u32, time_ns: u64) -> usize {
+        if let Some(&slot) = self.slot_of.get(id as usize)
+            && slot != usize::MAX
+            && time_ns >= self.floor[slot]
+        {
+            return slot;
         }
+        self.interp_slot_slow(p, id, time_ns)
     }
 
-    fn interp_slot_slow(&mut self, p: &mut Profile, id: u32) -> usize {
-        if let Some(&i) = self.interp_index.get(&id) {
-            return i;
+    fn interp_slot_slow(&mut self, p: &mut Profile, id: u32, time_ns: u64) -> usize {
+        if !self.history.is_empty()
+            && let Some(regs) = self.history.get(&id)
+        {
+            let at = regs.partition_point(|&(r, _)| r <= time_ns);
+            // Before every registration: the earliest.
+            return regs[at.saturating_sub(1)].1;
+        }
+        if let Some(slot) = self.latest_slot(id) {
+            return slot;
         }
         // Pulley files (and files whose interpreter record was lost) get an
         // implicit interpreter.
         let slot = p.interpreters.len();
-        self.register_interp(id, slot);
         p.interpreters.push(InterpreterProfile {
             id,
             label: None,
             samples: 0,
             registered_ns: 0,
             retired_ns: None,
+            registrations: Vec::new(),
         });
+        self.register_interp(p, id, slot);
         slot
+    }
+
+    /// A Pulley chunk: bare PCs, one interpreter (0), no times; the whole
+    /// chunk is one run of sample indices.
+    fn add_pcs(&mut self, p: &mut Profile, pcs: &[RawPc]) {
+        if pcs.is_empty() {
+            return;
+        }
+        let n = pcs.len() as u64;
+        let slot = self.interp_slot(p, 0, 0);
+        p.interpreters[slot].samples += n;
+        let first = self.seq + 1;
+        self.seq += n;
+        if self.want_interp.is_some_and(|want| want != 0) {
+            return;
+        }
+        self.timeline.add_index_run(slot, first, n);
+        p.total_samples += n;
+        self.count_functions(p, pcs.iter().map(|&pc| (u64::from_le_bytes(pc), 0)));
     }
 
     fn add_samples(&mut self, p: &mut Profile, samples: &[Sample]) {
@@ -431,7 +727,7 @@ impl Aggregator {
         let kept: u64;
         if self.format == Format::Pulley {
             let n = samples.len() as u64;
-            let slot = self.interp_slot(p, 0);
+            let slot = self.interp_slot(p, 0, 0);
             p.interpreters[slot].samples += n;
             let first = self.seq + 1;
             self.seq += n;
@@ -444,7 +740,7 @@ impl Aggregator {
             let mut k = 0;
             let (mut lo, mut hi) = p.time_range.unwrap_or((u64::MAX, 0));
             for s in samples {
-                let slot = self.interp_slot(p, s.interp);
+                let slot = self.interp_slot(p, s.interp, s.time_ns);
                 p.interpreters[slot].samples += 1;
                 self.seq += 1;
                 if self.want_interp.is_some_and(|want| want != s.interp) {
@@ -461,51 +757,125 @@ impl Aggregator {
             kept = k;
         }
         p.total_samples += kept;
-
-        // Functions: the hot loop. A function's `samples` is the sum of its
-        // `hits`, computed once at the end (`finish_functions`). The resolver
-        // caches the last function hit, so a PC in the same function as the
-        // last one costs a few compares.
         let want = self.want_interp;
-        for s in samples {
-            if want.is_some_and(|w| w != s.interp) {
-                continue;
-            }
-            let Some(fi) = self.resolver.resolve(s.pc, s.time_ns) else {
-                p.unresolved += 1;
-                continue;
+        self.count_functions(
+            p,
+            samples
+                .iter()
+                .filter(|s| want.is_none_or(|w| w == s.interp))
+                .map(|s| (s.pc, s.time_ns)),
+        );
+    }
+
+    /// Functions: the hot loop, over the kept samples' `(pc, time_ns)`. A
+    /// function's `samples` is the sum of its `hits`, computed once at the
+    /// end (`finish_functions`).
+    #[inline]
+    fn count_functions(&mut self, p: &mut Profile, samples: impl Iterator<Item = (u64, u64)>) {
+        // The last span of live code hit, valid until the resolver's next
+        // change: in the common case (a PC in the same function as the last
+        // one) a sample costs two compares and an increment.
+        let mut last: Option<(u64, u64, usize)> = None;
+        let mut until = self.resolver.next_change();
+        for (pc, time_ns) in samples {
+            let fi = match last {
+                Some((start, end, fi)) if pc >= start && pc < end && time_ns <= until => fi,
+                _ => match self.resolver.resolve_hit(pc, time_ns) {
+                    Some(hit) => {
+                        last = hit.span.map(|(start, end)| (start, end, hit.index));
+                        until = self.resolver.next_change();
+                        hit.index
+                    }
+                    None => {
+                        p.unresolved += 1;
+                        continue;
+                    }
+                },
             };
-            let f = &mut p.functions[fi];
             // The resolver only answers for PCs inside the function, so the
             // offset is within `hits`; `get_mut` keeps a bad resolver from
             // panicking.
-            match f.hits.get_mut(s.pc.wrapping_sub(f.addr) as usize) {
+            let f = &mut p.functions[fi];
+            match f.hits.get_mut(pc.wrapping_sub(f.addr) as usize) {
                 Some(h) => *h += 1,
                 None => p.unresolved += 1,
             }
         }
     }
 
-    /// Sets each function's `samples` from its `hits`.
-    fn finish_functions(p: &mut Profile) {
+    /// Function totals, the timeline, and one interpreter entry per id.
+    fn finish(self, p: &mut Profile) {
         for f in &mut p.functions {
             f.samples = f.hits.iter().sum();
+        }
+        p.timeline = self.timeline.finish(&p.interpreters);
+        if !self.history.is_empty() {
+            merge_registrations(&mut p.interpreters);
         }
     }
 }
 
-/// Builds a [`Timeline`] with a cache of the last bucket's time range, so
-/// that most samples cost a compare and an increment rather than a
-/// division and a map lookup.
+/// Makes the registrations of one id (ids are reused after their
+/// interpreter retired) one entry, where the first registration was:
+/// samples summed, registered at the first, retired as the last is, the
+/// first label given, and each registration in `registrations`.
+fn merge_registrations(interpreters: &mut Vec<InterpreterProfile>) {
+    let mut first: IdMap<usize> = IdMap::default();
+    let mut merged: Vec<InterpreterProfile> = Vec::new();
+    let registration = |i: &InterpreterProfile| Registration {
+        registered_ns: i.registered_ns,
+        retired_ns: i.retired_ns,
+        samples: i.samples,
+    };
+    for i in interpreters.drain(..) {
+        match first.get(&i.id) {
+            Some(&at) => {
+                let m = &mut merged[at];
+                if m.registrations.is_empty() {
+                    m.registrations.push(registration(m));
+                }
+                m.registrations.push(registration(&i));
+                m.samples += i.samples;
+                m.registered_ns = m.registered_ns.min(i.registered_ns);
+                m.retired_ns = i.retired_ns;
+                if m.label.is_none() {
+                    m.label = i.label;
+                }
+            }
+            None => {
+                first.insert(i.id, merged.len());
+                merged.push(i);
+            }
+        }
+    }
+    for m in &mut merged {
+        m.registrations.sort_by_key(|r| r.registered_ns);
+    }
+    *interpreters = merged;
+}
+
+/// Builds a [`Timeline`] with memory proportional to the (interpreter,
+/// bucket) pairs that have samples:
+///
+/// - each slot's current run (bucket, count) in a vector indexed by slot,
+///   so a sample costs a compare and an increment (with a cache of the last
+///   bucket's time range, rarely a division);
+/// - a run ends when its slot's samples move to another bucket, and goes to
+///   a log of cells, compacted (sorted, equal cells summed) when halving
+///   the resolution and whenever it doubles, so out-of-order batches cannot
+///   make it grow with the file.
 struct TimelineBuilder {
     by_sample_index: bool,
     max_buckets: usize,
     bucket: u64,
     start: u64,
     started: bool,
-    /// Counts per bucket, per interpreter slot (index in
-    /// `Profile::interpreters`).
-    counts: Vec<Vec<u64>>,
+    /// Per slot: its current run (bucket, samples); samples 0 = none.
+    runs: Vec<(u32, u64)>,
+    /// Ended runs: (slot, bucket, samples).
+    log: Vec<(u32, u32, u64)>,
+    /// Log length after the last compaction.
+    compacted: usize,
     /// `[lo, hi)`: times of bucket `cached_idx`.
     cached: Option<(u64, u64, usize)>,
 }
@@ -514,11 +884,13 @@ impl TimelineBuilder {
     fn new(by_sample_index: bool, max_buckets: usize) -> TimelineBuilder {
         TimelineBuilder {
             by_sample_index,
-            max_buckets: max_buckets.max(2),
+            max_buckets: max_buckets.clamp(2, u32::MAX as usize),
             bucket: if by_sample_index { 16 } else { 1_000_000 },
             start: 0,
             started: false,
-            counts: Vec::new(),
+            runs: Vec::new(),
+            log: Vec::new(),
+            compacted: 0,
             cached: None,
         }
     }
@@ -529,21 +901,10 @@ impl TimelineBuilder {
         while t < end {
             let idx = self.bucket_of(t);
             let hi = self.cached.map_or(end, |(_, hi, _)| hi);
-            let take = hi.min(end) - t;
-            self.bump(slot, idx, take.max(1));
-            t += take.max(1);
+            let take = (hi.min(end) - t).max(1);
+            self.bump(slot, idx, take);
+            t += take;
         }
-    }
-
-    fn bump(&mut self, slot: usize, idx: usize, n: u64) {
-        if slot >= self.counts.len() {
-            self.counts.resize_with(slot + 1, Vec::new);
-        }
-        let v = &mut self.counts[slot];
-        if v.len() <= idx {
-            v.resize(idx + 1, 0);
-        }
-        v[idx] += n;
     }
 
     #[inline]
@@ -552,14 +913,40 @@ impl TimelineBuilder {
             Some((lo, hi, idx)) if t >= lo && t < hi => idx,
             _ => self.bucket_of(t),
         };
-        if slot >= self.counts.len() {
-            self.counts.resize_with(slot + 1, Vec::new);
+        self.bump(slot, idx, 1);
+    }
+
+    #[inline]
+    fn bump(&mut self, slot: usize, idx: usize, n: u64) {
+        // `idx < max_buckets <= u32::MAX`.
+        let idx = idx as u32;
+        if slot >= self.runs.len() {
+            self.runs.resize(slot + 1, (0, 0));
         }
-        let v = &mut self.counts[slot];
-        if v.len() <= idx {
-            v.resize(idx + 1, 0);
+        let run = &mut self.runs[slot];
+        if run.1 == 0 || run.0 == idx {
+            *run = (idx, run.1 + n);
+            return;
         }
-        v[idx] += 1;
+        self.log.push((slot as u32, run.0, run.1));
+        *run = (idx, n);
+        if self.log.len() >= 2 * self.compacted.max(1 << 12) {
+            self.compact();
+        }
+    }
+
+    /// Sorts the log and sums equal cells.
+    fn compact(&mut self) {
+        self.log
+            .sort_unstable_by_key(|&(slot, bucket, _)| (slot, bucket));
+        self.log.dedup_by(|b, a| {
+            let same = a.0 == b.0 && a.1 == b.1;
+            if same {
+                a.2 += b.2;
+            }
+            same
+        });
+        self.compacted = self.log.len();
     }
 
     fn bucket_of(&mut self, t: u64) -> usize {
@@ -572,10 +959,13 @@ impl TimelineBuilder {
         while idx >= self.max_buckets as u64 {
             // Halve the resolution: merge bucket pairs.
             self.bucket = self.bucket.saturating_mul(2);
-            for v in &mut self.counts {
-                let merged: Vec<u64> = v.chunks(2).map(|c| c.iter().sum()).collect();
-                *v = merged;
+            for run in &mut self.runs {
+                run.0 /= 2;
             }
+            for cell in &mut self.log {
+                cell.1 /= 2;
+            }
+            self.compact();
             idx = (t - self.start) / self.bucket;
         }
         let lo = self.start + idx * self.bucket;
@@ -583,27 +973,43 @@ impl TimelineBuilder {
         idx as usize
     }
 
-    fn finish(self, interpreters: &[InterpreterProfile]) -> Timeline {
-        let mut counts = BTreeMap::new();
-        for (slot, v) in self.counts.into_iter().enumerate() {
-            if let Some(i) = interpreters.get(slot)
-                && !v.is_empty()
-            {
-                // An id registered twice has two slots: add them up (the
-                // buckets are the same for every slot).
-                let sum: &mut Vec<u64> = counts.entry(i.id).or_default();
-                if sum.len() < v.len() {
-                    sum.resize(v.len(), 0);
-                }
-                for (s, c) in sum.iter_mut().zip(v) {
-                    *s += c;
-                }
+    fn finish(mut self, interpreters: &[InterpreterProfile]) -> Timeline {
+        for (slot, &(bucket, n)) in self.runs.iter().enumerate() {
+            if n > 0 {
+                self.log.push((slot as u32, bucket, n));
             }
         }
+        // By id: the registrations of one id become one lane.
+        let mut cells: Vec<TimelineCell> = self
+            .log
+            .iter()
+            .filter_map(|&(slot, bucket, samples)| {
+                interpreters.get(slot as usize).map(|i| TimelineCell {
+                    interp: i.id,
+                    bucket,
+                    samples,
+                })
+            })
+            .collect();
+        drop(self.log);
+        cells.sort_unstable_by_key(|c| (c.interp, c.bucket));
+        cells.dedup_by(|b, a| {
+            let same = a.interp == b.interp && a.bucket == b.bucket;
+            if same {
+                a.samples += b.samples;
+            }
+            same
+        });
+        let buckets = cells
+            .iter()
+            .map(|c| c.bucket as usize + 1)
+            .max()
+            .unwrap_or(0);
         Timeline {
             bucket_ns: if self.started { self.bucket } else { 0 },
             start_ns: self.start,
-            counts,
+            buckets,
+            cells,
             by_sample_index: self.by_sample_index,
         }
     }

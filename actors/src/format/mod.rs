@@ -35,7 +35,7 @@ mod records;
 
 pub use batch::EncodedBatch;
 pub use encoder::{EncodeError, Encoder};
-pub use reader::{Event, ProfileReader, ReadError, ReadErrorKind};
+pub use reader::{Event, ProfileReader, RawPc, ReadError, ReadErrorKind};
 pub use records::{
     FileHeader, Flow, FunctionRecord, InterpreterRecord, ListedInstruction, ListingRecord,
     RateRecord, Record, RetiredRecord, Sample, SamplingMode, SamplingRecord, Summary, UnloadRecord,

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 
 use super::encoder::{EncodeError, Encoder};
 use super::reader::{
-    Event, ProfileReader, ReadError, ReadErrorKind, read_full, take_fixed, take_vec,
+    Event, ProfileReader, RawPc, ReadError, ReadErrorKind, read_full, take_fixed, take_vec,
 };
 use super::records::{FunctionRecord, Record, Sample};
 
@@ -105,40 +105,121 @@ impl<R: Read> ProfileReader<R> {
         Ok(Some(event))
     }
 
+    /// The next Pulley event; a samples section comes in chunks of at most
+    /// [`PULLEY_CHUNK`] samples, their PCs decoded into `pcs` (appended).
+    pub(super) fn next_pulley_pcs(
+        &mut self,
+        pcs: &mut Vec<RawPc>,
+    ) -> Result<Option<Event>, ReadError> {
+        if let Some(e) = self.pulley.failed.take() {
+            return Err(e);
+        }
+        if self.pulley.left == 0 {
+            let start = self.offset;
+            let tag = match self.pending.take() {
+                Some(t) => t,
+                None => {
+                    let mut t = [0u8; 1];
+                    match read_full(&mut self.source, &mut t) {
+                        Ok(0) => return Ok(None),
+                        Ok(_) => t[0],
+                        Err(e) => return Err(ReadError::new(start, ReadErrorKind::Io(e))),
+                    }
+                }
+            };
+            if tag != PULLEY_SAMPLES {
+                return self.pulley_section(start, tag);
+            }
+            let mut pos: u64 = 1;
+            let count = u32::from_le_bytes(take_fixed(&mut self.source, start, &mut pos)?);
+            if count == 0 {
+                self.offset += pos;
+                return Ok(Some(Event::Samples(Vec::new())));
+            }
+            self.pulley = PulleySection {
+                count,
+                left: count,
+                pos,
+                failed: None,
+            };
+        }
+        // Bounded: at most PULLEY_CHUNK samples' bytes, whatever `count`
+        // says; read straight into `pcs` (no decoding pass).
+        let n = self.pulley.left.min(PULLEY_CHUNK);
+        let want = n as usize * 8;
+        let from = pcs.len();
+        pcs.resize(from + n as usize, [0; 8]);
+        let got = read_full(&mut self.source, pcs[from..].as_flattened_mut())
+            .map_err(|e| ReadError::new(self.offset, ReadErrorKind::Io(e)));
+        let got = match got {
+            Ok(g) => g,
+            Err(e) => {
+                self.pulley.left = 0;
+                pcs.truncate(from);
+                return Err(e);
+            }
+        };
+        pcs.truncate(from + got / 8);
+        self.pulley.pos += got as u64;
+        if got < want {
+            // A torn section: the samples read whole still count, then the
+            // error names the section's start (where the complete records
+            // end).
+            let err = ReadError::new(
+                self.offset,
+                ReadErrorKind::Truncated {
+                    needed: 5 + u64::from(self.pulley.count) * 8,
+                    available: self.pulley.pos,
+                },
+            );
+            self.pulley.left = 0;
+            if got < 8 {
+                return Err(err);
+            }
+            self.pulley.failed = Some(err);
+            return Ok(Some(Event::Samples(Vec::new())));
+        }
+        self.pulley.left -= n;
+        if self.pulley.left == 0 {
+            self.offset += self.pulley.pos;
+        }
+        Ok(Some(Event::Samples(Vec::new())))
+    }
+
+    /// [`Self::next_pulley_pcs`] with the PCs as [`Sample`]s (time and
+    /// interpreter 0).
     pub(super) fn next_pulley_into(
         &mut self,
         samples: &mut Vec<Sample>,
     ) -> Result<Option<Event>, ReadError> {
-        let start = self.offset;
-        let tag = match self.pending.take() {
-            Some(t) => t,
-            None => {
-                let mut t = [0u8; 1];
-                match read_full(&mut self.source, &mut t) {
-                    Ok(0) => return Ok(None),
-                    Ok(_) => t[0],
-                    Err(e) => return Err(ReadError::new(start, ReadErrorKind::Io(e))),
-                }
-            }
-        };
-        if tag != PULLEY_SAMPLES {
-            return self.pulley_section(start, tag);
-        }
-        let mut pos: u64 = 1;
-        let count = u32::from_le_bytes(take_fixed(&mut self.source, start, &mut pos)?);
-        take_vec(
-            &mut self.source,
-            start,
-            &mut pos,
-            u64::from(count) * 8,
-            &mut self.buf,
-        )?;
-        samples.extend(self.buf.chunks_exact(8).map(|c| Sample {
+        let mut pcs = std::mem::take(&mut self.pulley_pcs);
+        pcs.clear();
+        let result = self.next_pulley_pcs(&mut pcs);
+        samples.extend(pcs.iter().map(|&pc| Sample {
             time_ns: 0,
             interp: 0,
-            pc: u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+            pc: u64::from_le_bytes(pc),
         }));
-        self.offset += pos;
-        Ok(Some(Event::Samples(Vec::new())))
+        self.pulley_pcs = pcs;
+        result
     }
+}
+
+/// Samples read per step of a samples section: memory stays bounded (512
+/// KiB) however large the section (Wasmtime's
+/// agent writes 1 000 000 samples a section), and a chunk stays in the
+/// cache while it is counted.
+pub(crate) const PULLEY_CHUNK: u32 = 1 << 16;
+
+/// Where the reader is inside a Pulley samples section.
+#[derive(Debug, Default)]
+pub(crate) struct PulleySection {
+    /// Samples the section declares.
+    count: u32,
+    /// Samples of it not yet read.
+    left: u32,
+    /// Bytes of it read so far (tag and count included).
+    pos: u64,
+    /// The error to report after the samples read before it.
+    failed: Option<ReadError>,
 }

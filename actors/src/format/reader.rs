@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::pulley::{PULLEY_FUNCTION, PULLEY_SAMPLES};
+use super::pulley::{PULLEY_FUNCTION, PULLEY_SAMPLES, PulleySection};
 use std::sync::Arc;
 
 use super::records::{
@@ -191,7 +191,17 @@ pub struct ProfileReader<R: Read> {
     /// Listings read so far, by code hash: each function record whose code
     /// has one gets it attached.
     pub(super) listings: HashMap<u64, Arc<ListingRecord>>,
+    /// Pulley files: where the reader is inside a samples section, which it
+    /// streams in bounded chunks.
+    pub(super) pulley: PulleySection,
+    /// Pulley files: the PCs of a chunk, for `next_into`'s `Sample`s.
+    pub(super) pulley_pcs: Vec<RawPc>,
 }
+
+/// Buffer of a file opened by [`ProfileReader::open`]: half a Pulley
+/// chunk's bytes, so that chunks are read straight into their buffer
+/// rather than copied through this one.
+const BUF_CAPACITY: usize = 1 << 18;
 
 impl ProfileReader<BufReader<File>> {
     /// Opens a profile file.
@@ -204,7 +214,7 @@ impl ProfileReader<BufReader<File>> {
         let file =
             File::open(path).map_err(|e| with_path(ReadError::new(0, ReadErrorKind::Io(e))))?;
         let mut r =
-            ProfileReader::new(BufReader::with_capacity(1 << 20, file)).map_err(with_path)?;
+            ProfileReader::new(BufReader::with_capacity(BUF_CAPACITY, file)).map_err(with_path)?;
         r.path = Some(path.to_path_buf());
         Ok(r)
     }
@@ -294,6 +304,8 @@ impl<R: Read> ProfileReader<R> {
             done: false,
             version: 0,
             listings: HashMap::new(),
+            pulley: PulleySection::default(),
+            pulley_pcs: Vec::new(),
         };
         match first[0] {
             b if b == MAGIC[0] => {
@@ -427,6 +439,41 @@ impl<R: Read> ProfileReader<R> {
         let result = self.next_event_into(samples);
         if result.is_err() {
             samples.clear();
+        }
+        self.settle(result)
+    }
+}
+
+/// A PC of a Pulley file as stored: 8 bytes, little-endian
+/// (`u64::from_le_bytes`).
+pub type RawPc = [u8; 8];
+
+/// The tightest path for Pulley files, whose samples are bare PCs.
+impl<R: Read> ProfileReader<R> {
+    /// Like [`ProfileReader::next_into`], except that a Pulley file's
+    /// samples are read straight into `pcs`, as stored (no [`Sample`] of 24
+    /// bytes per 8-byte PC, no decoding pass; `samples` stays empty); a
+    /// native file's go to `samples` (`pcs` stays empty). Both are cleared
+    /// first. A Pulley samples section comes as several [`Event::Samples`]
+    /// of at most 65 536 samples each, so memory is bounded however large
+    /// the section.
+    pub fn next_pcs_into(
+        &mut self,
+        samples: &mut Vec<Sample>,
+        pcs: &mut Vec<RawPc>,
+    ) -> Option<Result<Event, ReadError>> {
+        samples.clear();
+        pcs.clear();
+        if self.done {
+            return None;
+        }
+        let result = match self.format {
+            Format::Pulley => self.next_pulley_pcs(pcs),
+            Format::Native => self.next_native_into(samples),
+        };
+        if result.is_err() {
+            samples.clear();
+            pcs.clear();
         }
         self.settle(result)
     }

@@ -9,9 +9,10 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use super::{
-    ConvertError, ConvertOptions, ConvertReport, Exporter, Prepared, UNRESOLVED, instruction_label,
+    ConvertError, ConvertOptions, ConvertReport, Exporter, Prepared, Source, UNRESOLVED,
+    instruction_label,
 };
-use crate::analysis::profile::{LoadOptions, Profile, load};
+use crate::analysis::profile::{LoadOptions, Profile, load, load_reader};
 use crate::disasm::{DecoderChoice, decode_function, instruction_totals};
 
 /// The table entry of `collapsed`.
@@ -23,15 +24,18 @@ pub(super) const EXPORTER: Exporter = Exporter {
     prepare: Some(prepare),
 };
 
-fn prepare(input: &Path, options: &ConvertOptions) -> Result<Box<dyn Prepared>, ConvertError> {
-    let profile = load(
-        input,
-        &LoadOptions {
-            interp: options.interp,
-            ..LoadOptions::default()
-        },
-        |_| {},
-    )?;
+fn prepare<'a>(
+    input: Source<'a>,
+    options: &ConvertOptions,
+) -> Result<Box<dyn Prepared + 'a>, ConvertError> {
+    let load_options = LoadOptions {
+        interp: options.interp,
+        ..LoadOptions::default()
+    };
+    let profile = match input {
+        Source::Path(path) => load(path, &load_options, |_| {})?,
+        Source::Reader(r) => load_reader(r, &load_options, |_| {})?,
+    };
     Ok(Box::new(Collapsed {
         profile,
         decoder: options.decoder.clone(),

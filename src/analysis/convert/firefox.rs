@@ -8,13 +8,15 @@
 //! - Unloads and rate changes are not kept (no equivalent).
 
 #[cfg(feature = "export")]
+use std::io::Read;
+#[cfg(feature = "export")]
 use std::path::Path;
 
 use super::Exporter;
 #[cfg(feature = "export")]
 use super::walk::{Site, Step, interp_name, site_frames, walk};
 #[cfg(feature = "export")]
-use super::{ConvertError, ConvertOptions, ConvertReport, json};
+use super::{ConvertError, ConvertOptions, ConvertReport, json, with_reader};
 #[cfg(feature = "export")]
 use crate::ProfileReader;
 
@@ -25,7 +27,12 @@ pub(super) const EXPORTER: Exporter = Exporter {
     extension: "json",
     needs_export_feature: true,
     #[cfg(feature = "export")]
-    prepare: Some(|input, options| json(firefox_profile(input, options))),
+    prepare: Some(|input, options| {
+        let name = input.name().unwrap_or_default();
+        with_reader!(input, |reader| json(firefox_profile_from(
+            reader, &name, options
+        )))
+    }),
     #[cfg(not(feature = "export"))]
     prepare: None,
 };
@@ -38,27 +45,34 @@ pub fn firefox_profile(
     input: &Path,
     options: &ConvertOptions,
 ) -> Result<(fxprof_processed_profile::Profile, ConvertReport), ConvertError> {
+    let reader = ProfileReader::open(input).map_err(ConvertError::Read)?;
+    let name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    firefox_profile_from(reader, &name, options)
+}
+
+/// [`firefox_profile`] from an open reader (any [`Read`]: an embedder's
+/// sink); `name` names the profile (the input's file name).
+#[cfg(feature = "export")]
+pub fn firefox_profile_from<R: Read>(
+    reader: ProfileReader<R>,
+    name: &str,
+    options: &ConvertOptions,
+) -> Result<(fxprof_processed_profile::Profile, ConvertReport), ConvertError> {
     use std::collections::HashMap;
 
     use fxprof_processed_profile as fx;
 
-    // The header is needed before the first thread: peek at it.
-    let header = ProfileReader::open(input)
-        .map_err(ConvertError::Read)?
-        .header()
-        .cloned();
+    // The header is needed before the first thread.
+    let header = reader.header().cloned();
     let interval_ns = match &header {
         Some(h) if h.frequency_hz > 0 => (1_000_000_000 / u64::from(h.frequency_hz)).max(1),
         Some(_) => 1_000_000,
         None => options.pulley_interval_ns.max(1),
     };
-    let product = format!(
-        "pcprof: {}",
-        input
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    );
+    let product = format!("pcprof: {name}");
     let reference = fx::ReferenceTimestamp::from_millis_since_unix_epoch(
         header
             .as_ref()
@@ -103,7 +117,7 @@ pub fn firefox_profile(
         }
     };
 
-    let end = walk(input, options, |step| match step {
+    let end = walk(reader, options, |step| match step {
         Step::Interpreter(i) => {
             if !tracks.contains_key(&i.id) {
                 let first = tracks.is_empty();

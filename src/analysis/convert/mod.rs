@@ -6,7 +6,9 @@
 //!   CLI's `--to` values, help and errors all come from it. A new format is
 //!   one new file and one line in [`EXPORTERS`].
 //! - An exporter works in two steps: `prepare` reads (or opens) the input,
-//!   then the [`Prepared`] conversion writes to any [`Write`]. So a bad
+//!   a file or any [`Read`] ([`Source`]: an embedder converts straight from
+//!   its sink's bytes), then the [`Prepared`] conversion writes to any
+//!   [`Write`] ([`convert_to_writer`] does both). So a bad
 //!   input fails before the output is opened, and [`convert`] writes
 //!   through [`output::write_output`] for every format alike: a regular file
 //!   through a temporary file renamed into place only when complete, a
@@ -22,7 +24,7 @@
 //!   non-zero).
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::ReadError;
@@ -41,10 +43,10 @@ mod walk;
 
 pub use collapsed::write_collapsed;
 #[cfg(feature = "export")]
-pub use firefox::firefox_profile;
+pub use firefox::{firefox_profile, firefox_profile_from};
 pub use recode::recode;
 #[cfg(feature = "export")]
-pub use speedscope::speedscope_file;
+pub use speedscope::{speedscope_file, speedscope_file_from};
 
 /// Every format `pcprof convert` writes, in the order the help lists them.
 pub const EXPORTERS: &[&Exporter] = &[
@@ -75,7 +77,56 @@ pub struct Exporter {
 }
 
 /// The first step of an export: read or open the input.
-pub type Prepare = fn(&Path, &ConvertOptions) -> Result<Box<dyn Prepared>, ConvertError>;
+pub type Prepare =
+    for<'a> fn(Source<'a>, &ConvertOptions) -> Result<Box<dyn Prepared + 'a>, ConvertError>;
+
+/// Where an export reads its profile from.
+pub enum Source<'a> {
+    /// A profile file.
+    Path(&'a Path),
+    /// A profile's bytes from any reader (an embedder's sink, a buffer):
+    /// read once, as a file is.
+    Reader(&'a mut dyn Read),
+}
+
+impl Source<'_> {
+    /// The input's file name, for the formats that name their profile.
+    pub fn name(&self) -> Option<String> {
+        match self {
+            Source::Path(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
+            Source::Reader(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            Source::Reader(_) => f.write_str("Reader(..)"),
+        }
+    }
+}
+
+/// Opens `source` as a profile reader and hands it to `then`, whatever
+/// the source's type (one generic body, two instances).
+macro_rules! with_reader {
+    ($source:expr, |$reader:ident| $then:expr) => {
+        match $source {
+            $crate::analysis::convert::Source::Path(path) => {
+                let $reader = $crate::ProfileReader::open(path)
+                    .map_err($crate::analysis::convert::ConvertError::Read)?;
+                $then
+            }
+            $crate::analysis::convert::Source::Reader(r) => {
+                let $reader = $crate::ProfileReader::new(r)
+                    .map_err($crate::analysis::convert::ConvertError::Read)?;
+                $then
+            }
+        }
+    };
+}
+pub(crate) use with_reader;
 
 /// An export whose input is read (or open): what is left is writing it.
 pub trait Prepared {
@@ -110,9 +161,9 @@ impl<T: serde::Serialize> Prepared for Json<T> {
 
 /// The `prepare` of a JSON export: `built` is the value and its report.
 #[cfg(feature = "export")]
-fn json<T: serde::Serialize + 'static>(
+fn json<'a, T: serde::Serialize + 'static>(
     built: Result<(T, ConvertReport), ConvertError>,
-) -> Result<Box<dyn Prepared>, ConvertError> {
+) -> Result<Box<dyn Prepared + 'a>, ConvertError> {
     let (value, report) = built?;
     Ok(Box::new(Json(value, report)))
 }
@@ -340,8 +391,37 @@ pub fn convert(
             ),
         });
     };
-    let prepared = prepare(input, options)?;
+    let prepared = prepare(Source::Path(input), options)?;
     output::write_output(output, &[input], |w| prepared.write(w, output))
+}
+
+/// Converts a profile from any reader (the bytes an embedder's sink
+/// received) to `format`, written to any writer: no file on either side.
+/// `out` is written only once the input is read (or, for `pulley` and
+/// `native`, open); errors name the output `<output>`.
+pub fn convert_to_writer(
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+    format: ExportFormat,
+    options: &ConvertOptions,
+) -> Result<ConvertReport, ConvertError> {
+    let name = Path::new("<output>");
+    let Some(prepare) = format.exporter().prepare else {
+        return Err(ConvertError::Io {
+            path: name.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("the {format} export needs pcprof's `export` feature"),
+            ),
+        });
+    };
+    let prepared = prepare(Source::Reader(input), options)?;
+    let report = prepared.write(out, name)?;
+    out.flush().map_err(|source| ConvertError::Io {
+        path: name.to_path_buf(),
+        source,
+    })?;
+    Ok(report)
 }
 
 /// Frame name of an instruction: the mnemonic and operands first (it is

@@ -10,11 +10,10 @@
 //! - Native → native keeps the listings and the sampling record.
 //! - Either format into itself copies, after the interpreter filter.
 
-use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 
-use super::{ConvertError, ConvertOptions, ConvertReport, Exporter, Prepared};
+use super::{ConvertError, ConvertOptions, ConvertReport, Exporter, Prepared, Source, with_reader};
 use crate::ProfileReader;
 use crate::format::{Encoder, Event, FileHeader, Format, InterpreterRecord, Record, Sample};
 
@@ -45,27 +44,26 @@ pub(super) const NATIVE: Exporter = Exporter {
     prepare: Some(|input, options| prepare(input, options, Format::Native)),
 };
 
-fn prepare(
-    input: &Path,
+fn prepare<'a>(
+    input: Source<'a>,
     options: &ConvertOptions,
     target: Format,
-) -> Result<Box<dyn Prepared>, ConvertError> {
-    let reader = ProfileReader::open(input).map_err(ConvertError::Read)?;
-    Ok(Box::new(Recode {
+) -> Result<Box<dyn Prepared + 'a>, ConvertError> {
+    with_reader!(input, |reader| Ok(Box::new(Recode {
         reader,
         target,
         options: options.clone(),
-    }))
+    })))
 }
 
 /// An opened input, to be re-encoded as it is read.
-struct Recode {
-    reader: ProfileReader<BufReader<File>>,
+struct Recode<R: Read> {
+    reader: ProfileReader<R>,
     target: Format,
     options: ConvertOptions,
 }
 
-impl Prepared for Recode {
+impl<R: Read> Prepared for Recode<R> {
     fn write(
         self: Box<Self>,
         out: &mut dyn Write,

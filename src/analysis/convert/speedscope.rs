@@ -11,6 +11,8 @@
 //! - Sample times and unloads are not kept.
 
 #[cfg(feature = "export")]
+use std::io::Read;
+#[cfg(feature = "export")]
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -19,7 +21,9 @@ use super::Exporter;
 #[cfg(feature = "export")]
 use super::walk::{Site, Step, interp_name, site_frames, walk};
 #[cfg(feature = "export")]
-use super::{ConvertError, ConvertOptions, ConvertReport, json};
+use super::{ConvertError, ConvertOptions, ConvertReport, json, with_reader};
+#[cfg(feature = "export")]
+use crate::ProfileReader;
 
 /// The table entry of `speedscope`.
 pub(super) const EXPORTER: Exporter = Exporter {
@@ -28,7 +32,12 @@ pub(super) const EXPORTER: Exporter = Exporter {
     extension: "json",
     needs_export_feature: true,
     #[cfg(feature = "export")]
-    prepare: Some(|input, options| json(speedscope_file(input, options))),
+    prepare: Some(|input, options| {
+        let name = input.name();
+        with_reader!(input, |reader| json(speedscope_file_from(
+            reader, name, options
+        )))
+    }),
     #[cfg(not(feature = "export"))]
     prepare: None,
 };
@@ -114,6 +123,19 @@ pub fn speedscope_file(
     input: &Path,
     options: &ConvertOptions,
 ) -> Result<(File, ConvertReport), ConvertError> {
+    let reader = ProfileReader::open(input).map_err(ConvertError::Read)?;
+    let name = input.file_name().map(|n| n.to_string_lossy().into_owned());
+    speedscope_file_from(reader, name, options)
+}
+
+/// [`speedscope_file`] from an open reader (any [`Read`]: an embedder's
+/// sink); `name` names the file (the input's file name).
+#[cfg(feature = "export")]
+pub fn speedscope_file_from<R: Read>(
+    reader: ProfileReader<R>,
+    name: Option<String>,
+    options: &ConvertOptions,
+) -> Result<(File, ConvertReport), ConvertError> {
     use std::collections::{BTreeMap, HashMap};
 
     struct Lane {
@@ -132,7 +154,7 @@ pub fn speedscope_file(
         weights: Vec::new(),
         last: None,
     };
-    let end = walk(input, options, |step| match step {
+    let end = walk(reader, options, |step| match step {
         Step::Interpreter(i) => {
             lanes
                 .entry(i.id)
@@ -194,7 +216,7 @@ pub fn speedscope_file(
         shared: Shared { frames },
         active_profile_index: (!profiles.is_empty()).then_some(0),
         profiles,
-        name: input.file_name().map(|n| n.to_string_lossy().into_owned()),
+        name,
         exporter: Some(format!("pcprof {}", env!("CARGO_PKG_VERSION"))),
     };
     let mut report = end.report;

@@ -7,7 +7,7 @@
 //!   stay right.
 //! - Pulley samples get synthetic times (`index × pulley_interval_ns`).
 
-use std::path::Path;
+use std::io::Read;
 
 use super::{ConvertError, ConvertOptions, ConvertReport, UNRESOLVED, instruction_label};
 use crate::disasm::{Instruction, containing_instruction, decode_function};
@@ -52,12 +52,11 @@ pub(super) struct WalkEnd {
 /// Streams `input` once, resolving every sample (after the interpreter
 /// filter) to its function and instruction; Pulley samples get synthetic
 /// times.
-pub(super) fn walk(
-    input: &Path,
+pub(super) fn walk<R: Read>(
+    mut reader: ProfileReader<R>,
     options: &ConvertOptions,
     mut step: impl FnMut(Step<'_>),
 ) -> Result<WalkEnd, ConvertError> {
-    let mut reader = ProfileReader::open(input).map_err(ConvertError::Read)?;
     let mut end = WalkEnd::default();
     let pulley = reader.format() == Format::Pulley;
     let interval = options.pulley_interval_ns.max(1);

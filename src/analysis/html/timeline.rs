@@ -5,6 +5,7 @@
 //!   summed into one, so a thousand threads stay one readable picture.
 //! - Axis ticks are "nice" steps (1, 2 or 5 times a power of ten).
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use crate::analysis::profile::Profile;
@@ -37,26 +38,37 @@ pub(super) fn timeline(out: &mut String, profile: &Profile) {
     }
 
     // Lanes: one per interpreter, the least busy merged past MAX_LANES.
+    // The timeline is sparse (a million interpreters are a million cells):
+    // only the lanes drawn are made dense.
+    let labels: HashMap<u32, &str> = profile
+        .interpreters
+        .iter()
+        .filter_map(|i| Some((i.id, i.label.as_deref()?)))
+        .collect();
     let label_of = |id: u32| -> String {
-        profile
-            .interpreters
-            .iter()
-            .find(|i| i.id == id)
-            .and_then(|i| i.label.clone())
+        labels
+            .get(&id)
             .map_or_else(|| format!("interp {id}"), |l| format!("{l} ({id})"))
     };
-    let mut lanes: Vec<(String, Vec<u64>)> = t
-        .counts
-        .iter()
-        .map(|(&id, v)| (label_of(id), v.clone()))
+    let mut by_total: Vec<(u32, u64)> = t
+        .lanes()
+        .map(|(id, cells)| (id, cells.iter().map(|c| c.samples).sum()))
         .collect();
-    if lanes.len() > MAX_LANES {
-        lanes.sort_by_key(|(_, v)| std::cmp::Reverse(v.iter().sum::<u64>()));
-        let rest = lanes.split_off(MAX_LANES - 1);
+    let mut rest = Vec::new();
+    if by_total.len() > MAX_LANES {
+        by_total.sort_by_key(|&(id, total)| (std::cmp::Reverse(total), id));
+        rest = by_total.split_off(MAX_LANES - 1);
+    }
+    let mut lanes: Vec<(String, Vec<u64>)> = by_total
+        .iter()
+        .map(|&(id, _)| (label_of(id), t.lane(id)))
+        .collect();
+    if !rest.is_empty() {
+        let drawn: HashSet<u32> = by_total.iter().map(|&(id, _)| id).collect();
         let mut merged = vec![0u64; buckets];
-        for (_, v) in &rest {
-            for (m, c) in merged.iter_mut().zip(v) {
-                *m += c;
+        for c in t.cells.iter().filter(|c| !drawn.contains(&c.interp)) {
+            if let Some(m) = merged.get_mut(c.bucket as usize) {
+                *m += c.samples;
             }
         }
         lanes.push((format!("{} others", rest.len()), merged));

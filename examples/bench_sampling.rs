@@ -24,7 +24,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pcprof_actors::{Event, Format, PcHandle, ProfileReader, Profiler, Stats};
+use pcprof_actors::{Event, Format, PcHandle, ProfileReader, Profiler, SamplingMode, Stats};
 
 /// Bytes of "bytecode" per interpreter (as the baseline).
 const CODE_LEN: usize = 4096;
@@ -47,7 +47,7 @@ struct Args {
     realtime: Option<u8>,
     spin_us: Option<u64>,
     target_us: Option<u64>,
-    jitter: bool,
+    sampling: SamplingMode,
     format: Format,
     buffers: Option<usize>,
 }
@@ -59,7 +59,7 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: bench_sampling [--freq HZ=1000] [--flush N=20000] [--interpreters N=4] \
          [--seconds S=2] [--out PATH] [--keep] [--work spin|idle] [--timerslack-ns N]\n\
-         \x20      [--realtime PRIO] [--spin-us N] [--target-us N] [--jitter] [--format native|pulley] [--buffers N]\n\
+         \x20      [--realtime PRIO] [--spin-us N] [--target-us N] [--sampling randomized|periodic] [--format native|pulley] [--buffers N]\n\
          Without --out a temp file under /tmp is used and removed at the end unless --keep.\n\
          --realtime asks for SCHED_FIFO on the timing thread (falls back to normal scheduling\n\
          where the process may not raise it; the JSON's \"scheduling\" says which was in force).\n\
@@ -91,7 +91,7 @@ fn parse_args() -> Args {
         realtime: None,
         spin_us: None,
         target_us: None,
-        jitter: false,
+        sampling: SamplingMode::Randomized,
         format: Format::Native,
         buffers: None,
     };
@@ -108,7 +108,10 @@ fn parse_args() -> Args {
             "--realtime" => a.realtime = Some(parse(&flag, it.next())),
             "--spin-us" => a.spin_us = Some(parse(&flag, it.next())),
             "--target-us" => a.target_us = Some(parse(&flag, it.next())),
-            "--jitter" => a.jitter = true,
+            "--sampling" => {
+                let v: String = parse(&flag, it.next());
+                a.sampling = v.parse().unwrap_or_else(|e: String| usage(&e));
+            }
             "--buffers" => a.buffers = Some(parse(&flag, it.next())),
             "--format" => {
                 let v: String = parse(&flag, it.next());
@@ -324,7 +327,7 @@ fn main() {
         .flush_every(args.flush)
         .output(&out_path)
         .format(args.format)
-        .jitter(args.jitter);
+        .sampling(args.sampling);
     if let Some(prio) = args.realtime {
         builder = builder.realtime(prio);
     }
@@ -427,7 +430,7 @@ fn main() {
 \"sampling_cpu_s\":{:.6},\"recording_cpu_s\":{:.6},\"process_cpu_s\":{:.6},\"profiler_wall_s\":{:.6},\
 \"total_steps\":{},\"batches\":{},\"flush\":{},\"timerslack_ns\":{},\
 \"ticks_scheduled\":{},\"ticks_missed\":{},\"tick_ratio\":{:.5},\"samples_written\":{},\"samples_dropped\":{},\
-\"batches_dropped\":{},\"runtime_cpu_s\":{:.6},\"scheduling\":{},\"spin_us\":{},\"jitter\":{},\
+\"batches_dropped\":{},\"runtime_cpu_s\":{:.6},\"scheduling\":{},\"spin_us\":{},\"sampling\":\"{}\",\
 \"format\":\"{}\",\"errors\":{}}}",
         args.freq,
         args.interpreters,
@@ -462,7 +465,7 @@ fn main() {
         runtime_cpu_s,
         scheduling,
         spin_us,
-        args.jitter,
+        args.sampling,
         args.format,
         stats.errors,
     );

@@ -30,6 +30,9 @@ mod recording;
 mod reliability;
 /// `pcprof report`: shares, disassembly, thresholds, bad files.
 mod report;
+/// Sampling tells the truth: no aliasing by default, shares that match
+/// known instruction costs.
+mod sampling;
 /// `pcprof sequences`: hot-sequence mining.
 mod sequences;
 /// Ctrl-C and SIGTERM during `pcprof demo`.

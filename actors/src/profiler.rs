@@ -24,7 +24,7 @@ use ractor::{Actor, ActorRef, RpcReplyPort};
 use tracing::{debug, warn};
 
 use crate::clock::{Clock, MonotonicClock, Nanos};
-use crate::config::{Config, Output, Scheduling};
+use crate::config::{Config, Output, SamplingMode, Scheduling};
 use crate::error::{Error, ErrorKind};
 use crate::format::{Encoder, FileHeader, Format};
 use crate::pc::{PcHandle, PcSource};
@@ -141,9 +141,11 @@ impl ProfilerBuilder {
         self
     }
 
-    /// Randomise intervals around the period (Poisson sampling).
-    pub fn jitter(mut self, on: bool) -> Self {
-        self.config.jitter = on;
+    /// When in each period the sample is taken: at a random instant
+    /// ([`SamplingMode::Randomized`], the default: immune to work that
+    /// repeats with the period) or at its end ([`SamplingMode::Periodic`]).
+    pub fn sampling(mut self, mode: SamplingMode) -> Self {
+        self.config.sampling = mode;
         self
     }
 
@@ -340,7 +342,7 @@ impl Profiler {
             buffers,
             actor_timeout: config.actor_timeout,
             scheduling: config.scheduling,
-            jitter: config.jitter,
+            sampling: config.sampling,
             dispatch: dispatch.clone(),
         };
 

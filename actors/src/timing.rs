@@ -134,6 +134,12 @@ impl TimingThread {
         let clock = Arc::clone(&self.clock);
         // What the clock learns of this thread's wake-ups: this thread's own.
         let mut wake = clock.wake_estimator();
+        if let Some(w) = wake.as_mut() {
+            // A process confined to one CPU (`taskset -c 0`): this thread
+            // shares it with the interpreters, so spinning only steals from
+            // them.
+            w.set_shared_core(thread::available_parallelism().is_ok_and(|n| n.get() == 1));
+        }
         loop {
             // Messages first: registrations and control take effect between
             // ticks, never in the middle of one. The queue is polled only when
@@ -167,6 +173,9 @@ impl TimingThread {
                         }
                     }
                 }
+            }
+            if let Some(w) = wake.as_mut() {
+                w.set_period(self.ticker.period());
             }
             let now = clock.wait_until(self.ticker.next_deadline(), wake.as_mut());
             if let Some(cmd) = self.ticker.fire(now) {
@@ -280,7 +289,7 @@ mod tests {
             .send(Vec::with_capacity(64))
             .expect("the pool is open");
         let timing = TimingThread {
-            ticker: TickerCore::new(1000, false),
+            ticker: TickerCore::new(1000, crate::config::SamplingMode::Periodic, 1),
             sampler: SamplerCore::new(
                 1000,
                 1_000_000_000,

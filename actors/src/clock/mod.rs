@@ -32,7 +32,7 @@ mod virtual_clock;
 
 pub use estimator::WakeEstimator;
 #[cfg(test)]
-use estimator::{WAKE_BUCKETS, WAKE_WARMUP, WAKE_WINDOW};
+use estimator::{PROBE_EVERY, WAKE_BUCKETS, WAKE_WARMUP, WAKE_WINDOW};
 pub use monotonic::MonotonicClock;
 pub use virtual_clock::VirtualClock;
 
@@ -81,6 +81,17 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 
     /// `"monotonic"` or `"virtual"`: recorded in the file's header.
     fn name(&self) -> &'static str;
+
+    /// The seed of the random sampling instants
+    /// ([`SamplingMode::Randomized`](crate::config::SamplingMode)): by
+    /// default drawn from the wall clock, so no two runs share their
+    /// instants; [`VirtualClock`] returns a fixed one, so that tests are
+    /// exact.
+    fn seed(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    }
 }
 
 /// The longest sleep a message cannot cut short: sleeps up to this long (all

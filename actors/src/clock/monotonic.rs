@@ -87,10 +87,7 @@ impl Clock for MonotonicClock {
         }
         let mut estimator = wake;
         // Without an estimator (a caller that learns nothing): no spin.
-        let margin = estimator.as_deref_mut().map_or(0, |e| {
-            let period = e.next_deadline(deadline);
-            e.margin_for(period)
-        });
+        let margin = estimator.as_deref_mut().map_or(0, WakeEstimator::plan);
         let wake = deadline.saturating_sub(margin);
         let mut woke = now;
         if now < wake {

@@ -33,7 +33,15 @@ const CODE_LEN: usize = 4096;
 enum Work {
     Spin,
     Idle,
+    /// Work locked to 1 ms: 900 µs at the code's offset 0, then 100 µs at
+    /// offset 4, on absolute deadlines; the JSON's `phased_brief_share` is
+    /// the share of samples at offset 4 (the truth: 0.1).
+    Phased,
 }
+
+/// The phased work's period and its brief part, in ns.
+const PHASED_PERIOD_NS: u64 = 1_000_000;
+const PHASED_BRIEF_NS: u64 = 100_000;
 
 struct Args {
     freq: u32,
@@ -121,7 +129,8 @@ fn parse_args() -> Args {
                 a.work = match parse::<String>(&flag, it.next()).as_str() {
                     "spin" => Work::Spin,
                     "idle" => Work::Idle,
-                    other => usage(&format!("--work is spin or idle, not {other:?}")),
+                    "phased" => Work::Phased,
+                    other => usage(&format!("--work is spin, idle or phased, not {other:?}")),
                 }
             }
             "-h" | "--help" => usage(""),
@@ -203,6 +212,17 @@ fn interpreter_main(
                 }
             }
         }
+        Work::Phased => {
+            // The phase is the monotonic clock's, which the profiler's
+            // deadlines also follow: ticks at whole periods of its epoch
+            // fall at a fixed, unknown phase of this work.
+            let mono = || clock_ns(libc::CLOCK_MONOTONIC);
+            while !stop.load(Ordering::Relaxed) {
+                let brief = mono() % PHASED_PERIOD_NS >= PHASED_PERIOD_NS - PHASED_BRIEF_NS;
+                pc.set(base + if brief { 4 } else { 0 });
+                steps += 1;
+            }
+        }
         Work::Idle => {
             pc.set(base);
             steps = 1;
@@ -248,6 +268,8 @@ fn timing_thread_slack() -> i64 {
 struct ReadBack {
     samples: u64,
     outside: u64,
+    /// Samples 4 bytes into a function (the phased work's brief part).
+    at_offset_4: u64,
     bytes: u64,
 }
 
@@ -274,9 +296,18 @@ fn read_back(path: &PathBuf) -> Result<ReadBack, String> {
         }
     };
     let outside = pcs.iter().filter(|&&pc| !inside(pc)).count() as u64;
+    let at_offset_4 = pcs
+        .iter()
+        .filter(|&&pc| {
+            functions
+                .binary_search_by_key(&pc.wrapping_sub(4), |&(a, _)| a)
+                .is_ok()
+        })
+        .count() as u64;
     Ok(ReadBack {
         samples: pcs.len() as u64,
         outside,
+        at_offset_4,
         bytes,
     })
 }
@@ -415,6 +446,7 @@ fn main() {
     let work = match args.work {
         Work::Spin => "spin",
         Work::Idle => "idle",
+        Work::Phased => "phased",
     };
     let expected_ticks = (f64::from(args.freq) * args.seconds).round() as u64;
     let scheduling = serde_json::to_string(&stats.scheduling).unwrap_or_default();
@@ -431,7 +463,7 @@ fn main() {
 \"total_steps\":{},\"batches\":{},\"flush\":{},\"timerslack_ns\":{},\
 \"ticks_scheduled\":{},\"ticks_missed\":{},\"tick_ratio\":{:.5},\"samples_written\":{},\"samples_dropped\":{},\
 \"batches_dropped\":{},\"runtime_cpu_s\":{:.6},\"scheduling\":{},\"spin_us\":{},\"sampling\":\"{}\",\
-\"format\":\"{}\",\"errors\":{}}}",
+\"format\":\"{}\",\"errors\":{},\"phased_brief_share\":{:.4}}}",
         args.freq,
         args.interpreters,
         args.seconds,
@@ -468,6 +500,7 @@ fn main() {
         args.sampling,
         args.format,
         stats.errors,
+        back.at_offset_4 as f64 / back.samples.max(1) as f64,
     );
     if back.samples != stats.samples_taken {
         eprintln!(

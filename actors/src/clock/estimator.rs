@@ -29,6 +29,9 @@ pub(crate) const SLEEP_MIN: Nanos = 20_000;
 /// quietens: at 100 kHz about 0.1 % of the ticks, at 20 kHz 20 probes a
 /// second.
 pub(crate) const PROBE_EVERY: u32 = 1024;
+/// What [`WakeEstimator::plan`] returns to spin through: never sleep, even
+/// when a randomized deadline is more than a period away.
+pub const SPIN_THROUGH: Nanos = Nanos::MAX;
 
 /// Learns how late the kernel wakes a sleeping thread, to wake it early
 /// enough for a given p99 lateness and spin only the rest.
@@ -61,6 +64,10 @@ pub(crate) const PROBE_EVERY: u32 = 1024;
 ///   [`SLEEP_MIN`] (100 kHz, or a very noisy host at 20 kHz), the thread
 ///   spins through, and sleeps one tick in [`PROBE_EVERY`] to keep
 ///   learning. An explicit cap is never exceeded.
+/// - Spinning must pay: the ticks lost by spins that ended more than a
+///   period late (the CPU taken from the spinning thread, an overloaded
+///   host) are averaged, and while they are more than half of what sleeping
+///   loses, the thread sleeps (trying again as that memory fades).
 /// - On a shared core (the process confined to one CPU) it never spins
 ///   beyond the head start: the interpreter it would steal from is the
 ///   work being sampled.
@@ -87,6 +94,14 @@ pub struct WakeEstimator {
     shared_core: bool,
     /// Ticks spun through since the last probe sleep.
     spun: u32,
+    /// Ticks lost per wake-up sleeping to the deadline (margin 0), read off
+    /// the window, in 1/65536.
+    sleep_loss: u64,
+    /// Ticks lost per tick that spun to its deadline (an average over about
+    /// the last 64, in 1/65536): a spinning thread loses ticks too when the
+    /// CPU is taken from it (an overloaded host), and spinning then buys
+    /// nothing.
+    spin_loss: u64,
 }
 
 /// The estimator's window: how many of the remembered wake-ups fell in
@@ -117,7 +132,28 @@ impl WakeEstimator {
             loss_margin: 0,
             shared_core: false,
             spun: 0,
+            sleep_loss: 0,
+            spin_loss: 0,
         }
+    }
+
+    /// Records that a spin to a deadline ended `late` ns after it (more
+    /// than a period: the CPU was taken from the spinning thread).
+    #[inline]
+    pub fn observe_spin(&mut self, late: Nanos) {
+        if self.period == 0 {
+            return;
+        }
+        let lost = (late / self.period).min(64) << 16;
+        // An average over about the last 64 spins.
+        self.spin_loss = self.spin_loss - (self.spin_loss >> 6) + (lost >> 6);
+    }
+
+    /// Whether spinning saves ticks on this host now: it loses at most half
+    /// as many as sleeping would.
+    #[inline]
+    fn spin_pays(&self) -> bool {
+        self.spin_loss * 2 <= self.sleep_loss
     }
 
     /// The tick period the owner sleeps for, in ns (0: unknown). Cheap when
@@ -211,7 +247,9 @@ impl WakeEstimator {
         } else {
             self.loss_margin_for(period)
         };
-        margin = margin.max(for_ticks.min(self.cap.unwrap_or(Nanos::MAX)));
+        if self.spin_pays() {
+            margin = margin.max(for_ticks.min(self.cap.unwrap_or(Nanos::MAX)));
+        }
         if margin.saturating_add(SLEEP_MIN) >= period && self.cap.is_none_or(|c| c >= period) {
             return period;
         }
@@ -220,10 +258,16 @@ impl WakeEstimator {
 
     /// The margin for the next sleep, for the period set with
     /// [`WakeEstimator::set_period`]: [`WakeEstimator::margin_for`], except
-    /// that while spinning through, one tick in [`PROBE_EVERY`] sleeps
-    /// (margin 0) so that the window keeps learning how the host wakes.
+    /// that spinning through is [`SPIN_THROUGH`], and one tick in
+    /// [`PROBE_EVERY`] then sleeps (margin 0) so that the window keeps
+    /// learning how the host wakes.
     #[inline]
     pub fn plan(&mut self) -> Nanos {
+        if !self.spin_pays() {
+            // Spinning lost ticks too: sleep, and let the memory of it fade
+            // (by half in about 2800 ticks) so that spinning is tried again.
+            self.spin_loss = self.spin_loss.saturating_sub((self.spin_loss >> 12).max(1));
+        }
         let margin = self.margin_for(self.period);
         if self.period > 0 && margin >= self.period {
             self.spun += 1;
@@ -231,6 +275,7 @@ impl WakeEstimator {
                 self.spun = 0;
                 return 0;
             }
+            return SPIN_THROUGH;
         }
         margin
     }
@@ -240,23 +285,30 @@ impl WakeEstimator {
         self.margin_for(0)
     }
 
-    fn compute_loss_margin(&self) -> Nanos {
-        if self.seen < WAKE_WARMUP {
+    fn compute_loss_margin(&mut self) -> Nanos {
+        if self.seen < WAKE_WARMUP || self.period == 0 {
             return 0;
         }
-        self.loss_margin_for(self.period)
+        let (margin, lost_at_zero) = self.loss_for(self.period);
+        self.sleep_loss = (lost_at_zero << 16) / self.seen.min(WAKE_WINDOW) as u64;
+        margin
+    }
+
+    fn loss_margin_for(&self, period: Nanos) -> Nanos {
+        self.loss_for(period).0
     }
 
     /// The smallest multiple of `period`/8 as margin with which the window's
-    /// wake-ups lose at most [`TICK_LOSS_BUDGET`] of the ticks; the period
-    /// itself when none does. A wake-up `o` ns late with margin `m` loses
+    /// wake-ups lose at most [`TICK_LOSS_BUDGET`] of the ticks, and the
+    /// ticks they lose at margin 0. The margin is
+    /// the period itself when none does. A wake-up `o` ns late with margin `m` loses
     /// `⌊(o − m) / period⌋` ticks (the ticker takes the latest passed
     /// deadline): counted from the 1 µs buckets' lower edges, skipping the
     /// buckets below one period, which lose nothing; a wake-up beyond the
     /// last bucket loses at least a tick whatever the margin.
-    fn loss_margin_for(&self, period: Nanos) -> Nanos {
+    fn loss_for(&self, period: Nanos) -> (Nanos, u64) {
         if period == 0 {
-            return 0;
+            return (0, 0);
         }
         let n = self.seen.min(WAKE_WINDOW) as u64;
         let (num, den) = TICK_LOSS_BUDGET;
@@ -281,10 +333,11 @@ impl WakeEstimator {
         }
         // The first margin whose losses a wake-up, lost[j] / n, are within
         // the budget.
-        match lost.iter().position(|&l| l * den <= num * n) {
+        let margin = match lost.iter().position(|&l| l * den <= num * n) {
             Some(j) => j as Nanos * step,
             None => period,
-        }
+        };
+        (margin, lost[0])
     }
 
     /// Records that a wait returned `overshoot` ns after it was due.

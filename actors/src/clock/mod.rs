@@ -30,9 +30,9 @@ mod monotonic;
 mod tests;
 mod virtual_clock;
 
-pub use estimator::WakeEstimator;
 #[cfg(test)]
 use estimator::{PROBE_EVERY, WAKE_BUCKETS, WAKE_WARMUP, WAKE_WINDOW};
+pub use estimator::{SPIN_THROUGH, WakeEstimator};
 pub use monotonic::MonotonicClock;
 pub use virtual_clock::VirtualClock;
 

@@ -140,6 +140,11 @@ impl TimingThread {
             // them.
             w.set_shared_core(thread::available_parallelism().is_ok_and(|n| n.get() == 1));
         }
+        // The short slice suits a thread that sleeps between ticks; one that
+        // spins through keeps the default (see `sys::set_slice`). Only at
+        // normal priority, where the short slice was granted.
+        let adjust_slice = policy.starts_with("normal (slice");
+        let mut short_slice = adjust_slice;
         loop {
             // Messages first: registrations and control take effect between
             // ticks, never in the middle of one. The queue is polled only when
@@ -178,6 +183,15 @@ impl TimingThread {
                 w.set_period(self.ticker.period());
             }
             let now = clock.wait_until(self.ticker.next_deadline(), wake.as_mut());
+            if adjust_slice
+                && let Some(w) = wake.as_ref()
+                && w.spinning_through() == short_slice
+            {
+                // Rare: the policy changed between sleeping and spinning.
+                short_slice = !w.spinning_through();
+                sys::set_slice(short_slice);
+                debug!(name: "ticker.slice", short = short_slice);
+            }
             if let Some(cmd) = self.ticker.fire(now) {
                 self.sampler.sample(cmd, now);
             }

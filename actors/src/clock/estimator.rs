@@ -94,6 +94,8 @@ pub struct WakeEstimator {
     shared_core: bool,
     /// Ticks spun through since the last probe sleep.
     spun: u32,
+    /// Whether the last plan was to spin through (or a probe within it).
+    through: bool,
     /// Ticks lost per wake-up sleeping to the deadline (margin 0), read off
     /// the window, in 1/65536.
     sleep_loss: u64,
@@ -132,9 +134,17 @@ impl WakeEstimator {
             loss_margin: 0,
             shared_core: false,
             spun: 0,
+            through: false,
             sleep_loss: 0,
             spin_loss: 0,
         }
+    }
+
+    /// Whether the thread is spinning through (its last plan was
+    /// [`SPIN_THROUGH`] or a probe sleep among such ticks).
+    #[inline]
+    pub fn spinning_through(&self) -> bool {
+        self.through
     }
 
     /// Records that a spin to a deadline ended `late` ns after it (more
@@ -269,7 +279,8 @@ impl WakeEstimator {
             self.spin_loss = self.spin_loss.saturating_sub((self.spin_loss >> 12).max(1));
         }
         let margin = self.margin_for(self.period);
-        if self.period > 0 && margin >= self.period {
+        self.through = self.period > 0 && margin >= self.period;
+        if self.through {
             self.spun += 1;
             if self.spun >= PROBE_EVERY {
                 self.spun = 0;

@@ -16,8 +16,11 @@
 //!   head start that almost never needs spinning), capped by default at
 //!   1/100 of the tick period. So the thread spins only as much as a p99
 //!   lateness within the target needs, and never more than a set share of
-//!   the CPU. When the kernel's median wake-up error is a whole period (very
-//!   high rates), sleeping cannot be on time and the thread spins through.
+//!   the CPU for it. Ticks come first: where sleeping would lose more than
+//!   0.5 % of them (wake-ups more than a period late), it wakes early enough
+//!   to save them, and spins through when too little sleep is left to be
+//!   worth a wake-up (100 kHz), as long as spinning does save ticks on this
+//!   host (see [`WakeEstimator`]).
 //! - [`VirtualClock`] moves only when a test says so, and stops at every
 //!   deadline on the way, so "advance 10 ms at 1 kHz" is exactly 10 ticks.
 

@@ -44,6 +44,11 @@ def limit(label, name, i):
     return ds[i] if i < len(ds) else None
 
 
+def opt(x, fmt):
+    """A figure, or nothing where the scenario has no limit to compare with."""
+    return "" if x != x else fmt.format(x)
+
+
 def per_run(ds, key, fmt="{:.0f}"):
     return ", ".join(fmt.format(d[key]) for d in ds)
 
@@ -80,10 +85,10 @@ for (label, impl), ds in runs.items():
     exp = ds[0]["expected_ticks"]
     print(
         f"| {label} | {impl} | {ticks:.0f} / {exp} | {med([tick_share(d) for d in ds]):.4f} "
-        f"| {med(delta):+.2f} | {med([d['late_p50_us'] for d in ds]):.1f} "
+        f"| {opt(med(delta), '{:+.2f}')} | {med([d['late_p50_us'] for d in ds]):.1f} "
         f"| {med([d['late_p99_us'] for d in ds]):.1f} | {per_run(ds, 'late_p99_us')} "
-        f"| {med(p99r):.2f} | {med([d['late_max_us'] for d in ds]):.0f} "
-        f"| {med([d['profiler_cpu_s'] for d in ds]):.3f} | {med(cpur):.2f} "
+        f"| {opt(med(p99r), '{:.2f}')} | {med([d['late_max_us'] for d in ds]):.0f} "
+        f"| {med([d['profiler_cpu_s'] for d in ds]):.3f} | {opt(med(cpur), '{:.2f}')} "
         f"| {med([d.get('steps_per_sec', 0) for d in ds]):.3g} "
         f"| {med([d.get('bytes_per_sample', float('nan')) for d in ds]):.2f} | {ds[0].get('scheduling', '-')} "
         f"| {busy} |"

@@ -29,6 +29,16 @@ pub(crate) const SLEEP_MIN: Nanos = 20_000;
 /// quietens: at 100 kHz about 0.1 % of the ticks, at 20 kHz 20 probes a
 /// second.
 pub(crate) const PROBE_EVERY: u32 = 1024;
+/// The most the automatic policy spins a tick to save ticks, where the
+/// period is longer than [`SPIN_THROUGH_PERIOD`]: about five wake-ups' worth
+/// of CPU (5 % of a core at 1 kHz). A margin that would need more is not
+/// paid on every tick for the few ticks it saves: at 1 kHz a sleeping
+/// thread loses only what the host's multi-millisecond stalls take.
+pub(crate) const TICK_SPIN_MAX: Nanos = 50_000;
+/// At this period and shorter (10 kHz and above) a wake-up a tick already
+/// costs a tenth of a core or more, and the automatic policy spins as much
+/// as saving the ticks needs, through the whole period if it must.
+pub(crate) const SPIN_THROUGH_PERIOD: Nanos = 100_000;
 /// What [`WakeEstimator::plan`] returns to spin through: never sleep, even
 /// when a randomized deadline is more than a period away.
 pub const SPIN_THROUGH: Nanos = Nanos::MAX;
@@ -55,9 +65,10 @@ pub const SPIN_THROUGH: Nanos = Nanos::MAX;
 ///   spin is paid on every tick; the cap is what bounds that cost. When
 ///   even the cap cannot bring the p99 within the target (a noisy host),
 ///   the thread keeps only the head start rather than pay for a miss.
-/// - Ticks come before CPU: the lateness cap does not bound the margin
-///   that keeps sleeping from losing more than [`TICK_LOSS_BUDGET`] of the
-///   ticks (a wake-up more than a period late loses the deadlines it slept
+/// - Ticks come before CPU, within a bound: the lateness cap does not
+///   bound the margin that keeps sleeping from losing more than
+///   [`TICK_LOSS_BUDGET`] of the ticks, [`TICK_SPIN_MAX`] does below
+///   10 kHz ([`SPIN_THROUGH_PERIOD`]), and nothing does above it (a wake-up more than a period late loses the deadlines it slept
 ///   through). Read off the same window every [`WAKE_RECOMPUTE`] wake-ups,
 ///   it follows the host's noise: none on a quiet host at 10 kHz, more
 ///   when the tail grows. When what is left to sleep is shorter than
@@ -229,7 +240,10 @@ impl WakeEstimator {
     ///   tick for a p99 still above it, since late wake-ups are random.
     /// - For the ticks: at least the smallest margin with which sleeping
     ///   loses at most [`TICK_LOSS_BUDGET`] of them, beyond the automatic
-    ///   cap (a lost tick is a lost sample, which no later spin makes up).
+    ///   cap (a lost tick is a lost sample, which no later spin makes up),
+    ///   but with the automatic cap at most [`TICK_SPIN_MAX`] where the
+    ///   period is longer than [`SPIN_THROUGH_PERIOD`] (none if that is not
+    ///   enough).
     /// - When what is left to sleep is shorter than [`SLEEP_MIN`], the
     ///   period: spin through.
     /// - An explicit cap is never exceeded; on a shared core (see
@@ -257,8 +271,13 @@ impl WakeEstimator {
         } else {
             self.loss_margin_for(period)
         };
+        let for_ticks = match self.cap {
+            Some(cap) => for_ticks.min(cap),
+            None if for_ticks > TICK_SPIN_MAX && period > SPIN_THROUGH_PERIOD => 0,
+            None => for_ticks,
+        };
         if self.spin_pays() {
-            margin = margin.max(for_ticks.min(self.cap.unwrap_or(Nanos::MAX)));
+            margin = margin.max(for_ticks);
         }
         if margin.saturating_add(SLEEP_MIN) >= period && self.cap.is_none_or(|c| c >= period) {
             return period;

@@ -153,6 +153,36 @@ fn the_margin_saves_ticks_a_noisy_host_would_lose_and_follows_the_noise() {
     assert_eq!(e.plan(), 1_000);
 }
 
+/// Below 10 kHz the spin bought for ticks is bounded: at 2 kHz, saving
+/// the ticks of wake-ups 600 µs late would take a quarter of each period,
+/// a quarter of a core for 1 % of the ticks; the thread sleeps instead.
+#[test]
+fn below_10_khz_the_spin_for_ticks_is_bounded() {
+    let mut e = WakeEstimator::new(None, 40_000);
+    e.set_period(500_000);
+    for i in 0..WAKE_WINDOW {
+        e.observe(if i.is_multiple_of(100) {
+            600_000
+        } else {
+            20_000
+        });
+    }
+    assert_eq!(e.tick_loss_margin(), 125_000);
+    // The lateness target's margin alone: the head start, capped at 5 µs.
+    assert_eq!(e.plan(), 5_000);
+    // At 5 kHz, 25 µs early is enough to save wake-ups 220 µs late: paid.
+    let mut e = WakeEstimator::new(None, 40_000);
+    e.set_period(200_000);
+    for i in 0..WAKE_WINDOW {
+        e.observe(if i.is_multiple_of(100) {
+            220_000
+        } else {
+            20_000
+        });
+    }
+    assert_eq!((e.tick_loss_margin(), e.plan()), (25_000, 25_000));
+}
+
 #[test]
 fn spinning_through_still_sleeps_one_tick_in_probe_every_to_keep_learning() {
     let mut e = WakeEstimator::new(None, 40_000);
@@ -195,11 +225,14 @@ fn errors_are_counted_in_whole_microseconds_up_to_the_last_bucket() {
         e.observe(3_000);
     }
     assert_eq!((e.p5(), e.p50(), e.p99()), (3_000, 3_000, 3_000));
-    // Errors beyond the last bucket still mean "a whole period" at 1 kHz.
+    // Errors beyond the last bucket lose a tick whatever the margin: at
+    // 1 kHz no bounded spin saves them, so only the capped head start; at
+    // 10 kHz the thread spins through.
     for _ in 0..WAKE_WINDOW {
         e.observe(5_000_000);
     }
-    assert_eq!(e.margin_for(1_000_000), 1_000_000);
+    assert_eq!(e.margin_for(1_000_000), 10_000);
+    assert_eq!(e.margin_for(100_000), 100_000);
 }
 
 #[test]

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# pcprof against the reference design (shared/bench/seed-baseline), side by
-# side: builds both, then runs every scenario of BENCHMARKS.md REPS times
+# pcprof against the reference design (shared/bench/seed-baseline) and the
+# host's limits (shared/bench/limits: `floor`, a bare thread sleeping to each
+# deadline; `spin`, a bare thread spinning to each deadline), side by side:
+# builds all four, then runs every scenario of BENCHMARKS.md REPS times
 # (default 3), each run after waiting (up to QUIET_WAIT s, default 60) for the
-# 2-core machine to be quiet, as the baseline's run-matrix.sh does. Prints one
-# line per run: label, impl, the machine's busy cores during the run, the
-# benchmark's JSON. Summarise with bench/summarise.py.
+# 2-core machine to be quiet, as the baseline's run-matrix.sh does. The limit
+# probes run in the same repetition as the profilers they bound, minutes
+# apart at most, so that summarise.py can give each figure as a ratio to the
+# limit of the same run. Prints one line per run: label, impl, the machine's
+# busy cores during the run, the program's JSON. Summarise with
+# bench/summarise.py.
 #
 #   bench/compare.sh > bench-results.txt && python3 bench/summarise.py bench-results.txt
 set -euo pipefail
@@ -14,13 +19,17 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 SEED_TARGET="${SEED_TARGET:-$ROOT/target/seed-baseline}"
 if [ -z "${NO_BUILD:-}" ]; then
   cargo build --quiet --release --manifest-path "$BASE_DIR/Cargo.toml" --target-dir "$SEED_TARGET" >&2
-  (cd "$ROOT" && cargo build --quiet --release --example bench_sampling --example wake_probe >&2)
+  (cd "$ROOT" && cargo build --quiet --release --example bench_sampling >&2)
+fi
+LIMITS_DIR="${LIMITS_DIR:-$ROOT/../shared/bench/limits}"
+L="$CARGO_TARGET_DIR/limits"
+if [ -z "${NO_BUILD:-}" ]; then
+  mkdir -p "$L"
+  cc -O2 -o "$L/floor" "$LIMITS_DIR/floor.c"
+  cc -O2 -o "$L/spin" "$LIMITS_DIR/spin.c"
 fi
 B="$SEED_TARGET/release/seed-baseline"
 P="$CARGO_TARGET_DIR/release/examples/bench_sampling"
-# The floor: one bare sleep a tick, no profiler; its p99 shows the host's
-# wake-up tail during that run, its CPU what one wake-up costs.
-W="$CARGO_TARGET_DIR/release/examples/wake_probe"
 
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 wait_quiet() {
@@ -44,15 +53,36 @@ both() {
   run "$label" seed-baseline "$B" "$@"
   run "$label" pcprof "$P" "$@"
 }
+# The host's limits at a rate, in this repetition: what a bare sleeping
+# thread and a bare spinning thread achieve (any prefix, e.g. taskset, is
+# passed through).
+limits() {
+  local label=$1 hz=$2 secs=$3; shift 3
+  run "$label" floor "$@" "$L/floor" "$hz" "$secs"
+  run "$label" spin "$@" "$L/spin" "$hz" "$secs"
+}
+# Unprivileged: the same binary as user nobody, where SCHED_FIFO is refused.
+NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 for rep in $(seq 1 "${REPS:-3}"); do
-  both idle1k --freq 1000 --interpreters 1 --seconds 3 --work idle
-  run idle1k floor "$W" floor 1000 3
+  # Every rate from 1 Hz to 100 kHz, 4 idle interpreters: ticks taken
+  # against the spin probe, lateness and CPU against the floor.
+  for hz in 1 100 1000 10000 50000 100000; do
+    secs=2; [ "$hz" = 1 ] && secs=3
+    both "rate$hz" --freq "$hz" --interpreters 4 --seconds "$secs" --work idle
+    limits "rate$hz" "$hz" "$secs"
+  done
   both spin1k --freq 1000 --interpreters 4 --seconds 3 --work spin
   both spin10k --freq 10000 --interpreters 16 --seconds 3 --work spin
   run spin10k_fifo pcprof "$P" --freq 10000 --interpreters 16 --seconds 3 --work spin --realtime 10
-  both idle100k --freq 100000 --interpreters 4 --seconds 2 --work idle
+  run spin10k_fifo_unprivileged pcprof "${NOBODY[@]}" "$P" --freq 10000 --interpreters 16 --seconds 3 --work spin --realtime 10
+  run rate100000_unprivileged pcprof "${NOBODY[@]}" "$P" --freq 100000 --interpreters 4 --seconds 2 --work idle
+  # One core: the interpreter shares it with the sampling thread.
   run core1hz seed-baseline taskset -c 0 "$B" --freq 1 --interpreters 1 --seconds 3 --work spin
   run core10k seed-baseline taskset -c 0 "$B" --freq 10000 --interpreters 1 --seconds 3 --work spin
   run core1hz pcprof taskset -c 0 "$P" --freq 1 --interpreters 1 --seconds 3 --work spin
   run core10k pcprof taskset -c 0 "$P" --freq 10000 --interpreters 1 --seconds 3 --work spin
+  # Work locked to 1 ms, sampled at 1 kHz: periodic sampling aliases,
+  # randomized does not (the truth is 0.1).
+  run phased1k pcprof-periodic "$P" --freq 1000 --interpreters 1 --seconds 2 --work phased --sampling periodic
+  run phased1k pcprof "$P" --freq 1000 --interpreters 1 --seconds 2 --work phased
 done

@@ -1,8 +1,15 @@
 #!/usr/bin/env python3
-"""Medians of bench/compare.sh output: one row per scenario and implementation.
+"""Medians of bench/compare.sh output, each scenario beside the host's limits.
 
-The p99 of each run is listed too: on a VM the host's wake-up tail swings
-several-fold between runs minutes apart, and a median of 3 hides that.
+- One row per scenario and implementation, medians of the repetitions; the
+  p99 of each run is listed too: on a VM the host's wake-up tail swings
+  several-fold between runs minutes apart, and a median hides that.
+- The limit probes (`floor`: a bare thread sleeping to each deadline;
+  `spin`: a bare thread spinning to each deadline) run in the same
+  repetition as the profilers. Each profiler run is compared with the probes
+  of its own repetition, then the medians are taken: `Δ ticks vs spin` is
+  the share of ticks taken minus the spin probe's, in points; `p99 / floor`
+  and `CPU / floor` divide by the floor's.
 """
 import json
 import statistics
@@ -20,26 +27,86 @@ with open(sys.argv[1] if len(sys.argv) > 1 else "/dev/stdin") as f:
         d["busy"] = float(busy.split("=")[1])
         runs[(label, impl)].append(d)
 
-def per_run(ds):
-    return ", ".join(f"{d['late_p99_us']:.0f}" for d in ds)
 
 def med(xs):
+    xs = [x for x in xs if x == x]
     return statistics.median(xs) if xs else float("nan")
 
-print("| scenario | impl | ticks taken / expected | ratio | p50 µs | p99 µs | p99 per run | max µs | profiler CPU s | steps/s | B/sample | scheduling | busy cores |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+def tick_share(d):
+    if "taken" in d:  # the spin probe
+        return d["taken"] / d["expected"]
+    return d["ticks"] / d.get("ticks_scheduled", d["expected_ticks"]) if "ticks" in d else float("nan")
+
+
+def limit(label, name, i):
+    ds = runs.get((label, name), [])
+    return ds[i] if i < len(ds) else None
+
+
+def opt(x, fmt):
+    """A figure, or nothing where the scenario has no limit to compare with."""
+    return "" if x != x else fmt.format(x)
+
+
+def per_run(ds, key, fmt="{:.0f}"):
+    return ", ".join(fmt.format(d[key]) for d in ds)
+
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
+print("| scenario | impl | ticks taken / expected | ticks share | Δ ticks vs spin (points) | p50 µs | p99 µs | p99 per run | p99 / floor | max µs | profiler CPU s | CPU / floor | steps/s | B/sample | scheduling | busy cores |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for (label, impl), ds in runs.items():
+    busy = f"{min(d['busy'] for d in ds):.2f}-{max(d['busy'] for d in ds):.2f}"
+    if impl == "spin":
+        share = med([tick_share(d) for d in ds])
+        taken = med([d["taken"] for d in ds])
+        print(f"| {label} | spin (limit) | {taken:.0f} / {ds[0]['expected']} | {share:.4f} | 0 | | | | | | | | | | | {busy} |")
+        continue
+    if impl == "floor":
+        print(
+            f"| {label} | floor (limit) | | | | {med([d['late_p50_us'] for d in ds]):.1f} "
+            f"| {med([d['late_p99_us'] for d in ds]):.1f} | {per_run(ds, 'late_p99_us')} | 1 | "
+            f"| {med([d['cpu_s'] for d in ds]):.3f} | 1 | | | | {busy} |"
+        )
+        continue
+    delta, p99r, cpur = [], [], []
+    for i, d in enumerate(ds):
+        s, fl = limit(label, "spin", i), limit(label, "floor", i)
+        if s:
+            delta.append(100 * (tick_share(d) - tick_share(s)))
+        if fl:
+            p99r.append(ratio(d["late_p99_us"], fl["late_p99_us"]))
+            cpur.append(ratio(d["profiler_cpu_s"], fl["cpu_s"]))
     ticks = med([d["ticks"] for d in ds])
     exp = ds[0]["expected_ticks"]
-    ratio = med([d["ticks"] / d.get("ticks_scheduled", d["expected_ticks"]) for d in ds])
     print(
-        f"| {label} | {impl} | {ticks:.0f} / {exp} | {ratio:.3f} | {med([d['late_p50_us'] for d in ds]):.1f} "
-        f"| {med([d['late_p99_us'] for d in ds]):.1f} | {per_run(ds)} "
-        f"| {med([d['late_max_us'] for d in ds]):.0f} "
-        f"| {med([d['profiler_cpu_s'] for d in ds]):.3f} | {med([d.get('steps_per_sec', 0) for d in ds]):.3g} "
+        f"| {label} | {impl} | {ticks:.0f} / {exp} | {med([tick_share(d) for d in ds]):.4f} "
+        f"| {opt(med(delta), '{:+.2f}')} | {med([d['late_p50_us'] for d in ds]):.1f} "
+        f"| {med([d['late_p99_us'] for d in ds]):.1f} | {per_run(ds, 'late_p99_us')} "
+        f"| {opt(med(p99r), '{:.2f}')} | {med([d['late_max_us'] for d in ds]):.0f} "
+        f"| {med([d['profiler_cpu_s'] for d in ds]):.3f} | {opt(med(cpur), '{:.2f}')} "
+        f"| {med([d.get('steps_per_sec', 0) for d in ds]):.3g} "
         f"| {med([d.get('bytes_per_sample', float('nan')) for d in ds]):.2f} | {ds[0].get('scheduling', '-')} "
-        f"| {min(d['busy'] for d in ds):.2f}-{max(d['busy'] for d in ds):.2f} |"
+        f"| {busy} |"
     )
     lost = [d for d in ds if d.get("file_samples") != d.get("samples") or d.get("samples_outside_functions")]
     if lost:
         print(f"<!-- {label} {impl}: {len(lost)} runs with samples missing from the file -->")
+
+# The interpreter's slowdown on its own core: 10 kHz against 1 Hz, per
+# implementation, pairing the runs of each repetition.
+for impl in ("seed-baseline", "pcprof"):
+    slow, fast = runs.get(("core1hz", impl), []), runs.get(("core10k", impl), [])
+    pairs = [100 * (1 - f["steps_per_sec"] / s["steps_per_sec"]) for s, f in zip(slow, fast) if s.get("steps_per_sec")]
+    if pairs:
+        print(f"\ncore10k slowdown against core1hz, {impl}: median {med(pairs):.1f} % (runs: {', '.join('%.1f' % p for p in pairs)})")
+
+# Aliasing: the share of the brief part of work locked to 1 ms (truth 0.1).
+for impl in ("pcprof-periodic", "pcprof"):
+    ds = runs.get(("phased1k", impl), [])
+    if ds:
+        print(f"phased1k {impl}: brief share per run {per_run(ds, 'phased_brief_share', '{:.3f}')} (truth 0.100)")

@@ -24,7 +24,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pcprof_actors::{Event, Format, PcHandle, ProfileReader, Profiler, Stats};
+use pcprof_actors::{Event, Format, PcHandle, ProfileReader, Profiler, SamplingMode, Stats};
 
 /// Bytes of "bytecode" per interpreter (as the baseline).
 const CODE_LEN: usize = 4096;
@@ -33,7 +33,15 @@ const CODE_LEN: usize = 4096;
 enum Work {
     Spin,
     Idle,
+    /// Work locked to 1 ms: 900 µs at the code's offset 0, then 100 µs at
+    /// offset 4, on absolute deadlines; the JSON's `phased_brief_share` is
+    /// the share of samples at offset 4 (the truth: 0.1).
+    Phased,
 }
+
+/// The phased work's period and its brief part, in ns.
+const PHASED_PERIOD_NS: u64 = 1_000_000;
+const PHASED_BRIEF_NS: u64 = 100_000;
 
 struct Args {
     freq: u32,
@@ -47,7 +55,7 @@ struct Args {
     realtime: Option<u8>,
     spin_us: Option<u64>,
     target_us: Option<u64>,
-    jitter: bool,
+    sampling: SamplingMode,
     format: Format,
     buffers: Option<usize>,
 }
@@ -59,7 +67,7 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: bench_sampling [--freq HZ=1000] [--flush N=20000] [--interpreters N=4] \
          [--seconds S=2] [--out PATH] [--keep] [--work spin|idle] [--timerslack-ns N]\n\
-         \x20      [--realtime PRIO] [--spin-us N] [--target-us N] [--jitter] [--format native|pulley] [--buffers N]\n\
+         \x20      [--realtime PRIO] [--spin-us N] [--target-us N] [--sampling randomized|periodic] [--format native|pulley] [--buffers N]\n\
          Without --out a temp file under /tmp is used and removed at the end unless --keep.\n\
          --realtime asks for SCHED_FIFO on the timing thread (falls back to normal scheduling\n\
          where the process may not raise it; the JSON's \"scheduling\" says which was in force).\n\
@@ -91,7 +99,7 @@ fn parse_args() -> Args {
         realtime: None,
         spin_us: None,
         target_us: None,
-        jitter: false,
+        sampling: SamplingMode::Randomized,
         format: Format::Native,
         buffers: None,
     };
@@ -108,7 +116,10 @@ fn parse_args() -> Args {
             "--realtime" => a.realtime = Some(parse(&flag, it.next())),
             "--spin-us" => a.spin_us = Some(parse(&flag, it.next())),
             "--target-us" => a.target_us = Some(parse(&flag, it.next())),
-            "--jitter" => a.jitter = true,
+            "--sampling" => {
+                let v: String = parse(&flag, it.next());
+                a.sampling = v.parse().unwrap_or_else(|e: String| usage(&e));
+            }
             "--buffers" => a.buffers = Some(parse(&flag, it.next())),
             "--format" => {
                 let v: String = parse(&flag, it.next());
@@ -118,7 +129,8 @@ fn parse_args() -> Args {
                 a.work = match parse::<String>(&flag, it.next()).as_str() {
                     "spin" => Work::Spin,
                     "idle" => Work::Idle,
-                    other => usage(&format!("--work is spin or idle, not {other:?}")),
+                    "phased" => Work::Phased,
+                    other => usage(&format!("--work is spin, idle or phased, not {other:?}")),
                 }
             }
             "-h" | "--help" => usage(""),
@@ -200,6 +212,17 @@ fn interpreter_main(
                 }
             }
         }
+        Work::Phased => {
+            // The phase is the monotonic clock's, which the profiler's
+            // deadlines also follow: ticks at whole periods of its epoch
+            // fall at a fixed, unknown phase of this work.
+            let mono = || clock_ns(libc::CLOCK_MONOTONIC);
+            while !stop.load(Ordering::Relaxed) {
+                let brief = mono() % PHASED_PERIOD_NS >= PHASED_PERIOD_NS - PHASED_BRIEF_NS;
+                pc.set(base + if brief { 4 } else { 0 });
+                steps += 1;
+            }
+        }
         Work::Idle => {
             pc.set(base);
             steps = 1;
@@ -245,6 +268,8 @@ fn timing_thread_slack() -> i64 {
 struct ReadBack {
     samples: u64,
     outside: u64,
+    /// Samples 4 bytes into a function (the phased work's brief part).
+    at_offset_4: u64,
     bytes: u64,
 }
 
@@ -271,9 +296,18 @@ fn read_back(path: &PathBuf) -> Result<ReadBack, String> {
         }
     };
     let outside = pcs.iter().filter(|&&pc| !inside(pc)).count() as u64;
+    let at_offset_4 = pcs
+        .iter()
+        .filter(|&&pc| {
+            functions
+                .binary_search_by_key(&pc.wrapping_sub(4), |&(a, _)| a)
+                .is_ok()
+        })
+        .count() as u64;
     Ok(ReadBack {
         samples: pcs.len() as u64,
         outside,
+        at_offset_4,
         bytes,
     })
 }
@@ -324,7 +358,7 @@ fn main() {
         .flush_every(args.flush)
         .output(&out_path)
         .format(args.format)
-        .jitter(args.jitter);
+        .sampling(args.sampling);
     if let Some(prio) = args.realtime {
         builder = builder.realtime(prio);
     }
@@ -412,6 +446,7 @@ fn main() {
     let work = match args.work {
         Work::Spin => "spin",
         Work::Idle => "idle",
+        Work::Phased => "phased",
     };
     let expected_ticks = (f64::from(args.freq) * args.seconds).round() as u64;
     let scheduling = serde_json::to_string(&stats.scheduling).unwrap_or_default();
@@ -427,8 +462,8 @@ fn main() {
 \"sampling_cpu_s\":{:.6},\"recording_cpu_s\":{:.6},\"process_cpu_s\":{:.6},\"profiler_wall_s\":{:.6},\
 \"total_steps\":{},\"batches\":{},\"flush\":{},\"timerslack_ns\":{},\
 \"ticks_scheduled\":{},\"ticks_missed\":{},\"tick_ratio\":{:.5},\"samples_written\":{},\"samples_dropped\":{},\
-\"batches_dropped\":{},\"runtime_cpu_s\":{:.6},\"scheduling\":{},\"spin_us\":{},\"jitter\":{},\
-\"format\":\"{}\",\"errors\":{}}}",
+\"batches_dropped\":{},\"runtime_cpu_s\":{:.6},\"scheduling\":{},\"spin_us\":{},\"sampling\":\"{}\",\
+\"format\":\"{}\",\"errors\":{},\"phased_brief_share\":{:.4}}}",
         args.freq,
         args.interpreters,
         args.seconds,
@@ -462,9 +497,10 @@ fn main() {
         runtime_cpu_s,
         scheduling,
         spin_us,
-        args.jitter,
+        args.sampling,
         args.format,
         stats.errors,
+        back.at_offset_4 as f64 / back.samples.max(1) as f64,
     );
     if back.samples != stats.samples_taken {
         eprintln!(

@@ -61,7 +61,7 @@ fn demo_records_and_reports_the_workload() {
     for option in ["--seconds", "--threads", "--freq"] {
         assert!(tail[0].contains(option), "{tail:?}");
     }
-    assert!(stdout.contains("sampling: periodic, 2000 Hz"), "{stdout}");
+    assert!(stdout.contains("sampling: randomized, 2000 Hz"), "{stdout}");
     // No colour when not on a terminal.
     assert!(!stdout.contains('\x1b'));
 

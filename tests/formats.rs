@@ -7,7 +7,7 @@ use std::time::Duration;
 use pcprof::format::{
     EncodedBatch, Encoder, FileHeader, FunctionRecord, InterpreterRecord, ReadErrorKind, Record,
 };
-use pcprof::{Format, ProfileReader, Profiler, Sample, VirtualClock};
+use pcprof::{Format, ProfileReader, Profiler, Sample, SamplingMode, VirtualClock};
 use proptest::prelude::*;
 
 use crate::common::{TempDir, read_all};
@@ -17,6 +17,8 @@ fn record(dir: &TempDir, name: &str, format: Format) -> (Vec<u8>, Vec<Vec<u8>>, 
     let clock = VirtualClock::new();
     let mut p = Profiler::builder()
         .frequency(1000)
+        // Ticks at whole milliseconds: the test pins their times.
+        .sampling(SamplingMode::Periodic)
         .flush_every(5)
         // Virtual time can outrun the writer; enough buffers keep every
         // batch (the drop path has its own test).

@@ -108,7 +108,7 @@ fn a_recorded_instruction_set_names_instructions_and_cuts_blocks() {
         text.contains("decoder: tiny, the instruction listings"),
         "{text}"
     );
-    assert!(text.contains("sampling: periodic, 1000 Hz"), "{text}");
+    assert!(text.contains("sampling: randomized, 1000 Hz"), "{text}");
     for line in ["0: inc", "2: br 0", "4: inc", "5: ret"] {
         assert!(text.contains(line), "{line} missing:\n{text}");
     }

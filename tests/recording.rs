@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pcprof::{Format, Profiler, VirtualClock};
+use pcprof::{Format, Profiler, SamplingMode, VirtualClock};
 
 use crate::common::{TempDir, read_all};
 
@@ -18,6 +18,8 @@ fn virtual_profiler(
     let clock = VirtualClock::new();
     let p = Profiler::builder()
         .frequency(hz)
+        // These tests pin the schedule: deadlines at whole periods.
+        .sampling(SamplingMode::Periodic)
         .flush_every(flush)
         // Virtual time can outrun the writer; enough buffers keep every
         // batch (the drop path has its own test).

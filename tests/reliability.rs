@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pcprof::{ErrorKind, Format, PcHandle, PcSource, Profiler, VirtualClock};
+use pcprof::{ErrorKind, Format, PcHandle, PcSource, Profiler, SamplingMode, VirtualClock};
 
 use crate::common::{TempDir, read_all};
 
@@ -50,6 +50,8 @@ fn kill_child() {
         .format(format)
         .flush_every(1_000_000)
         .flush_interval(Duration::from_millis(100))
+        // Batches seal at known ticks: deadlines at whole milliseconds.
+        .sampling(SamplingMode::Periodic)
         .clock(Arc::new(clock.clone()))
         .start()
         .expect("start");
@@ -152,6 +154,7 @@ fn records_and_header_reach_the_output_before_the_first_batch() {
         .output_writer(sink.clone())
         .flush_every(1_000_000)
         .flush_interval(Duration::from_millis(10))
+        .sampling(SamplingMode::Periodic)
         .clock(Arc::new(clock.clone()))
         .start()
         .unwrap();

@@ -34,6 +34,9 @@ mod recording;
 mod reliability;
 /// `pcprof report`: shares, disassembly, thresholds, bad files.
 mod report;
+/// Sampling tells the truth: no aliasing by default, shares that match
+/// known instruction costs.
+mod sampling;
 /// Analysis at scale: streamed Pulley sections, reused interpreter ids, a
 /// sparse timeline, exports from memory.
 mod scale;

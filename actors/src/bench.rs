@@ -55,7 +55,7 @@ impl Tick {
             handles.push(h);
         }
         let clock = Arc::new(MonotonicClock::default());
-        let mut ticker = TickerCore::new(1000, false);
+        let mut ticker = TickerCore::new(1000, crate::config::SamplingMode::Periodic, 1);
         ticker.start(clock.now());
         Tick {
             ticker,

@@ -3,7 +3,7 @@
 //! - Defaults: 1000 Hz, a batch every 20000 samples, `./pulley-<pid>.data`,
 //!   native format.
 //! - `PULLEY_SAMPLING_FREQ`, `PULLEY_SAMPLING_FLUSH_AMT`, `PCPROF_OUT`,
-//!   `PCPROF_FORMAT` override them; a bad value is an error naming the
+//!   `PCPROF_FORMAT`, `PCPROF_SAMPLING` override them; a bad value is an error naming the
 //!   variable and the value, never a silent default.
 //! - The environment is read through a lookup function so that tests pass
 //!   their own (changing the process environment is `unsafe` in Rust 2024).
@@ -32,6 +32,8 @@ pub const ENV_FLUSH: &str = "PULLEY_SAMPLING_FLUSH_AMT";
 pub const ENV_OUT: &str = "PCPROF_OUT";
 /// Output format variable (`native` or `pulley`).
 pub const ENV_FORMAT: &str = "PCPROF_FORMAT";
+/// Sampling mode variable (`randomized` or `periodic`).
+pub const ENV_SAMPLING: &str = "PCPROF_SAMPLING";
 /// Flush interval variable (`500ms`, `2s`; a bare number is milliseconds).
 pub const ENV_FLUSH_INTERVAL: &str = "PCPROF_FLUSH_INTERVAL";
 
@@ -59,6 +61,8 @@ impl fmt::Debug for Output {
         }
     }
 }
+
+pub use crate::format::SamplingMode;
 
 /// How the profiler runs. Build it with [`ProfilerBuilder`](crate::ProfilerBuilder).
 #[derive(Debug)]
@@ -96,9 +100,9 @@ pub struct Config {
     pub lateness_target: Duration,
     /// Scheduling of the timing thread.
     pub scheduling: Scheduling,
-    /// Randomise each interval (exponentially distributed around the
-    /// period) to avoid aliasing with periodic work.
-    pub jitter: bool,
+    /// When in each period the sample is taken (default: a random instant,
+    /// which cannot alias with periodic work).
+    pub sampling: SamplingMode,
     /// Batch buffers in circulation between sampler and writer: bounds the
     /// memory held when the writer falls behind.
     pub buffers: usize,
@@ -120,7 +124,7 @@ impl Default for Config {
             spin: None,
             lateness_target: crate::clock::DEFAULT_LATENESS_TARGET,
             scheduling: Scheduling::Normal,
-            jitter: false,
+            sampling: SamplingMode::Randomized,
             buffers: 4,
             instruction_set: None,
         }
@@ -266,7 +270,18 @@ impl Config {
                 .parse()
                 .map_err(|reason: String| Error::config(ENV_FORMAT, &v, reason))?;
         }
+        if let Some(v) = lookup(ENV_SAMPLING) {
+            self.sampling = v
+                .parse()
+                .map_err(|reason: String| Error::config(ENV_SAMPLING, &v, reason))?;
+        }
         Ok(())
+    }
+
+    /// When in each period samples are taken: what the file's sampling
+    /// record should say.
+    pub fn sampling_mode(&self) -> SamplingMode {
+        self.sampling
     }
 
     /// Checks values set through the builder.
@@ -344,6 +359,7 @@ mod tests {
         assert_eq!(c.flush_samples, 20_000);
         assert!(matches!(&c.output, Output::Path(p) if *p == default_output()));
         assert_eq!(c.period_ns(), 1_000_000);
+        assert_eq!(c.sampling_mode(), SamplingMode::Randomized);
     }
 
     #[test]
@@ -354,8 +370,10 @@ mod tests {
             (ENV_FLUSH, "5"),
             (ENV_OUT, "/tmp/x.data"),
             (ENV_FORMAT, "pulley"),
+            (ENV_SAMPLING, "periodic"),
         ]))
         .unwrap();
+        assert_eq!(c.sampling_mode(), SamplingMode::Periodic);
         assert_eq!(c.frequency_hz, 10_000);
         assert_eq!(c.flush_samples, 5);
         assert_eq!(c.format, Format::Pulley);
@@ -370,6 +388,7 @@ mod tests {
             (ENV_FREQ, "fast"),
             (ENV_FLUSH, "-3"),
             (ENV_FORMAT, "json"),
+            (ENV_SAMPLING, "sometimes"),
             (ENV_OUT, ""),
             (ENV_FLUSH_INTERVAL, "0"),
             (ENV_FLUSH_INTERVAL, "soon"),

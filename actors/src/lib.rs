@@ -48,7 +48,7 @@ pub mod watch;
 pub mod writer;
 
 pub use clock::{Clock, MonotonicClock, Nanos, VirtualClock};
-pub use config::{Config, Output, Scheduling};
+pub use config::{Config, Output, SamplingMode, Scheduling};
 pub use error::{Error, ErrorKind};
 pub use format::{Event, Format, ProfileReader, ReadError, Sample};
 pub use isa::{InstructionSet, ListingBuilder};

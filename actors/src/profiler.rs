@@ -141,9 +141,11 @@ impl ProfilerBuilder {
         self
     }
 
-    /// Randomise intervals around the period (Poisson sampling).
-    pub fn jitter(mut self, on: bool) -> Self {
-        self.config.jitter = on;
+    /// When in each period the sample is taken: at a random instant
+    /// ([`SamplingMode::Randomized`], the default: immune to work that
+    /// repeats with the period) or at its end ([`SamplingMode::Periodic`]).
+    pub fn sampling(mut self, mode: SamplingMode) -> Self {
+        self.config.sampling = mode;
         self
     }
 
@@ -220,16 +222,6 @@ fn allocate_buffers(config: &Config) -> Result<Vec<Vec<crate::format::Sample>>, 
         buffers.push(b);
     }
     Ok(buffers)
-}
-
-/// How the ticks are placed, as the file records it (the `Sampling`
-/// record): the one place that maps the configuration to the recorded mode.
-fn sampling_mode(config: &Config) -> SamplingMode {
-    if config.jitter {
-        SamplingMode::Randomized
-    } else {
-        SamplingMode::Periodic
-    }
 }
 
 /// The header (and the sampling record after it) is written on the caller's
@@ -336,7 +328,7 @@ impl Profiler {
         // Everything that can fail before any thread exists fails first,
         // and before the output is created where it can.
         let buffers = allocate_buffers(&config)?;
-        let mode = sampling_mode(&config);
+        let mode = config.sampling;
         let (sink, path) = open_output(config.output)?;
         let mut created = RemoveOnFailure(path.clone());
         let label = sink_label(&path);
@@ -371,7 +363,7 @@ impl Profiler {
             buffers,
             actor_timeout: config.actor_timeout,
             scheduling: config.scheduling,
-            jitter: config.jitter,
+            sampling: config.sampling,
             instruction_set: config.instruction_set.clone(),
             dispatch: dispatch.clone(),
         };

@@ -20,7 +20,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 use tracing::{debug, trace, warn};
 
 use crate::clock::Clock;
-use crate::config::Scheduling;
+use crate::config::{SamplingMode, Scheduling};
 use crate::error::Error;
 use crate::face::{Face, FaceState};
 use crate::format::{Encoder, RateRecord, Record, Sample};
@@ -48,7 +48,7 @@ pub struct SupervisorArgs {
     pub(crate) buffers: Vec<Vec<Sample>>,
     pub(crate) actor_timeout: Duration,
     pub(crate) scheduling: Scheduling,
-    pub(crate) jitter: bool,
+    pub(crate) sampling: SamplingMode,
     pub(crate) instruction_set: Option<Arc<dyn crate::isa::InstructionSet>>,
     pub(crate) dispatch: tracing::Dispatch,
 }
@@ -473,7 +473,7 @@ impl Actor for SupervisorActor {
             });
 
         let timing = TimingThread {
-            ticker: TickerCore::new(args.frequency_hz, args.jitter),
+            ticker: TickerCore::new(args.frequency_hz, args.sampling, args.clock.seed()),
             sampler: SamplerCore::new(
                 flush,
                 args.flush_interval_ns,

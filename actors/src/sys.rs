@@ -145,13 +145,36 @@ struct SchedAttr {
 /// before 6.12 accept and ignore it).
 #[cfg(target_os = "linux")]
 fn short_slice() -> bool {
+    set_slice(true)
+}
+
+/// Sets the calling thread's EEVDF slice at normal priority: the short one
+/// (`short`), for a thread that sleeps between ticks and must preempt busy
+/// interpreters on waking, or the kernel's default, for a thread that spins
+/// through (at 100 kHz): a short slice would hand its CPU to every task
+/// that wakes on its core, and each such hand-over loses ticks. Returns
+/// whether the kernel accepted it.
+pub(crate) fn set_slice(short: bool) -> bool {
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = short;
+        false
+    }
+    #[cfg(target_os = "linux")]
+    {
+        set_slice_linux(if short { NORMAL_SLICE_NS } else { 0 })
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn set_slice_linux(runtime: u64) -> bool {
     // SAFETY: getpriority has no memory arguments; who = 0 is the caller.
     let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
     let attr = SchedAttr {
         size: std::mem::size_of::<SchedAttr>() as u32,
         sched_policy: libc::SCHED_OTHER as u32,
         sched_nice: nice,
-        sched_runtime: NORMAL_SLICE_NS,
+        sched_runtime: runtime,
         ..SchedAttr::default()
     };
     // SAFETY: `attr` is a valid sched_attr of the size it declares; pid 0 is

@@ -3,17 +3,21 @@
 //! - Runs on the timing thread (see [`crate::timing`]), which it owns: a
 //!   dedicated OS thread, because ractor's timers round to whole
 //!   milliseconds.
-//! - Deadlines are absolute: `origin + k × period`, so error never
-//!   accumulates. Waking late, it takes the latest deadline that has passed
-//!   and counts the ones before it as missed: it never bursts to catch up,
-//!   and lateness stays below one period.
+//! - Time is cut into absolute slots of one period, `[origin + (k−1)P,
+//!   origin + kP)`, so error never accumulates. Each slot has one deadline:
+//!   its end ([`SamplingMode::Periodic`]) or a uniformly random instant
+//!   within it ([`SamplingMode::Randomized`], the default: stratified
+//!   sampling). A randomized instant is uniform over every phase of any work
+//!   that repeats with the period, so such work cannot alias, and there is
+//!   still exactly one deadline a slot: the rate asked for, never a burst.
+//! - Waking late, it takes the latest deadline that has passed and counts
+//!   the ones before it as missed (O(1), however long the stall): it never
+//!   bursts to catch up, and lateness stays below about a period.
 //! - The rate can be changed, paused and resumed while running; each change
 //!   restarts the schedule at the moment it is applied.
-//! - Optional jitter draws each interval from an exponential distribution
-//!   with the period as mean (a Poisson process), which cannot alias with
-//!   periodic work in the program.
 
 use crate::clock::{NEVER, Nanos};
+pub use crate::config::SamplingMode;
 pub use crate::messages::timing::{SampleCommand, TickerMsg};
 
 /// The ticker's schedule and counters (lives on the timing thread).
@@ -25,7 +29,7 @@ pub(crate) struct TickerCore {
     period: u64,
     /// Where the schedule starts (the last start, resume or rate change).
     origin: Nanos,
-    /// Index of the next deadline after `origin` (fixed-rate mode).
+    /// Index of the slot whose deadline is `next` (1-based from `origin`).
     k: u64,
     /// The next deadline; `NEVER` while paused or stopped.
     next: Nanos,
@@ -33,8 +37,8 @@ pub(crate) struct TickerCore {
     running: bool,
     /// Stopped for good (the shutdown): a resume is ignored.
     stopped: bool,
-    /// The random source of jittered intervals, when jitter is on.
-    jitter: Option<XorShift>,
+    /// The random source of the instants, in randomized mode.
+    random: Option<XorShift>,
     /// Deadlines that came while running.
     pub(crate) scheduled: u64,
     /// Deadlines turned into sample commands.
@@ -48,7 +52,9 @@ pub(crate) struct TickerCore {
 }
 
 impl TickerCore {
-    pub(crate) fn new(frequency_hz: u32, jitter: bool) -> TickerCore {
+    /// A stopped ticker at `frequency_hz`; `seed` drives the random instants
+    /// of [`SamplingMode::Randomized`].
+    pub(crate) fn new(frequency_hz: u32, mode: SamplingMode, seed: u64) -> TickerCore {
         TickerCore {
             frequency_hz,
             period: period_of(frequency_hz),
@@ -57,7 +63,10 @@ impl TickerCore {
             next: NEVER,
             running: false,
             stopped: false,
-            jitter: jitter.then(|| XorShift::seeded(frequency_hz)),
+            random: match mode {
+                SamplingMode::Periodic => None,
+                SamplingMode::Randomized => Some(XorShift::seeded(seed)),
+            },
             scheduled: 0,
             taken: 0,
             missed: 0,
@@ -68,6 +77,12 @@ impl TickerCore {
 
     pub(crate) fn frequency_hz(&self) -> u32 {
         self.frequency_hz
+    }
+
+    /// The period of the rate in force, in ns.
+    #[inline]
+    pub(crate) fn period(&self) -> Nanos {
+        self.period
     }
 
     pub(crate) fn is_running(&self) -> bool {
@@ -83,9 +98,13 @@ impl TickerCore {
             self.run_since = now;
         }
         self.running = true;
+        self.restart(now);
+    }
+
+    fn restart(&mut self, now: Nanos) {
         self.origin = now;
         self.k = 1;
-        self.next = self.draw_next(now);
+        self.next = self.deadline_of(1);
     }
 
     pub(crate) fn pause(&mut self, now: Nanos) {
@@ -105,9 +124,7 @@ impl TickerCore {
         self.frequency_hz = hz;
         self.period = period_of(hz);
         if self.running {
-            self.origin = now;
-            self.k = 1;
-            self.next = self.draw_next(now);
+            self.restart(now);
         }
     }
 
@@ -127,10 +144,15 @@ impl TickerCore {
         self.next
     }
 
-    fn draw_next(&mut self, after: Nanos) -> Nanos {
-        match &mut self.jitter {
-            None => self.origin + self.k * self.period,
-            Some(rng) => after + rng.exponential(self.period).max(1),
+    /// The deadline of slot `k`: its end, or a uniform instant in
+    /// `(start, end]` (never the start itself, so that advancing a clock by
+    /// whole periods takes exactly one deadline a period).
+    #[inline]
+    fn deadline_of(&mut self, k: u64) -> Nanos {
+        let end = self.origin + k * self.period;
+        match &mut self.random {
+            None => end,
+            Some(rng) => end - self.period + 1 + rng.below(self.period),
         }
     }
 
@@ -141,30 +163,28 @@ impl TickerCore {
         if !self.running || now < self.next {
             return None;
         }
-        let deadline = match self.jitter {
-            None => {
-                let latest = (now - self.origin) / self.period;
-                self.missed += latest - self.k;
-                self.scheduled += latest - self.k + 1;
-                let deadline = self.origin + latest * self.period;
-                self.k = latest + 1;
-                self.next = self.origin + self.k * self.period;
-                deadline
-            }
-            Some(_) => {
-                let mut deadline = self.next;
-                self.scheduled += 1;
-                let mut next = self.draw_next(deadline);
-                while next <= now {
-                    self.missed += 1;
-                    self.scheduled += 1;
-                    deadline = next;
-                    next = self.draw_next(deadline);
-                }
-                self.next = next;
-                deadline
+        // The slot `now` falls in (its deadline may or may not have passed).
+        let current = (now - self.origin) / self.period + 1;
+        let (slot, deadline, next) = if current == self.k {
+            (self.k, self.next, self.deadline_of(self.k + 1))
+        } else {
+            let there = self.deadline_of(current);
+            if there <= now {
+                (current, there, self.deadline_of(current + 1))
+            } else {
+                // Slot `current − 1` has ended: its deadline has passed.
+                let before = if current - 1 == self.k {
+                    self.next
+                } else {
+                    self.deadline_of(current - 1)
+                };
+                (current - 1, before, there)
             }
         };
+        self.missed += slot - self.k;
+        self.scheduled += slot - self.k + 1;
+        self.k = slot + 1;
+        self.next = next;
         self.taken += 1;
         Some(SampleCommand {
             seq: self.taken,
@@ -177,32 +197,31 @@ fn period_of(hz: u32) -> u64 {
     (1_000_000_000 / u64::from(hz.max(1))).max(1)
 }
 
-/// A small xorshift generator: jitter needs speed and no dependency, not
-/// cryptographic quality.
+/// A small xorshift generator: the instants need speed and no dependency,
+/// not cryptographic quality.
 #[derive(Debug, Clone)]
 struct XorShift(u64);
 
 impl XorShift {
-    fn seeded(salt: u32) -> XorShift {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        XorShift((t ^ u64::from(salt).rotate_left(32)) | 1)
+    fn seeded(seed: u64) -> XorShift {
+        // A zero state would stay zero; mixing spreads a small seed.
+        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    fn next_f64(&mut self) -> f64 {
+    #[inline]
+    fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         self.0 = x;
-        // 53 random bits in (0, 1].
-        ((x >> 11) + 1) as f64 / (1u64 << 53) as f64
+        x
     }
 
-    fn exponential(&mut self, mean: u64) -> u64 {
-        // Capped at 20 means so one unlucky draw cannot stall sampling.
-        ((-self.next_f64().ln()).min(20.0) * mean as f64) as u64
+    /// Uniform in `0..n` (n ≥ 1), by a multiply-high: no division.
+    #[inline]
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
     }
 }
 
@@ -210,9 +229,13 @@ impl XorShift {
 mod tests {
     use super::*;
 
+    fn periodic(hz: u32) -> TickerCore {
+        TickerCore::new(hz, SamplingMode::Periodic, 1)
+    }
+
     #[test]
     fn absolute_deadlines_do_not_drift() {
-        let mut t = TickerCore::new(1000, false);
+        let mut t = periodic(1000);
         t.start(0);
         for k in 1..=1000u64 {
             let d = t.next_deadline();
@@ -226,7 +249,7 @@ mod tests {
 
     #[test]
     fn late_wake_skips_and_counts_never_bursts() {
-        let mut t = TickerCore::new(1000, false);
+        let mut t = periodic(1000);
         t.start(0);
         assert_eq!(t.fire(999_999), None);
         // Wake 5.5 periods after the first deadline: deadlines 1..=6 passed.
@@ -240,7 +263,7 @@ mod tests {
 
     #[test]
     fn pause_resume_and_rate_change() {
-        let mut t = TickerCore::new(1000, false);
+        let mut t = periodic(1000);
         t.start(0);
         t.fire(1_000_000).unwrap();
         t.pause(1_500_000);
@@ -256,17 +279,52 @@ mod tests {
         assert!(!t.is_running());
     }
 
+    /// Stratified sampling: one deadline in each slot, uniform within it,
+    /// exactly the rate asked for, and no slot taken twice.
     #[test]
-    fn jitter_keeps_the_mean_rate() {
-        let mut t = TickerCore::new(1000, true);
+    fn randomized_deadlines_fall_one_in_each_slot_uniformly() {
+        let mut t = TickerCore::new(1000, SamplingMode::Randomized, 7);
         t.start(0);
-        let mut now = 0;
-        for _ in 0..20_000 {
-            now = t.next_deadline();
-            t.fire(now).unwrap();
+        let mut deciles = [0u32; 10];
+        for k in 1..=20_000u64 {
+            let d = t.next_deadline();
+            assert!(
+                d > (k - 1) * 1_000_000 && d <= k * 1_000_000,
+                "slot {k}: {d}"
+            );
+            assert_eq!(t.fire(d).unwrap().deadline, d);
+            deciles[((d - 1) % 1_000_000 / 100_000) as usize] += 1;
         }
-        let mean = now as f64 / 20_000.0;
-        assert!((mean - 1e6).abs() < 0.05e6, "mean interval {mean}");
-        assert_eq!(t.missed, 0);
+        assert_eq!((t.taken, t.missed, t.scheduled), (20_000, 0, 20_000));
+        // 2000 expected in each tenth of the slot; 4 standard deviations
+        // (about 170) either side, with a fixed seed.
+        assert!(
+            deciles.iter().all(|&n| n.abs_diff(2000) < 170),
+            "{deciles:?}"
+        );
+    }
+
+    #[test]
+    fn randomized_late_wake_takes_the_latest_passed_deadline_once() {
+        let mut t = TickerCore::new(1000, SamplingMode::Randomized, 3);
+        t.start(0);
+        let first = t.next_deadline();
+        // Wake in the middle of slot 6, long after slot 1's deadline.
+        let now = 5_500_000;
+        let cmd = t.fire(now).unwrap();
+        assert!(cmd.deadline <= now && cmd.deadline > 4_000_000);
+        assert!(cmd.deadline != first);
+        let skipped = t.missed;
+        assert!(skipped == 4 || skipped == 5, "missed {skipped}");
+        assert_eq!(t.scheduled, skipped + 1);
+        // Never a burst: the next deadline is after `now`, in the next slot
+        // not yet taken.
+        let next = t.next_deadline();
+        assert!(next > now && next <= 7_000_000);
+        assert_eq!(t.fire(now), None);
+        // A stall of a million periods costs the same: no loop over them.
+        let cmd = t.fire(1_000_000_000_000 + 999_999).unwrap();
+        assert!(cmd.deadline > 999_999_000_000);
+        assert_eq!(t.scheduled, t.taken + t.missed);
     }
 }

@@ -134,6 +134,17 @@ impl TimingThread {
         let clock = Arc::clone(&self.clock);
         // What the clock learns of this thread's wake-ups: this thread's own.
         let mut wake = clock.wake_estimator();
+        if let Some(w) = wake.as_mut() {
+            // A process confined to one CPU (`taskset -c 0`): this thread
+            // shares it with the interpreters, so spinning only steals from
+            // them.
+            w.set_shared_core(thread::available_parallelism().is_ok_and(|n| n.get() == 1));
+        }
+        // The short slice suits a thread that sleeps between ticks; one that
+        // spins through keeps the default (see `sys::set_slice`). Only at
+        // normal priority, where the short slice was granted.
+        let adjust_slice = policy.starts_with("normal (slice");
+        let mut short_slice = adjust_slice;
         loop {
             // Messages first: registrations and control take effect between
             // ticks, never in the middle of one. The queue is polled only when
@@ -168,7 +179,19 @@ impl TimingThread {
                     }
                 }
             }
+            if let Some(w) = wake.as_mut() {
+                w.set_period(self.ticker.period());
+            }
             let now = clock.wait_until(self.ticker.next_deadline(), wake.as_mut());
+            if adjust_slice
+                && let Some(w) = wake.as_ref()
+                && w.spinning_through() == short_slice
+            {
+                // Rare: the policy changed between sleeping and spinning.
+                short_slice = !w.spinning_through();
+                sys::set_slice(short_slice);
+                debug!(name: "ticker.slice", short = short_slice);
+            }
             if let Some(cmd) = self.ticker.fire(now) {
                 self.sampler.sample(cmd, now);
             }
@@ -280,7 +303,7 @@ mod tests {
             .send(Vec::with_capacity(64))
             .expect("the pool is open");
         let timing = TimingThread {
-            ticker: TickerCore::new(1000, false),
+            ticker: TickerCore::new(1000, crate::config::SamplingMode::Periodic, 1),
             sampler: SamplerCore::new(
                 1000,
                 1_000_000_000,

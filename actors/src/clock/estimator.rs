@@ -14,6 +14,34 @@ pub(crate) const WAKE_WARMUP: usize = 32;
 pub(crate) const WAKE_BUCKETS: usize = 1024;
 /// The width of a bucket, in ns.
 pub(crate) const WAKE_BUCKET_NS: Nanos = 1_000;
+/// The share of ticks sleeping may lose (waking more than a period late)
+/// before the thread wakes earlier to save them: 1/200 (0.5 %), a quarter
+/// of the 2 points by which the ticks taken may trail what the host allows.
+pub(crate) const TICK_LOSS_BUDGET: (u64, u64) = (1, 200);
+/// Margins tried for the tick-loss budget: multiples of 1/8 of the period.
+const LOSS_STEPS: u64 = 8;
+/// A sleep shorter than this saves less CPU than a wake-up costs (about
+/// 10 µs of CPU on a 2-vCPU VM, `wake_probe mechanisms`) plus the median
+/// overshoot it risks: the thread spins through instead.
+pub(crate) const SLEEP_MIN: Nanos = 20_000;
+/// While spinning through, one tick in this many sleeps (margin 0) so the
+/// estimator keeps learning and can return to sleeping when the host
+/// quietens: at 100 kHz about 0.1 % of the ticks, at 20 kHz 20 probes a
+/// second.
+pub(crate) const PROBE_EVERY: u32 = 1024;
+/// The most the automatic policy spins a tick to save ticks, where the
+/// period is longer than [`SPIN_THROUGH_PERIOD`]: about five wake-ups' worth
+/// of CPU (5 % of a core at 1 kHz). A margin that would need more is not
+/// paid on every tick for the few ticks it saves: at 1 kHz a sleeping
+/// thread loses only what the host's multi-millisecond stalls take.
+pub(crate) const TICK_SPIN_MAX: Nanos = 50_000;
+/// At this period and shorter (10 kHz and above) a wake-up a tick already
+/// costs a tenth of a core or more, and the automatic policy spins as much
+/// as saving the ticks needs, through the whole period if it must.
+pub(crate) const SPIN_THROUGH_PERIOD: Nanos = 100_000;
+/// What [`WakeEstimator::plan`] returns to spin through: never sleep, even
+/// when a randomized deadline is more than a period away.
+pub const SPIN_THROUGH: Nanos = Nanos::MAX;
 
 /// Learns how late the kernel wakes a sleeping thread, to wake it early
 /// enough for a given p99 lateness and spin only the rest.
@@ -37,10 +65,23 @@ pub(crate) const WAKE_BUCKET_NS: Nanos = 1_000;
 ///   spin is paid on every tick; the cap is what bounds that cost. When
 ///   even the cap cannot bring the p99 within the target (a noisy host),
 ///   the thread keeps only the head start rather than pay for a miss.
-/// - With the automatic cap, when the kernel's median wake-up error is a
-///   whole period (very high rates; errors are counted up to about 1 ms, so
-///   at 1 kHz and above), the thread spins through: sleeping could not be on
-///   time. An explicit cap is never exceeded.
+/// - Ticks come before CPU, within a bound: the lateness cap does not
+///   bound the margin that keeps sleeping from losing more than
+///   [`TICK_LOSS_BUDGET`] of the ticks, [`TICK_SPIN_MAX`] does below
+///   10 kHz ([`SPIN_THROUGH_PERIOD`]), and nothing does above it (a wake-up more than a period late loses the deadlines it slept
+///   through). Read off the same window every [`WAKE_RECOMPUTE`] wake-ups,
+///   it follows the host's noise: none on a quiet host at 10 kHz, more
+///   when the tail grows. When what is left to sleep is shorter than
+///   [`SLEEP_MIN`] (100 kHz, or a very noisy host at 20 kHz), the thread
+///   spins through, and sleeps one tick in [`PROBE_EVERY`] to keep
+///   learning. An explicit cap is never exceeded.
+/// - Spinning must pay: the ticks lost by spins that ended more than a
+///   period late (the CPU taken from the spinning thread, an overloaded
+///   host) are averaged, and while they are more than half of what sleeping
+///   loses, the thread sleeps (trying again as that memory fades).
+/// - On a shared core (the process confined to one CPU) it never spins
+///   beyond the head start: the interpreter it would steal from is the
+///   work being sampled.
 /// - Observations are independent of the margin (they are measured against
 ///   the wait's own due time), so the feedback is stable.
 /// - Pure and deterministic; owned by the thread that sleeps (no lock).
@@ -54,7 +95,26 @@ pub struct WakeEstimator {
     /// `None`: the automatic cap (a share of the period).
     cap: Option<Nanos>,
     target: Nanos,
-    last_deadline: Nanos,
+    /// The tick period the owner sleeps for (0: unknown).
+    period: Nanos,
+    /// The smallest margin (a multiple of period/8) with which sleeping
+    /// loses at most [`TICK_LOSS_BUDGET`] of the ticks, for `period`.
+    loss_margin: Nanos,
+    /// The sleeping thread shares its only CPU with the interpreters:
+    /// spinning would take that CPU from them, so only the head start.
+    shared_core: bool,
+    /// Ticks spun through since the last probe sleep.
+    spun: u32,
+    /// Whether the last plan was to spin through (or a probe within it).
+    through: bool,
+    /// Ticks lost per wake-up sleeping to the deadline (margin 0), read off
+    /// the window, in 1/65536.
+    sleep_loss: u64,
+    /// Ticks lost per tick that spun to its deadline (an average over about
+    /// the last 64, in 1/65536): a spinning thread loses ticks too when the
+    /// CPU is taken from it (an overloaded host), and spinning then buys
+    /// nothing.
+    spin_loss: u64,
 }
 
 /// The estimator's window: how many of the remembered wake-ups fell in
@@ -81,8 +141,65 @@ impl WakeEstimator {
             p99: 0,
             cap,
             target,
-            last_deadline: 0,
+            period: 0,
+            loss_margin: 0,
+            shared_core: false,
+            spun: 0,
+            through: false,
+            sleep_loss: 0,
+            spin_loss: 0,
         }
+    }
+
+    /// Whether the thread is spinning through (its last plan was
+    /// [`SPIN_THROUGH`] or a probe sleep among such ticks).
+    #[inline]
+    pub fn spinning_through(&self) -> bool {
+        self.through
+    }
+
+    /// Records that a spin to a deadline ended `late` ns after it (more
+    /// than a period: the CPU was taken from the spinning thread).
+    #[inline]
+    pub fn observe_spin(&mut self, late: Nanos) {
+        if self.period == 0 {
+            return;
+        }
+        let lost = (late / self.period).min(64) << 16;
+        // An average over about the last 64 spins.
+        self.spin_loss = self.spin_loss - (self.spin_loss >> 6) + (lost >> 6);
+    }
+
+    /// Whether spinning saves ticks on this host now: it loses at most half
+    /// as many as sleeping would.
+    #[inline]
+    fn spin_pays(&self) -> bool {
+        self.spin_loss * 2 <= self.sleep_loss
+    }
+
+    /// The tick period the owner sleeps for, in ns (0: unknown). Cheap when
+    /// unchanged: the timing thread calls it before every sleep.
+    #[inline]
+    pub fn set_period(&mut self, period: Nanos) {
+        if period != self.period {
+            self.period = period;
+            self.loss_margin = self.compute_loss_margin();
+        }
+    }
+
+    /// Whether the sleeping thread shares its only CPU with the work it
+    /// samples (a process confined to one CPU): then it never spins beyond
+    /// the head start, since every µs spun is taken from an interpreter,
+    /// which could not run meanwhile anyway.
+    pub fn set_shared_core(&mut self, shared: bool) {
+        self.shared_core = shared;
+    }
+
+    /// The smallest margin, in ns, with which sleeping loses at most
+    /// [`TICK_LOSS_BUDGET`] of the ticks of the period set with
+    /// [`WakeEstimator::set_period`]: read off the window.
+    pub fn tick_loss_margin(&self) -> Nanos {
+        self.loss_margin
     }
 
     /// The learned 5th percentile of the kernel's wake-up error, in ns
@@ -117,27 +234,80 @@ impl WakeEstimator {
     /// ticks `period` ns apart (0: unknown).
     ///
     /// - Until enough wake-ups are seen, the cap.
-    /// - With the automatic cap, when the kernel's median wake-up error is
-    ///   a whole period, the period: spin through.
-    /// - When `p99 − target` fits in the cap, that, and at least the p5.
-    /// - Else the p5 alone (within the cap): a margin that cannot bring the
-    ///   p99 within the target would be spun on every tick for a p99 still
-    ///   above it, since late wake-ups are random.
+    /// - For the lateness target: `p99 − target` when that fits in the cap,
+    ///   and at least the p5; else the p5 alone (within the cap): a margin
+    ///   that cannot bring the p99 within the target would be spun on every
+    ///   tick for a p99 still above it, since late wake-ups are random.
+    /// - For the ticks: at least the smallest margin with which sleeping
+    ///   loses at most [`TICK_LOSS_BUDGET`] of them, beyond the automatic
+    ///   cap (a lost tick is a lost sample, which no later spin makes up),
+    ///   but with the automatic cap at most [`TICK_SPIN_MAX`] where the
+    ///   period is longer than [`SPIN_THROUGH_PERIOD`] (none if that is not
+    ///   enough).
+    /// - When what is left to sleep is shorter than [`SLEEP_MIN`], the
+    ///   period: spin through.
+    /// - An explicit cap is never exceeded; on a shared core (see
+    ///   [`WakeEstimator::set_shared_core`]) never more than the head start.
     pub fn margin_for(&self, period: Nanos) -> Nanos {
         let cap = self.cap_for(period);
         if self.seen < WAKE_WARMUP {
-            return cap;
+            return if self.shared_core { 0 } else { cap };
         }
-        if self.cap.is_none() && period > 0 && self.p50 >= period {
-            return period;
+        if self.shared_core {
+            return self.p5.min(cap);
         }
         let needed = self.p99.saturating_sub(self.target);
-        let margin = if needed <= cap {
+        let mut margin = if needed <= cap {
             needed.max(self.p5)
         } else {
             self.p5
+        }
+        .min(cap);
+        if period == 0 {
+            return margin;
+        }
+        let for_ticks = if period == self.period {
+            self.loss_margin
+        } else {
+            self.loss_margin_for(period)
         };
-        margin.min(cap)
+        let for_ticks = match self.cap {
+            Some(cap) => for_ticks.min(cap),
+            None if for_ticks > TICK_SPIN_MAX && period > SPIN_THROUGH_PERIOD => 0,
+            None => for_ticks,
+        };
+        if self.spin_pays() {
+            margin = margin.max(for_ticks);
+        }
+        if margin.saturating_add(SLEEP_MIN) >= period && self.cap.is_none_or(|c| c >= period) {
+            return period;
+        }
+        margin.min(period)
+    }
+
+    /// The margin for the next sleep, for the period set with
+    /// [`WakeEstimator::set_period`]: [`WakeEstimator::margin_for`], except
+    /// that spinning through is [`SPIN_THROUGH`], and one tick in
+    /// [`PROBE_EVERY`] then sleeps (margin 0) so that the window keeps
+    /// learning how the host wakes.
+    #[inline]
+    pub fn plan(&mut self) -> Nanos {
+        if !self.spin_pays() {
+            // Spinning lost ticks too: sleep, and let the memory of it fade
+            // (by half in about 2800 ticks) so that spinning is tried again.
+            self.spin_loss = self.spin_loss.saturating_sub((self.spin_loss >> 12).max(1));
+        }
+        let margin = self.margin_for(self.period);
+        self.through = self.period > 0 && margin >= self.period;
+        if self.through {
+            self.spun += 1;
+            if self.spun >= PROBE_EVERY {
+                self.spun = 0;
+                return 0;
+            }
+            return SPIN_THROUGH;
+        }
+        margin
     }
 
     /// [`WakeEstimator::margin_for`] a period too long to bound the spin.
@@ -145,17 +315,59 @@ impl WakeEstimator {
         self.margin_for(0)
     }
 
-    /// The period implied by the previous deadline (0 if none or odd), and
-    /// remembers this one.
-    pub fn next_deadline(&mut self, deadline: Nanos) -> Nanos {
-        let period = deadline.saturating_sub(self.last_deadline);
-        let seen = self.last_deadline != 0;
-        self.last_deadline = deadline;
-        if seen && period < 1_000_000_000 {
-            period
-        } else {
-            0
+    fn compute_loss_margin(&mut self) -> Nanos {
+        if self.seen < WAKE_WARMUP || self.period == 0 {
+            return 0;
         }
+        let (margin, lost_at_zero) = self.loss_for(self.period);
+        self.sleep_loss = (lost_at_zero << 16) / self.seen.min(WAKE_WINDOW) as u64;
+        margin
+    }
+
+    fn loss_margin_for(&self, period: Nanos) -> Nanos {
+        self.loss_for(period).0
+    }
+
+    /// The smallest multiple of `period`/8 as margin with which the window's
+    /// wake-ups lose at most [`TICK_LOSS_BUDGET`] of the ticks, and the
+    /// ticks they lose at margin 0. The margin is
+    /// the period itself when none does. A wake-up `o` ns late with margin `m` loses
+    /// `⌊(o − m) / period⌋` ticks (the ticker takes the latest passed
+    /// deadline): counted from the 1 µs buckets' lower edges, skipping the
+    /// buckets below one period, which lose nothing; a wake-up beyond the
+    /// last bucket loses at least a tick whatever the margin.
+    fn loss_for(&self, period: Nanos) -> (Nanos, u64) {
+        if period == 0 {
+            return (0, 0);
+        }
+        let n = self.seen.min(WAKE_WINDOW) as u64;
+        let (num, den) = TICK_LOSS_BUDGET;
+        let step = period / LOSS_STEPS;
+        let mut lost = [0u64; LOSS_STEPS as usize];
+        let first = (period / WAKE_BUCKET_NS) as usize;
+        for (bucket, &count) in self.counts.per_bucket.iter().enumerate().skip(first) {
+            if count == 0 {
+                continue;
+            }
+            let late = bucket as Nanos * WAKE_BUCKET_NS;
+            for (j, l) in lost.iter_mut().enumerate() {
+                let ticks = if bucket == WAKE_BUCKETS - 1 {
+                    // Beyond the counted range: how late is unknown, so no
+                    // margin short of a spin is known to save it.
+                    (late / period).max(1)
+                } else {
+                    late.saturating_sub(j as Nanos * step) / period
+                };
+                *l += u64::from(count) * ticks;
+            }
+        }
+        // The first margin whose losses a wake-up, lost[j] / n, are within
+        // the budget.
+        let margin = match lost.iter().position(|&l| l * den <= num * n) {
+            Some(j) => j as Nanos * step,
+            None => period,
+        };
+        (margin, lost[0])
     }
 
     /// Records that a wait returned `overshoot` ns after it was due.
@@ -187,6 +399,7 @@ impl WakeEstimator {
                 }
             }
             [self.p5, self.p50, self.p99] = found;
+            self.loss_margin = self.compute_loss_margin();
         }
     }
 }

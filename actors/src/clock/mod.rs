@@ -16,8 +16,11 @@
 //!   head start that almost never needs spinning), capped by default at
 //!   1/100 of the tick period. So the thread spins only as much as a p99
 //!   lateness within the target needs, and never more than a set share of
-//!   the CPU. When the kernel's median wake-up error is a whole period (very
-//!   high rates), sleeping cannot be on time and the thread spins through.
+//!   the CPU for it. Ticks come first: where sleeping would lose more than
+//!   0.5 % of them (wake-ups more than a period late), it wakes early enough
+//!   to save them, and spins through when too little sleep is left to be
+//!   worth a wake-up (100 kHz), as long as spinning does save ticks on this
+//!   host (see [`WakeEstimator`]).
 //! - [`VirtualClock`] moves only when a test says so, and stops at every
 //!   deadline on the way, so "advance 10 ms at 1 kHz" is exactly 10 ticks.
 
@@ -30,9 +33,9 @@ mod monotonic;
 mod tests;
 mod virtual_clock;
 
-pub use estimator::WakeEstimator;
 #[cfg(test)]
-use estimator::{WAKE_BUCKETS, WAKE_WARMUP, WAKE_WINDOW};
+use estimator::{PROBE_EVERY, WAKE_BUCKETS, WAKE_WARMUP, WAKE_WINDOW};
+pub use estimator::{SPIN_THROUGH, WakeEstimator};
 pub use monotonic::MonotonicClock;
 pub use virtual_clock::VirtualClock;
 
@@ -81,6 +84,17 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 
     /// `"monotonic"` or `"virtual"`: recorded in the file's header.
     fn name(&self) -> &'static str;
+
+    /// The seed of the random sampling instants
+    /// ([`SamplingMode::Randomized`](crate::config::SamplingMode)): by
+    /// default drawn from the wall clock, so no two runs share their
+    /// instants; [`VirtualClock`] returns a fixed one, so that tests are
+    /// exact.
+    fn seed(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    }
 }
 
 /// The longest sleep a message cannot cut short: sleeps up to this long (all

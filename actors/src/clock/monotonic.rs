@@ -87,10 +87,7 @@ impl Clock for MonotonicClock {
         }
         let mut estimator = wake;
         // Without an estimator (a caller that learns nothing): no spin.
-        let margin = estimator.as_deref_mut().map_or(0, |e| {
-            let period = e.next_deadline(deadline);
-            e.margin_for(period)
-        });
+        let margin = estimator.as_deref_mut().map_or(0, WakeEstimator::plan);
         let wake = deadline.saturating_sub(margin);
         let mut woke = now;
         if now < wake {
@@ -111,15 +108,21 @@ impl Clock for MonotonicClock {
                 return woke; // woken early: the caller handles its mailbox first
             }
             // A timed-out wait: learn how late the kernel woke us.
-            if let Some(e) = estimator {
+            if let Some(e) = estimator.as_deref_mut() {
                 e.observe(woke - wake);
             }
         }
         // The kernel's timer wake-up jitters by tens of microseconds; the
         // final margin is covered by spinning, bounded by the cap.
-        while woke < deadline {
-            std::hint::spin_loop();
-            woke = self.now();
+        if woke < deadline {
+            while woke < deadline {
+                std::hint::spin_loop();
+                woke = self.now();
+            }
+            // How late the spin ended: the CPU taken from it meanwhile.
+            if let Some(e) = estimator {
+                e.observe_spin(woke - deadline);
+            }
         }
         woke
     }

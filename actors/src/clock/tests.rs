@@ -87,15 +87,124 @@ fn the_automatic_cap_is_a_share_of_the_period_and_spins_through_when_sleep_is_ho
     assert_eq!(e.margin_for(10_000_000), 17_000);
     // 100 kHz: the median wake-up (17 µs) exceeds the period: spin through.
     assert_eq!(e.margin_for(10_000), 10_000);
-    // Deadlines give the period.
-    assert_eq!(e.next_deadline(1_000_000), 0);
-    assert_eq!(e.next_deadline(1_100_000), 100_000);
     let mut e = WakeEstimator::new(None, 40_000);
     for i in 0..2000 {
         e.observe(6_000 + 40_000 * u64::from(i % 50 == 0));
     }
     // 1 kHz, p99 46 µs: 6 µs early is within the cap and reaches the target.
     assert_eq!(e.margin_for(1_000_000), 6_000);
+}
+
+/// Ticks before CPU: where sleeping would lose more than the budget of
+/// ticks, the thread wakes early enough to save them, beyond the automatic
+/// cap, and stops as soon as the host quietens.
+#[test]
+fn the_margin_saves_ticks_a_noisy_host_would_lose_and_follows_the_noise() {
+    let mut e = WakeEstimator::new(None, 40_000);
+    e.set_period(100_000);
+    // 10 kHz; 1 % of wake-ups 150 µs late: sleeping to the deadline would
+    // lose a tick each time (1 % of the ticks, above the 0.5 % budget).
+    let noisy = |i: usize| {
+        if i.is_multiple_of(100) {
+            150_000
+        } else {
+            20_000
+        }
+    };
+    for i in 0..WAKE_WINDOW {
+        e.observe(noisy(i));
+    }
+    // 5/8 of the period early is the first step at which 150 µs is less
+    // than a period late; far beyond the 1 µs cap for the lateness target.
+    assert_eq!(e.tick_loss_margin(), 62_500);
+    assert_eq!(e.plan(), 62_500);
+    // The host quietens: a window later the margin is the capped head start.
+    for _ in 0..WAKE_WINDOW {
+        e.observe(20_000);
+    }
+    assert_eq!((e.tick_loss_margin(), e.plan()), (0, 1_000));
+    // Noisier still: 3 % of wake-ups lose two ticks whatever the margin
+    // short of a spin, so the thread spins through.
+    for i in 0..WAKE_WINDOW {
+        e.observe(if i.is_multiple_of(33) {
+            250_000
+        } else {
+            20_000
+        });
+    }
+    assert_eq!(e.plan(), SPIN_THROUGH);
+    // But the spins end late too (an overloaded host takes the CPU from the
+    // spinning thread as well): spinning buys nothing, so it sleeps, with
+    // the capped head start.
+    for _ in 0..256 {
+        e.observe_spin(300_000);
+    }
+    assert_eq!(e.plan(), 1_000);
+    // That memory fades: some thousands of ticks later (how many depends
+    // on how much worse the spins were) spinning is tried again.
+    let retried = (0..60_000).position(|_| e.plan() == SPIN_THROUGH);
+    assert!(
+        retried.is_some_and(|t| t > 1_000),
+        "retried after {retried:?} ticks"
+    );
+    // Sharing the only CPU with the interpreter: never more than the head
+    // start, however noisy.
+    e.set_shared_core(true);
+    assert_eq!(e.plan(), 1_000);
+}
+
+/// Below 10 kHz the spin bought for ticks is bounded: at 2 kHz, saving
+/// the ticks of wake-ups 600 µs late would take a quarter of each period,
+/// a quarter of a core for 1 % of the ticks; the thread sleeps instead.
+#[test]
+fn below_10_khz_the_spin_for_ticks_is_bounded() {
+    let mut e = WakeEstimator::new(None, 40_000);
+    e.set_period(500_000);
+    for i in 0..WAKE_WINDOW {
+        e.observe(if i.is_multiple_of(100) {
+            600_000
+        } else {
+            20_000
+        });
+    }
+    assert_eq!(e.tick_loss_margin(), 125_000);
+    // The lateness target's margin alone: the head start, capped at 5 µs.
+    assert_eq!(e.plan(), 5_000);
+    // At 5 kHz, 25 µs early is enough to save wake-ups 220 µs late: paid.
+    let mut e = WakeEstimator::new(None, 40_000);
+    e.set_period(200_000);
+    for i in 0..WAKE_WINDOW {
+        e.observe(if i.is_multiple_of(100) {
+            220_000
+        } else {
+            20_000
+        });
+    }
+    assert_eq!((e.tick_loss_margin(), e.plan()), (25_000, 25_000));
+}
+
+#[test]
+fn spinning_through_still_sleeps_one_tick_in_probe_every_to_keep_learning() {
+    let mut e = WakeEstimator::new(None, 40_000);
+    for _ in 0..WAKE_WINDOW {
+        e.observe(8_000);
+    }
+    // 100 kHz: an 8 µs median wake-up leaves no sleep worth a wake-up.
+    e.set_period(10_000);
+    let plans: Vec<Nanos> = (0..2 * PROBE_EVERY).map(|_| e.plan()).collect();
+    let probes: Vec<usize> = (0..plans.len()).filter(|&i| plans[i] == 0).collect();
+    assert_eq!(
+        probes,
+        [PROBE_EVERY as usize - 1, 2 * PROBE_EVERY as usize - 1]
+    );
+    assert!(plans.iter().all(|&m| m == 0 || m == SPIN_THROUGH));
+    // An explicit cap below the period is never exceeded, even here.
+    let mut capped = WakeEstimator::new(Some(2_000), 40_000);
+    for _ in 0..WAKE_WINDOW {
+        capped.observe(8_000);
+    }
+    capped.set_period(10_000);
+    assert_eq!(capped.plan(), 2_000);
 }
 
 #[test]
@@ -116,11 +225,14 @@ fn errors_are_counted_in_whole_microseconds_up_to_the_last_bucket() {
         e.observe(3_000);
     }
     assert_eq!((e.p5(), e.p50(), e.p99()), (3_000, 3_000, 3_000));
-    // Errors beyond the last bucket still mean "a whole period" at 1 kHz.
+    // Errors beyond the last bucket lose a tick whatever the margin: at
+    // 1 kHz no bounded spin saves them, so only the capped head start; at
+    // 10 kHz the thread spins through.
     for _ in 0..WAKE_WINDOW {
         e.observe(5_000_000);
     }
-    assert_eq!(e.margin_for(1_000_000), 1_000_000);
+    assert_eq!(e.margin_for(1_000_000), 10_000);
+    assert_eq!(e.margin_for(100_000), 100_000);
 }
 
 #[test]

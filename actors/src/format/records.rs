@@ -152,22 +152,47 @@ impl ListingRecord {
     }
 }
 
-/// How the ticks were placed in time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// When in each period the sample is taken (recorded in the file: the
+/// variant order is the format's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SamplingMode {
-    /// Every period, on absolute deadlines.
+    /// At the end of each period: `origin + k × period`. Work that repeats
+    /// in step with the period is always seen at the same phase, so its
+    /// shares can be anything (aliasing).
     Periodic,
-    /// At randomised instants averaging the rate (immune to work that
-    /// repeats in step with the period).
+    /// At a uniformly random instant within each period (stratified
+    /// sampling, the default): still exactly one sample a period, but every
+    /// phase is equally likely, so no work can alias with the sampling.
+    #[default]
     Randomized,
 }
 
 impl SamplingMode {
-    /// `periodic` or `randomized`.
+    /// `"periodic"` or `"randomized"`.
     pub fn as_str(self) -> &'static str {
         match self {
             SamplingMode::Periodic => "periodic",
             SamplingMode::Randomized => "randomized",
+        }
+    }
+}
+
+impl std::fmt::Display for SamplingMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SamplingMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "periodic" => Ok(SamplingMode::Periodic),
+            "randomized" | "randomised" | "random" => Ok(SamplingMode::Randomized),
+            _ => Err(format!(
+                "unknown sampling mode {s:?}: expected periodic or randomized"
+            )),
         }
     }
 }

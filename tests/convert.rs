@@ -250,26 +250,32 @@ fn speedscope_file_meets_the_format() {
     for (p, (label, count)) in file.profiles.iter().zip([("main", 60.0), ("worker", 30.0)]) {
         assert_eq!(p.kind, "sampled");
         assert!(p.name.contains(label), "{}", p.name);
-        assert_eq!(p.unit, "none");
+        // Native files have times: a sample weighs its period (1 ms at
+        // the fixture's 1 kHz), so speedscope shows durations.
+        assert_eq!(p.unit, "nanoseconds");
         assert_eq!(p.samples.len(), p.weights.len());
         let sum: f64 = p.weights.iter().sum();
-        assert_eq!(sum, count);
+        assert_eq!(sum, count * 1e6);
         assert_eq!(p.end_value - p.start_value, sum);
         for stack in &p.samples {
             assert!(!stack.is_empty());
             assert!(stack.iter().all(|&i| i < frames.len()));
         }
-        assert!(p.weights.iter().all(|&w| w >= 1.0 && w.fract() == 0.0));
+        assert!(
+            p.weights
+                .iter()
+                .all(|&w| w >= 1e6 && (w / 1e6).fract() == 0.0)
+        );
         total += sum;
     }
-    assert_eq!(total, 90.0);
+    assert_eq!(total, 90.0 * 1e6);
 
     // Time order is kept: main's stacks replay its PCs run by run.
     let main = &file.profiles[0];
     let mut replay: Vec<&str> = Vec::new();
     for (stack, &w) in main.samples.iter().zip(&main.weights) {
         let leaf = frames[*stack.last().unwrap()].name.as_str();
-        replay.extend(std::iter::repeat_n(leaf, w as usize));
+        replay.extend(std::iter::repeat_n(leaf, (w / 1e6) as usize));
     }
     let expect: Vec<&str> = fixture_samples()
         .iter()
@@ -660,4 +666,58 @@ fn collapsed_frames_lead_with_the_mnemonic_without_comments() {
         text,
         "f;br_if32 x0, 0x9 @ f+0x0 3\nf;xadd32 x0, x0, x1 @ f+0x6 2\n"
     );
+}
+
+/// A rate change halves the rate: the samples after it weigh twice as much,
+/// so speedscope's durations follow the time the samples stand for.
+#[test]
+fn speedscope_weights_follow_the_rate() {
+    let dir = TempDir::new("speedscope-rate");
+    let input = dir.path("rate.data");
+    let file = std::fs::File::create(&input).expect("create");
+    let mut e = Encoder::native(
+        std::io::BufWriter::new(file),
+        &FileHeader {
+            pcprof_version: "test".to_string(),
+            pid: 1,
+            started_unix_ns: STARTED_UNIX_NS,
+            frequency_hz: 1000,
+            flush_samples: 20,
+            clock: "virtual".to_string(),
+        },
+    )
+    .expect("header");
+    e.write(&Record::Function(FunctionRecord {
+        addr: HOT,
+        name: "hot".to_string(),
+        code: (0..16).collect(),
+        loaded_ns: 0,
+        listing: None,
+    }))
+    .expect("function");
+    let at = |time_ns: u64, pc: u64| Sample {
+        time_ns,
+        interp: 1,
+        pc,
+    };
+    e.write_samples(&[at(1_000_000, HOT), at(2_000_000, HOT + 4)])
+        .expect("samples");
+    e.write(&Record::Rate(pcprof::format::RateRecord {
+        time_ns: 2_500_000,
+        frequency_hz: 500,
+    }))
+    .expect("rate");
+    e.write_samples(&[at(4_000_000, HOT + 4), at(6_000_000, HOT + 8)])
+        .expect("samples");
+    std::io::Write::flush(e.get_mut()).expect("flush");
+    drop(e);
+    let out = dir.path("out.json");
+    run(&input, &out, ExportFormat::Speedscope);
+    let file: speedscope::File =
+        serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("speedscope");
+    let p = &file.profiles[0];
+    assert_eq!(p.unit, "nanoseconds");
+    // hot+0, then hot+4 at 1 kHz and at 500 Hz (merged), then hot+8.
+    assert_eq!(p.weights, vec![1e6, 1e6 + 2e6, 2e6]);
+    assert_eq!(p.end_value - p.start_value, 6e6);
 }

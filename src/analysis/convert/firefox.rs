@@ -131,6 +131,7 @@ pub fn firefox_profile_from<R: Read>(
                 tracks.insert(i.id, t);
             }
         }
+        Step::Rate(_) => {}
         Step::Retired(id, t) => {
             if let Some(track) = tracks.get(&id) {
                 profile.set_thread_end_time(

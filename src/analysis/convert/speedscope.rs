@@ -3,12 +3,15 @@
 //! writes: "sampled" profiles over shared frames (behind the `export`
 //! feature).
 //!
-//! - One profile per interpreter, in time order; weights count samples, and
-//!   consecutive samples of one interpreter at the same instruction merge
-//!   into one weighted sample.
+//! - One profile per interpreter, in time order; consecutive samples of one
+//!   interpreter at the same instruction merge into one weighted sample.
+//! - Native files have real times, so a sample weighs the sampling period
+//!   it stands for, in nanoseconds (following the file's rate changes), and
+//!   speedscope shows durations; Pulley files have none, so weights count
+//!   samples (unit `none`).
 //! - The file is built whole before it is serialised: memory grows with the
 //!   samples (less than Firefox's, thanks to the merging).
-//! - Sample times and unloads are not kept.
+//! - Exact sample instants and unloads are not kept.
 
 #[cfg(feature = "export")]
 use std::io::Read;
@@ -101,7 +104,8 @@ pub struct SampledProfile {
     pub kind: String,
     /// Name (the interpreter).
     pub name: String,
-    /// Unit of the weights: pcprof writes `"none"` (sample counts).
+    /// Unit of the weights: `"nanoseconds"` (native files: each sample
+    /// weighs its sampling period) or `"none"` (Pulley files: counts).
     pub unit: String,
     /// Start of the value range.
     #[serde(rename = "startValue")]
@@ -116,8 +120,9 @@ pub struct SampledProfile {
 }
 
 /// Builds the speedscope file of `input`: one "sampled" profile per
-/// interpreter in time order, weights counting samples (consecutive samples
-/// at one instruction merged into one weighted sample).
+/// interpreter in time order, each sample weighing its sampling period in
+/// nanoseconds (native files) or 1 (Pulley files, which have no times);
+/// consecutive samples at one instruction merge into one weighted sample.
 #[cfg(feature = "export")]
 pub fn speedscope_file(
     input: &Path,
@@ -138,6 +143,8 @@ pub fn speedscope_file_from<R: Read>(
 ) -> Result<(File, ConvertReport), ConvertError> {
     use std::collections::{BTreeMap, HashMap};
 
+    use crate::format::Format;
+
     struct Lane {
         name: String,
         samples: Vec<Vec<usize>>,
@@ -148,6 +155,14 @@ pub fn speedscope_file_from<R: Read>(
     let mut frame_index: HashMap<String, usize> = HashMap::new();
     let mut stacks: HashMap<Site, Vec<usize>> = HashMap::new();
     let mut lanes: BTreeMap<u32, Lane> = BTreeMap::new();
+    // The period a sample stands for, from the header's rate and the rate
+    // records; a pause keeps the last period (no sample comes meanwhile).
+    let timed = reader.format() == Format::Native;
+    let period_of = |hz: u32| 1e9 / f64::from(hz.max(1));
+    let mut weight = match reader.header() {
+        Some(h) if timed => period_of(h.frequency_hz),
+        _ => 1.0,
+    };
     let lane = |id: u32, label: Option<&str>| Lane {
         name: interp_name(id, label),
         samples: Vec::new(),
@@ -161,6 +176,11 @@ pub fn speedscope_file_from<R: Read>(
                 .or_insert_with(|| lane(i.id, i.label.as_deref()));
         }
         Step::Retired(..) => {}
+        Step::Rate(hz) => {
+            if timed && hz > 0 {
+                weight = period_of(hz);
+            }
+        }
         Step::Sample {
             interp,
             site,
@@ -171,7 +191,7 @@ pub fn speedscope_file_from<R: Read>(
             if l.last == Some(site)
                 && let Some(w) = l.weights.last_mut()
             {
-                *w += 1.0;
+                *w += weight;
                 return;
             }
             let stack = stacks.entry(site).or_insert_with(|| {
@@ -191,7 +211,7 @@ pub fn speedscope_file_from<R: Read>(
                     .collect()
             });
             l.samples.push(stack.clone());
-            l.weights.push(1.0);
+            l.weights.push(weight);
             l.last = Some(site);
         }
     })?;
@@ -203,7 +223,7 @@ pub fn speedscope_file_from<R: Read>(
             SampledProfile {
                 kind: "sampled".to_string(),
                 name: l.name,
-                unit: "none".to_string(),
+                unit: if timed { "nanoseconds" } else { "none" }.to_string(),
                 start_value: 0.0,
                 end_value: total,
                 samples: l.samples,
@@ -221,8 +241,12 @@ pub fn speedscope_file_from<R: Read>(
     };
     let mut report = end.report;
     report.notes.push(
-        "Not kept: sample times (weights count samples; time order is kept) and unloads."
-            .to_string(),
+        if timed {
+            "Not kept: exact sample instants (each sample weighs its sampling period; time order is kept) and unloads."
+        } else {
+            "Not kept: unloads; Pulley files have no times, so weights count samples (time order is kept)."
+        }
+        .to_string(),
     );
     Ok((file, report))
 }

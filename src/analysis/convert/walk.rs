@@ -34,6 +34,8 @@ pub(super) struct WalkFunction {
 pub(super) enum Step<'a> {
     Interpreter(&'a InterpreterRecord),
     Retired(u32, u64),
+    /// The sampling rate changed (0: paused) from the next sample on.
+    Rate(u32),
     Sample {
         interp: u32,
         time_ns: u64,
@@ -99,7 +101,8 @@ pub(super) fn walk<R: Read>(
                     step(Step::Retired(r.id, r.retired_ns));
                 }
             }
-            Event::Rate(_) | Event::Sampling(_) => {}
+            Event::Rate(r) => step(Step::Rate(r.frequency_hz)),
+            Event::Sampling(_) => {}
             Event::Summary(s) => end.stopped_ns = Some(s.stopped_ns),
             Event::Samples(samples) => {
                 for s in samples {

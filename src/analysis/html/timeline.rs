@@ -241,14 +241,18 @@ pub(super) fn timeline(out: &mut String, profile: &Profile) {
     let _ = writeln!(
         out,
         "<p class=\"note\">Each bar is {}; bar heights share one scale (peak {} samples per bar), \
-         coloured by function: the {} hottest have a colour, the rest are grey.</p>",
+         coloured by function: {}.</p>",
         if by_index {
             format!("{} consecutive samples", thousands(t.bucket_ns))
         } else {
             duration_text(t.bucket_ns)
         },
         thousands(peak),
-        hot.len()
+        if classes.contains(&other) {
+            format!("the {} hottest have a colour, the rest are grey", hot.len())
+        } else {
+            "each has a colour".to_string()
+        }
     );
     out.push_str("</section>\n");
 }

@@ -46,5 +46,7 @@ mod sequences;
 mod signals;
 /// Inside tokio, and many interpreters coming and going while sampling.
 mod threads;
+/// The timeline: which function ran when, and no times for Pulley files.
+mod timeline;
 /// Every native format version loads: a fixture of each, exact figures.
 mod versions;

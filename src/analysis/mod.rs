@@ -22,6 +22,6 @@ pub mod sequences;
 pub mod text;
 
 pub use profile::{
-    FunctionProfile, LoadOptions, Profile, Registration, Timeline, TimelineCell, load, load_bytes,
-    load_reader,
+    FunctionProfile, LoadOptions, Profile, Registration, TIMELINE_FUNCTIONS_PER_CELL, Timeline,
+    TimelineCell, TimelineFunction, load, load_bytes, load_reader,
 };

@@ -127,6 +127,12 @@ pub struct Timeline {
     /// Registrations of one id (an id reused after its interpreter retired)
     /// are summed into one lane.
     pub cells: Vec<TimelineCell>,
+    /// Which functions ran in each cell: ordered by interpreter id, bucket,
+    /// then function (`None` last); a cell's entries sum to its `samples`.
+    /// At most [`TIMELINE_FUNCTIONS_PER_CELL`] entries a cell: samples
+    /// outside every function, and the least hit functions of a cell that
+    /// had more, are `None` ("other").
+    pub functions: Vec<TimelineFunction>,
     /// The file has no times (Pulley format): buckets count samples in file
     /// order instead.
     pub by_sample_index: bool,
@@ -143,7 +149,35 @@ pub struct TimelineCell {
     pub samples: u64,
 }
 
+/// Function entries kept per timeline cell (the last one is "other"):
+/// exact counts for every function of a cell with at most this many
+/// distinct functions (outside code counting as one), so memory stays
+/// bounded by cells, not by functions.
+pub const TIMELINE_FUNCTIONS_PER_CELL: usize = 16;
+
+/// The samples of one function in one cell of a [`Timeline`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineFunction {
+    /// Interpreter id.
+    pub interp: u32,
+    /// Bucket index.
+    pub bucket: u32,
+    /// Index in [`Profile::functions`]; `None`: outside every function, or
+    /// a function lumped into "other" (see [`Timeline::functions`]).
+    pub function: Option<usize>,
+    /// Samples (never 0).
+    pub samples: u64,
+}
+
 impl Timeline {
+    /// The functions of interpreter `id` in `bucket` (empty if none).
+    pub fn cell_functions(&self, id: u32, bucket: u32) -> &[TimelineFunction] {
+        let key = |f: &TimelineFunction| (f.interp, f.bucket);
+        let from = self.functions.partition_point(|f| key(f) < (id, bucket));
+        let to = self.functions.partition_point(|f| key(f) <= (id, bucket));
+        &self.functions[from..to.max(from)]
+    }
+
     /// Number of buckets.
     pub fn len(&self) -> usize {
         self.buckets
@@ -702,10 +736,50 @@ impl Aggregator {
     /// A Pulley chunk: bare PCs, one interpreter (0), no times; the whole
     /// chunk is one run of sample indices.
     fn add_pcs(&mut self, p: &mut Profile, pcs: &[RawPc]) {
-        if pcs.is_empty() {
+        self.add_indexed(p, pcs, |pc| u64::from_le_bytes(*pc));
+    }
+
+    fn add_samples(&mut self, p: &mut Profile, samples: &[Sample]) {
+        if samples.is_empty() {
             return;
         }
-        let n = pcs.len() as u64;
+        // Pulley files have one interpreter and no times: the whole batch
+        // is one run of sample indices.
+        if self.format == Format::Pulley {
+            self.add_indexed(p, samples, |s| s.pc);
+            return;
+        }
+        let mut k = 0;
+        let (mut lo, mut hi) = p.time_range.unwrap_or((u64::MAX, 0));
+        let mut spans = SpanCache::new(&self.resolver);
+        for s in samples {
+            let slot = self.interp_slot(p, s.interp, s.time_ns);
+            p.interpreters[slot].samples += 1;
+            self.seq += 1;
+            if self.want_interp.is_some_and(|want| want != s.interp) {
+                continue;
+            }
+            k += 1;
+            lo = lo.min(s.time_ns);
+            hi = hi.max(s.time_ns);
+            let f = spans.hit(&mut self.resolver, p, s.pc, s.time_ns);
+            self.timeline.add(slot, s.time_ns, f);
+        }
+        if k > 0 {
+            p.time_range = Some((lo, hi));
+        }
+        p.total_samples += k;
+    }
+
+    /// Samples of interpreter 0 without times (Pulley): their timeline
+    /// "time" is their index in the file. The hot loop of a Pulley file:
+    /// per sample, the span cache's compares and an increment of the hit
+    /// counter (no time: the span stays valid for the whole chunk).
+    fn add_indexed<T>(&mut self, p: &mut Profile, items: &[T], pc_of: impl Fn(&T) -> u64) {
+        if items.is_empty() {
+            return;
+        }
+        let n = items.len() as u64;
         let slot = self.interp_slot(p, 0, 0);
         p.interpreters[slot].samples += n;
         let first = self.seq + 1;
@@ -713,92 +787,46 @@ impl Aggregator {
         if self.want_interp.is_some_and(|want| want != 0) {
             return;
         }
-        self.timeline.add_index_run(slot, first, n);
         p.total_samples += n;
-        self.count_functions(p, pcs.iter().map(|&pc| (u64::from_le_bytes(pc), 0)));
-    }
-
-    fn add_samples(&mut self, p: &mut Profile, samples: &[Sample]) {
-        if samples.is_empty() {
-            return;
-        }
-        // Interpreters and timeline. Pulley files have one interpreter and
-        // no times: the whole batch is one run of sample indices.
-        let kept: u64;
-        if self.format == Format::Pulley {
-            let n = samples.len() as u64;
-            let slot = self.interp_slot(p, 0, 0);
-            p.interpreters[slot].samples += n;
-            let first = self.seq + 1;
-            self.seq += n;
-            if self.want_interp.is_some_and(|want| want != 0) {
-                return;
-            }
-            self.timeline.add_index_run(slot, first, n);
-            kept = n;
-        } else {
-            let mut k = 0;
-            let (mut lo, mut hi) = p.time_range.unwrap_or((u64::MAX, 0));
-            for s in samples {
-                let slot = self.interp_slot(p, s.interp, s.time_ns);
-                p.interpreters[slot].samples += 1;
-                self.seq += 1;
-                if self.want_interp.is_some_and(|want| want != s.interp) {
-                    continue;
-                }
-                k += 1;
-                self.timeline.add(slot, s.time_ns);
-                lo = lo.min(s.time_ns);
-                hi = hi.max(s.time_ns);
-            }
-            if k > 0 {
-                p.time_range = Some((lo, hi));
-            }
-            kept = k;
-        }
-        p.total_samples += kept;
-        let want = self.want_interp;
-        self.count_functions(
-            p,
-            samples
-                .iter()
-                .filter(|s| want.is_none_or(|w| w == s.interp))
-                .map(|s| (s.pc, s.time_ns)),
-        );
-    }
-
-    /// Functions: the hot loop, over the kept samples' `(pc, time_ns)`. A
-    /// function's `samples` is the sum of its `hits`, computed once at the
-    /// end (`finish_functions`).
-    #[inline]
-    fn count_functions(&mut self, p: &mut Profile, samples: impl Iterator<Item = (u64, u64)>) {
-        // The last span of live code hit, valid until the resolver's next
-        // change: in the common case (a PC in the same function as the last
-        // one) a sample costs two compares and an increment.
-        let mut last: Option<(u64, u64, usize)> = None;
-        let mut until = self.resolver.next_change();
-        for (pc, time_ns) in samples {
-            let fi = match last {
-                Some((start, end, fi)) if pc >= start && pc < end && time_ns <= until => fi,
-                _ => match self.resolver.resolve_hit(pc, time_ns) {
-                    Some(hit) => {
-                        last = hit.span.map(|(start, end)| (start, end, hit.index));
-                        until = self.resolver.next_change();
-                        hit.index
-                    }
-                    None => {
-                        p.unresolved += 1;
+        let mut spans = SpanCache::new(&self.resolver);
+        let mut rest = items;
+        let mut t = first;
+        let mut run_f = OTHER;
+        while !rest.is_empty() {
+            // The samples up to the end of `t`'s bucket.
+            let (idx, hi) = self.timeline.bucket_range(t);
+            let take = (hi.saturating_sub(t) as usize).clamp(1, rest.len());
+            let (now, later) = rest.split_at(take);
+            rest = later;
+            t += take as u64;
+            // The function changes only where the span cache misses, so the
+            // run of one function is counted by index there: a cache hit
+            // costs what it did before the timeline knew functions.
+            // `run_f` is the function of `spans.last` (kept across buckets).
+            let mut run_start = 0;
+            for (i, item) in now.iter().enumerate() {
+                let pc = pc_of(item);
+                if let Some((start, end, fi)) = spans.last
+                    && pc >= start
+                    && pc < end
+                {
+                    let f = &mut p.functions[fi];
+                    if let Some(h) = f.hits.get_mut(pc.wrapping_sub(f.addr) as usize) {
+                        *h += 1;
                         continue;
                     }
-                },
-            };
-            // The resolver only answers for PCs inside the function, so the
-            // offset is within `hits`; `get_mut` keeps a bad resolver from
-            // panicking.
-            let f = &mut p.functions[fi];
-            match f.hits.get_mut(pc.wrapping_sub(f.addr) as usize) {
-                Some(h) => *h += 1,
-                None => p.unresolved += 1,
+                }
+                let f = spans.hit(&mut self.resolver, p, pc, 0);
+                if f != run_f {
+                    if i > run_start {
+                        self.timeline.bump(slot, idx, run_f, (i - run_start) as u64);
+                    }
+                    (run_f, run_start) = (f, i);
+                }
+            }
+            if now.len() > run_start {
+                self.timeline
+                    .bump(slot, idx, run_f, (now.len() - run_start) as u64);
             }
         }
     }
@@ -854,15 +882,76 @@ fn merge_registrations(interpreters: &mut Vec<InterpreterProfile>) {
     *interpreters = merged;
 }
 
+/// The function of a timeline entry that is none: outside every function,
+/// or past a cell's [`TIMELINE_FUNCTIONS_PER_CELL`].
+const OTHER: u32 = u32::MAX;
+
+/// Resolves samples to functions and counts their hits: the last span of
+/// live code hit, valid until the resolver's next change, so in the common
+/// case (a PC in the same function as the last one) a sample costs two
+/// compares and an increment.
+struct SpanCache {
+    last: Option<(u64, u64, usize)>,
+    until: u64,
+}
+
+impl SpanCache {
+    fn new(resolver: &Resolver) -> SpanCache {
+        SpanCache {
+            last: None,
+            until: resolver.next_change(),
+        }
+    }
+
+    /// Counts a hit of `pc` at `time_ns`; its function's index, or
+    /// [`OTHER`] (counted in `p.unresolved`).
+    #[inline]
+    fn hit(&mut self, resolver: &mut Resolver, p: &mut Profile, pc: u64, time_ns: u64) -> u32 {
+        let fi = match self.last {
+            Some((start, end, fi)) if pc >= start && pc < end && time_ns <= self.until => fi,
+            _ => match resolver.resolve_hit(pc, time_ns) {
+                Some(hit) => {
+                    self.last = hit.span.map(|(start, end)| (start, end, hit.index));
+                    self.until = resolver.next_change();
+                    hit.index
+                }
+                None => {
+                    p.unresolved += 1;
+                    return OTHER;
+                }
+            },
+        };
+        // The resolver only answers for PCs inside the function, so the
+        // offset is within `hits`; `get_mut` keeps a bad resolver from
+        // panicking.
+        let f = &mut p.functions[fi];
+        match f.hits.get_mut(pc.wrapping_sub(f.addr) as usize) {
+            Some(h) => {
+                *h += 1;
+                u32::try_from(fi).unwrap_or(OTHER)
+            }
+            None => {
+                // Not cached: the fast path in `add_indexed` takes a cached
+                // span's function for the current run's.
+                self.last = None;
+                p.unresolved += 1;
+                OTHER
+            }
+        }
+    }
+}
+
 /// Builds a [`Timeline`] with memory proportional to the (interpreter,
-/// bucket) pairs that have samples:
+/// bucket) pairs that have samples, times the functions in each (at most
+/// [`TIMELINE_FUNCTIONS_PER_CELL`]):
 ///
-/// - each slot's current run (bucket, count) in a vector indexed by slot,
-///   so a sample costs a compare and an increment (with a cache of the last
-///   bucket's time range, rarely a division);
+/// - each slot's current bucket, with its functions' counts, in a vector
+///   indexed by slot, so a sample costs a compare and an increment (with a
+///   cache of the last bucket's time range, rarely a division);
 /// - a run ends when its slot's samples move to another bucket, and goes to
-///   a log of cells, compacted (sorted, equal cells summed) when halving
-///   the resolution and whenever it doubles, so out-of-order batches cannot
+///   a log of (slot, bucket, function) cells, compacted (sorted, equal
+///   cells summed, each cell's functions capped) when halving the
+///   resolution and whenever it doubles, so out-of-order batches cannot
 ///   make it grow with the file.
 struct TimelineBuilder {
     by_sample_index: bool,
@@ -870,14 +959,30 @@ struct TimelineBuilder {
     bucket: u64,
     start: u64,
     started: bool,
-    /// Per slot: its current run (bucket, samples); samples 0 = none.
-    runs: Vec<(u32, u64)>,
-    /// Ended runs: (slot, bucket, samples).
-    log: Vec<(u32, u32, u64)>,
+    /// Per slot: its current bucket's functions; none if `funcs` is empty.
+    runs: Vec<Run>,
+    /// Ended runs: (slot, bucket, function, samples).
+    log: Vec<(u32, u32, u32, u64)>,
     /// Log length after the last compaction.
     compacted: usize,
     /// `[lo, hi)`: times of bucket `cached_idx`.
     cached: Option<(u64, u64, usize)>,
+}
+
+/// One slot's current bucket: the function hit last inline (a sample of
+/// it costs a compare and an increment; most slots never have another),
+/// the bucket's other functions boxed (at most
+/// [`TIMELINE_FUNCTIONS_PER_CELL`] in all, [`OTHER`] taking the rest).
+/// 24 bytes a slot, so a million interpreters cost 24 MB here.
+#[derive(Default)]
+struct Run {
+    bucket: u32,
+    f: u32,
+    /// Samples of `f`; 0: no run.
+    n: u64,
+    /// Boxed: 8 bytes a slot rather than a `Vec`'s 24.
+    #[allow(clippy::box_collection)]
+    more: Option<Box<Vec<(u32, u64)>>>,
 }
 
 impl TimelineBuilder {
@@ -895,57 +1000,87 @@ impl TimelineBuilder {
         }
     }
 
-    /// Adds `n` samples at consecutive sample indices from `first`.
-    fn add_index_run(&mut self, slot: usize, first: u64, n: u64) {
-        let (mut t, end) = (first, first.saturating_add(n));
-        while t < end {
-            let idx = self.bucket_of(t);
-            let hi = self.cached.map_or(end, |(_, hi, _)| hi);
-            let take = (hi.min(end) - t).max(1);
-            self.bump(slot, idx, take);
-            t += take;
-        }
+    /// The bucket of `t` and the end of its range.
+    fn bucket_range(&mut self, t: u64) -> (usize, u64) {
+        let idx = self.bucket_of(t);
+        (idx, self.cached.map_or(u64::MAX, |(_, hi, _)| hi))
     }
 
     #[inline]
-    fn add(&mut self, slot: usize, t: u64) {
+    fn add(&mut self, slot: usize, t: u64, f: u32) {
         let idx = match self.cached {
             Some((lo, hi, idx)) if t >= lo && t < hi => idx,
             _ => self.bucket_of(t),
         };
-        self.bump(slot, idx, 1);
+        if let Some(run) = self.runs.get_mut(slot)
+            && run.bucket == idx as u32
+            && run.f == f
+            && run.n > 0
+        {
+            run.n += 1;
+            return;
+        }
+        self.bump(slot, idx, f, 1);
     }
 
-    #[inline]
-    fn bump(&mut self, slot: usize, idx: usize, n: u64) {
+    /// Adds `n` samples of function `f` to `slot` in bucket `idx`.
+    fn bump(&mut self, slot: usize, idx: usize, f: u32, n: u64) {
         // `idx < max_buckets <= u32::MAX`.
         let idx = idx as u32;
         if slot >= self.runs.len() {
-            self.runs.resize(slot + 1, (0, 0));
+            self.runs.resize_with(slot + 1, Run::default);
         }
         let run = &mut self.runs[slot];
-        if run.1 == 0 || run.0 == idx {
-            *run = (idx, run.1 + n);
+        if run.n > 0 && run.bucket != idx {
+            let (bucket, first, more) = (run.bucket, (run.f, run.n), run.more.take());
+            run.n = 0;
+            let s = slot as u32;
+            self.log.push((s, bucket, first.0, first.1));
+            if let Some(more) = more {
+                self.log
+                    .extend(more.iter().map(|&(f, n)| (s, bucket, f, n)));
+            }
+            if self.log.len() >= 2 * self.compacted.max(1 << 12) {
+                self.compact();
+            }
+        }
+        let run = &mut self.runs[slot];
+        run.bucket = idx;
+        if run.n == 0 || run.f == f {
+            run.f = f;
+            run.n += n;
             return;
         }
-        self.log.push((slot as u32, run.0, run.1));
-        *run = (idx, n);
-        if self.log.len() >= 2 * self.compacted.max(1 << 12) {
-            self.compact();
+        let more = run.more.get_or_insert_with(Default::default);
+        let mut at = more.iter().position(|e| e.0 == f);
+        let mut f = f;
+        if at.is_none() && more.len() + 3 > TIMELINE_FUNCTIONS_PER_CELL {
+            // Full but for "other", which takes the rest.
+            f = OTHER;
+            if run.f == f {
+                run.n += n;
+                return;
+            }
+            at = more.iter().position(|e| e.0 == f);
+        }
+        // The function hit last moves inline.
+        let (was_f, was_n) = (run.f, run.n);
+        match at {
+            Some(at) => {
+                let (g, m) = more[at];
+                more[at] = (was_f, was_n);
+                (run.f, run.n) = (g, m + n);
+            }
+            None => {
+                more.push((was_f, was_n));
+                (run.f, run.n) = (f, n);
+            }
         }
     }
 
-    /// Sorts the log and sums equal cells.
+    /// Sorts the log, sums equal cells and caps each cell's functions.
     fn compact(&mut self) {
-        self.log
-            .sort_unstable_by_key(|&(slot, bucket, _)| (slot, bucket));
-        self.log.dedup_by(|b, a| {
-            let same = a.0 == b.0 && a.1 == b.1;
-            if same {
-                a.2 += b.2;
-            }
-            same
-        });
+        compact_cells(&mut self.log);
         self.compacted = self.log.len();
     }
 
@@ -960,7 +1095,7 @@ impl TimelineBuilder {
             // Halve the resolution: merge bucket pairs.
             self.bucket = self.bucket.saturating_mul(2);
             for run in &mut self.runs {
-                run.0 /= 2;
+                run.bucket /= 2;
             }
             for cell in &mut self.log {
                 cell.1 /= 2;
@@ -974,32 +1109,42 @@ impl TimelineBuilder {
     }
 
     fn finish(mut self, interpreters: &[InterpreterProfile]) -> Timeline {
-        for (slot, &(bucket, n)) in self.runs.iter().enumerate() {
-            if n > 0 {
-                self.log.push((slot as u32, bucket, n));
+        for (slot, run) in self.runs.iter().enumerate() {
+            if run.n == 0 {
+                continue;
+            }
+            let s = slot as u32;
+            self.log.push((s, run.bucket, run.f, run.n));
+            if let Some(more) = &run.more {
+                self.log
+                    .extend(more.iter().map(|&(f, n)| (s, run.bucket, f, n)));
             }
         }
+        drop(self.runs);
         // By id: the registrations of one id become one lane.
-        let mut cells: Vec<TimelineCell> = self
-            .log
+        let mut by_id = self.log;
+        by_id.retain(|e| (e.0 as usize) < interpreters.len());
+        for e in &mut by_id {
+            e.0 = interpreters[e.0 as usize].id;
+        }
+        compact_cells(&mut by_id);
+        let functions: Vec<TimelineFunction> = by_id
             .iter()
-            .filter_map(|&(slot, bucket, samples)| {
-                interpreters.get(slot as usize).map(|i| TimelineCell {
-                    interp: i.id,
-                    bucket,
-                    samples,
-                })
+            .map(|&(interp, bucket, f, samples)| TimelineFunction {
+                interp,
+                bucket,
+                function: (f != OTHER).then_some(f as usize),
+                samples,
             })
             .collect();
-        drop(self.log);
-        cells.sort_unstable_by_key(|c| (c.interp, c.bucket));
-        cells.dedup_by(|b, a| {
-            let same = a.interp == b.interp && a.bucket == b.bucket;
-            if same {
-                a.samples += b.samples;
-            }
-            same
-        });
+        let cells: Vec<TimelineCell> = functions
+            .chunk_by(|a, b| (a.interp, a.bucket) == (b.interp, b.bucket))
+            .map(|c| TimelineCell {
+                interp: c[0].interp,
+                bucket: c[0].bucket,
+                samples: c.iter().map(|f| f.samples).sum(),
+            })
+            .collect();
         let buckets = cells
             .iter()
             .map(|c| c.bucket as usize + 1)
@@ -1010,7 +1155,43 @@ impl TimelineBuilder {
             start_ns: self.start,
             buckets,
             cells,
+            functions,
             by_sample_index: self.by_sample_index,
         }
     }
+}
+
+/// Sorts (lane, bucket, function, samples) cells, sums equal ones, and
+/// keeps at most [`TIMELINE_FUNCTIONS_PER_CELL`] a (lane, bucket): the
+/// most hit, the rest summed into [`OTHER`] (which sorts last).
+fn compact_cells(log: &mut Vec<(u32, u32, u32, u64)>) {
+    log.sort_unstable_by_key(|&(lane, bucket, f, _)| (lane, bucket, f));
+    log.dedup_by(|b, a| {
+        let same = (a.0, a.1, a.2) == (b.0, b.1, b.2);
+        if same {
+            a.3 += b.3;
+        }
+        same
+    });
+    let over = log
+        .chunk_by(|a, b| (a.0, a.1) == (b.0, b.1))
+        .any(|c| c.len() > TIMELINE_FUNCTIONS_PER_CELL);
+    if !over {
+        return;
+    }
+    let mut capped = Vec::with_capacity(log.len());
+    for cell in log.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        if cell.len() <= TIMELINE_FUNCTIONS_PER_CELL {
+            capped.extend_from_slice(cell);
+            continue;
+        }
+        let mut by_count = cell.to_vec();
+        by_count.sort_unstable_by_key(|&(_, _, f, n)| (f == OTHER, std::cmp::Reverse(n), f));
+        let (keep, rest) = by_count.split_at(TIMELINE_FUNCTIONS_PER_CELL - 1);
+        let mut keep = keep.to_vec();
+        keep.sort_unstable_by_key(|e| e.2);
+        capped.extend(keep);
+        capped.push((cell[0].0, cell[0].1, OTHER, rest.iter().map(|e| e.3).sum()));
+    }
+    *log = capped;
 }

@@ -6,7 +6,8 @@
 //!   network access, so the page opens straight from the file system.
 //! - The page holds a summary (duration, rate asked and achieved, ticks
 //!   missed, samples dropped, lateness), a sortable and filterable table of
-//!   functions (hottest first), a timeline of samples per interpreter, the
+//!   functions (hottest first), a timeline of which function ran when per
+//!   interpreter (runs of samples in file order for Pulley files), the
 //!   hot instruction sequences, and per hot function its disassembly with a
 //!   heat bar per instruction.
 //! - Everything from the file (function names, disassembly, labels) is

@@ -348,6 +348,10 @@ fn a_file_converted_from_pulley_says_so_and_native_copies_keep_listings() {
     );
     assert!(!text.contains("did not stop cleanly"), "{text}");
     assert!(!text.contains("sampling:"), "{text}");
+    // Its timeline says the times are synthetic; a native copy's does not.
+    use pcprof::analysis::html::{HtmlOptions, render};
+    let synthetic = "the times are synthetic";
+    assert!(render(&p, &HtmlOptions::default()).contains(synthetic));
 
     let copy = convert(V2, Format::Native);
     let (p, text) = report(&copy);
@@ -356,4 +360,5 @@ fn a_file_converted_from_pulley_says_so_and_native_copies_keep_listings() {
     assert!(p.functions[0].listing.is_some());
     assert!(text.contains("decoder: tiny"), "{text}");
     assert!(text.contains("sampling: randomized, 1000 Hz"), "{text}");
+    assert!(!render(&p, &HtmlOptions::default()).contains(synthetic));
 }

@@ -41,6 +41,13 @@ pub(super) fn timeline(out: &mut String, profile: &Profile) {
             "<p class=\"note no-times\">Pulley-format files carry no times: samples in file order. \
              Each bar is a run of consecutive samples, not a span of time.</p>\n",
         );
+    } else if profile.converted_from_pulley() {
+        // Converted files carry evenly spaced synthetic times: the axis is
+        // the sample order, scaled, not a clock.
+        out.push_str(
+            "<p class=\"note no-times\">Converted from a Pulley-format file, which carries no times: \
+             the times are synthetic (samples evenly spaced in file order).</p>\n",
+        );
     }
     let buckets = t.len();
     if buckets == 0 || t.bucket_ns == 0 {

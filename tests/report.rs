@@ -787,3 +787,129 @@ fn counts_are_singular_for_one() {
     );
     assert!(out.contains("100.00% f  (1 sample)\n"), "{out}");
 }
+
+/// A file of `n` interpreters, interpreter k with k + 1 samples in one
+/// function `f` (1 byte of code per sample tick).
+fn many_interpreters(dir: &TempDir, n: u32) -> std::path::PathBuf {
+    let path = dir.path("many.pcprof");
+    let header = FileHeader {
+        pcprof_version: "test".into(),
+        pid: 1,
+        started_unix_ns: 0,
+        frequency_hz: 1000,
+        flush_samples: 100,
+        clock: "virtual".into(),
+    };
+    let mut e = Encoder::native(Vec::new(), &header).unwrap();
+    let (f, _) = assemble(&[op::Ret {}.into()]);
+    e.write(&Record::Function(FunctionRecord {
+        addr: 0x100,
+        name: "f".into(),
+        code: f,
+        loaded_ns: 0,
+        listing: None,
+    }))
+    .unwrap();
+    let mut samples = Vec::new();
+    for id in 0..n {
+        e.write(&Record::Interpreter(InterpreterRecord {
+            id,
+            label: None,
+            registered_ns: 0,
+        }))
+        .unwrap();
+        for t in 0..=u64::from(id) {
+            samples.push(Sample {
+                time_ns: (t + 1) * 1_000_000,
+                interp: id,
+                pc: 0x100,
+            });
+        }
+    }
+    samples.sort_by_key(|s| s.time_ns);
+    e.write_samples(&samples).unwrap();
+    std::fs::write(&path, e.into_inner()).unwrap();
+    path
+}
+
+/// The summary lists the busiest interpreters and one line for the rest,
+/// so a process of a million short-lived interpreters stays readable.
+#[test]
+fn the_busiest_interpreters_are_listed_and_the_rest_summed() {
+    use pcprof::analysis::report::INTERPRETER_LINES;
+    let dir = TempDir::new("report-many");
+    let n = INTERPRETER_LINES as u32 + 4;
+    let profile = load(&many_interpreters(&dir, n), &LoadOptions::default(), |_| {}).unwrap();
+    let (text, _) = report(&profile, &ReportOptions::default());
+    let listed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("% interpreter "))
+        .collect();
+    assert_eq!(listed.len(), INTERPRETER_LINES, "{text}");
+    // Busiest first: interpreter n - 1 has n samples.
+    assert!(
+        listed[0].ends_with(&format!("interpreter {}: {n} samples", n - 1)),
+        "{text}"
+    );
+    // The 4 least busy (ids 0..4: 1 + 2 + 3 + 4 samples) share one line.
+    let all: u64 = (1..=u64::from(n)).sum();
+    let rest = format!(
+        "{:6.2}% 4 more interpreters: 10 samples",
+        10.0 * 100.0 / all as f64
+    );
+    assert!(text.contains(&rest), "{rest:?} missing:\n{text}");
+    assert!(!text.contains("interpreter 3:"), "{text}");
+}
+
+/// `pcprof report F | head -1`: the reader goes away, and pcprof ends
+/// quietly with success, as `cat` would, rather than printing an error.
+#[test]
+fn a_closed_pipe_ends_the_report_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = TempDir::new("report-pipe");
+    // Enough output to fill a pipe: every instruction of many functions.
+    let path = dir.path("long.pcprof");
+    let mut e = Encoder::pulley(Vec::new());
+    let ops: Vec<Op> = (0..200)
+        .map(|_| op::Xzero { dst: XReg::x0 }.into())
+        .collect();
+    let (code, offsets) = assemble(&ops);
+    let mut samples = Vec::new();
+    for k in 0..200u64 {
+        let addr = 0x10_000 * (k + 1);
+        e.write(&Record::Function(FunctionRecord {
+            addr,
+            name: format!("function_{k}"),
+            code: code.clone(),
+            loaded_ns: 0,
+            listing: None,
+        }))
+        .unwrap();
+        samples.extend(offsets.iter().map(|o| Sample {
+            time_ns: 0,
+            interp: 0,
+            pc: addr + o,
+        }));
+    }
+    e.write_samples(&samples).unwrap();
+    std::fs::write(&path, e.into_inner()).unwrap();
+
+    let mut child = crate::demo::pcprof()
+        .args(["report", "--threshold", "0"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("profile:"), "{first}");
+    // The reading end is dropped here.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "{stderr}");
+}

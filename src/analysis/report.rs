@@ -130,6 +130,9 @@ pub fn write_report(
     Ok(totals)
 }
 
+/// Interpreters listed one per line in the summary; the rest share a line.
+pub const INTERPRETER_LINES: usize = 16;
+
 fn write_summary(
     out: &mut dyn Write,
     profile: &Profile,
@@ -190,12 +193,17 @@ fn write_summary(
         writeln!(out, "interpreters: {}", profile.interpreters.len())?;
         let mut by_heat: Vec<_> = profile.interpreters.iter().collect();
         by_heat.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.id.cmp(&b.id)));
-        for i in by_heat {
-            let pct = if all == 0 {
+        let share = |n: u64| {
+            if all == 0 {
                 0.0
             } else {
-                i.samples as f64 * 100.0 / all as f64
-            };
+                n as f64 * 100.0 / all as f64
+            }
+        };
+        // The busiest few, then one line for the rest: a process with a
+        // million short-lived interpreters still gets a readable report.
+        let rest = by_heat.split_off(by_heat.len().min(INTERPRETER_LINES));
+        for i in by_heat {
             let label = i
                 .label
                 .as_deref()
@@ -204,9 +212,19 @@ fn write_summary(
             writeln!(
                 out,
                 "  {:6.2}% interpreter {}{label}: {}",
-                pct,
+                share(i.samples),
                 i.id,
                 counted(i.samples, "sample")
+            )?;
+        }
+        if !rest.is_empty() {
+            let n: u64 = rest.iter().map(|i| i.samples).sum();
+            writeln!(
+                out,
+                "  {:6.2}% {}: {}",
+                share(n),
+                counted(rest.len() as u64, "more interpreter"),
+                counted(n, "sample")
             )?;
         }
     }

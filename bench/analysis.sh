@@ -16,7 +16,7 @@ mkdir -p "$DIR"
 T="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 G="$T/examples/gen_profile"
 B="$T/pcprof"
-for c in large-ids interpreters interleaved generations pulley-records; do
+for c in large-ids interpreters interleaved generations reused-ids pulley-records; do
   [ -s "$DIR/$c.pcprof" ] || "$G" "$DIR/$c.pcprof" --case "$c" >&2
 done
 
@@ -29,7 +29,7 @@ median3() { # LABEL CMD...
     awk -v l="$label" '{printf "%-28s %6.2f s wall %6.2f s cpu %8.1f MB\n", l, $1, $2+$3, $4/1024}'
 }
 echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-for c in large-ids interpreters interleaved generations pulley-records; do
+for c in large-ids interpreters interleaved generations reused-ids pulley-records; do
   median3 "report $c" "$B" report "$DIR/$c.pcprof"
 done
 

@@ -16,11 +16,12 @@ use pcprof::analysis::{LoadOptions, load};
 mod crafted;
 
 /// Each case at a bench size.
-const SIZES: [(&str, u64); 5] = [
+const SIZES: [(&str, u64); 6] = [
     ("large-ids", 2_000),
     ("interpreters", 50_000),
     ("interleaved", 2_000),
     ("generations", 2_000),
+    ("reused-ids", 20_000),
     ("pulley-records", 2_000_000),
 ];
 

@@ -255,3 +255,38 @@ fn exports_and_reports_work_from_memory() {
     assert!(e.is_err());
     assert!(out.is_empty());
 }
+
+/// Three lives of one id, the second recorded out of time order (a crafted
+/// file): every sample still goes to the life with the greatest
+/// `registered_ns <= time`, whichever registration the fast path holds.
+#[test]
+fn lives_of_a_reused_id_recorded_out_of_order() {
+    let s = |time_ns| Sample {
+        time_ns,
+        interp: 3,
+        pc: 0x1000,
+    };
+    let life = |registered_ns| {
+        Record::Interpreter(InterpreterRecord {
+            id: 3,
+            label: None,
+            registered_ns,
+        })
+    };
+    let mut bytes = Vec::new();
+    let mut enc = Encoder::native(&mut bytes, &header()).unwrap();
+    enc.write(&function(0x1000, 16)).unwrap();
+    enc.write(&life(0)).unwrap();
+    enc.write(&life(200)).unwrap();
+    enc.write(&life(100)).unwrap();
+    enc.write_samples(&[s(50), s(150), s(150), s(250), s(250), s(250)])
+        .unwrap();
+    drop(enc);
+    let p = load_bytes(&bytes, &LoadOptions::default(), |_| {}).unwrap();
+    let lives: Vec<(u64, u64)> = p.interpreters[0]
+        .registrations
+        .iter()
+        .map(|r| (r.registered_ns, r.samples))
+        .collect();
+    assert_eq!(lives, [(0, 1), (100, 2), (200, 3)]);
+}

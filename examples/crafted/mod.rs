@@ -10,6 +10,8 @@
 //!   in it and one in an earlier one).
 //! - `generations`: 80 000 generations of code at one address (load, two
 //!   samples, unload).
+//! - `reused-ids`: one interpreter id registered 200 000 times (the
+//!   recorder reuses the lowest free id), one sample and a retirement each.
 //! - `pulley-records`: Pulley format, 8 functions, samples in records of
 //!   1 000 000 as Wasmtime's agent writes long runs (50 M samples at full
 //!   size; `gen_profile` without `--case` writes the same shape with real
@@ -24,11 +26,12 @@ use pcprof::format::{
 
 /// Every case, by name.
 #[allow(dead_code)]
-pub const CASES: [&str; 5] = [
+pub const CASES: [&str; 6] = [
     "large-ids",
     "interpreters",
     "interleaved",
     "generations",
+    "reused-ids",
     "pulley-records",
 ];
 
@@ -159,6 +162,19 @@ pub fn write<W: Write>(
                 enc.write(&Record::Unload(UnloadRecord {
                     addr: 0x1000,
                     unloaded_ns: t + 3,
+                }))?;
+            }
+        }
+        "reused-ids" => {
+            let n = n.unwrap_or(200_000);
+            enc.write(&function(0x1000, 0, 0))?;
+            for k in 0..n {
+                let t = k * 1_000;
+                enc.write(&interp(0, t + 1))?;
+                enc.write_samples(&[sample(t + 2, 0, 0x1000 + k % 64)])?;
+                enc.write(&Record::Retired(RetiredRecord {
+                    id: 0,
+                    retired_ns: t + 3,
                 }))?;
             }
         }

@@ -673,14 +673,22 @@ impl Aggregator {
                 .or_insert_with(|| vec![(p.interpreters[prev].registered_ns, prev)]);
             let t = p.interpreters[slot].registered_ns;
             let at = regs.partition_point(|&(r, _)| r <= t);
+            let old_last = regs.last().map(|&(_, s)| s);
+            // At the end in the common case (registrations in time order),
+            // so a thousand reuses of one id cost a thousand pushes.
             regs.insert(at, (t, slot));
-            for &(_, s) in regs.iter() {
-                self.floor[s] = u64::MAX;
-            }
-            // The fast path takes the registration latest in time, for the
-            // samples at or after it.
-            if let Some(&(r, s)) = regs.last() {
-                self.floor[s] = r;
+            // The fast path takes only the registration latest in time, for
+            // the samples at or after it; the others go through `history`.
+            if let Some(&(r, last)) = regs.last() {
+                if let Some(old) = old_last
+                    && old != last
+                {
+                    self.floor[old] = u64::MAX;
+                }
+                self.floor[last] = r;
+                if slot != last {
+                    self.floor[slot] = u64::MAX;
+                }
             }
         }
         let i = id as usize;

@@ -186,7 +186,10 @@ fn write_summary(
     if let Some(s) = profile.sampling_text() {
         writeln!(out, "sampling: {s}")?;
     } else if profile.format == Format::Native && !profile.converted_from_pulley() {
-        writeln!(out, "sampling: unknown (not recorded by format version 1)")?;
+        writeln!(
+            out,
+            "sampling: not recorded (files before format version 2 do not say)"
+        )?;
     }
     let all: u64 = profile.interpreters.iter().map(|i| i.samples).sum();
     if profile.interpreters.len() > 1 {

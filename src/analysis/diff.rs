@@ -22,7 +22,7 @@ use std::io::{self, Write};
 
 use super::profile::{FunctionProfile, Profile};
 use super::text::{counted, escape, share};
-use crate::disasm::{DecoderChoice, Instruction, decode_function, instruction_hits};
+use crate::disasm::{DecoderChoice, Instruction, ListingCache, instruction_hits};
 
 /// Options of [`diff`].
 #[derive(Debug, Clone)]
@@ -140,6 +140,17 @@ fn by_name(p: &Profile) -> BTreeMap<&str, Named<'_>> {
     m
 }
 
+/// A function's instructions and the samples at and inside each.
+fn decoded<'a>(
+    cache: &mut ListingCache<'a>,
+    decoder: &DecoderChoice,
+    n: &Named<'a>,
+) -> (std::rc::Rc<crate::disasm::Listing>, Vec<(u64, u64)>) {
+    let l = cache.decode(decoder, n.code, n.listing, &[]);
+    let h = instruction_hits(&l.instructions, &n.hits);
+    (l, h)
+}
+
 fn add_generation<'a>(m: &mut BTreeMap<&'a str, Named<'a>>, f: &'a FunctionProfile) {
     match m.get_mut(f.name.as_str()) {
         None => {
@@ -185,15 +196,12 @@ pub fn diff(before: &Profile, after: &Profile, options: &DiffOptions) -> Profile
     let mut functions = Vec::new();
     let mut instructions = Vec::new();
     let mut notes = Vec::new();
+    // Both profiles usually hold the same code: decode it once.
+    let mut cache = ListingCache::default();
     for name in names {
         let (fb, fa) = (b.get(name), a.get(name));
         let before_side = side(fb.map_or(0, |f| f.samples), bt);
         let after_side = side(fa.map_or(0, |f| f.samples), at);
-        let decoded = |n: &Named<'_>| {
-            let l = decode_function(&options.decoder, n.code, n.listing, &[]);
-            let h = instruction_hits(&l.instructions, &n.hits);
-            (l.instructions, h)
-        };
         let matching = match (fb, fa) {
             (Some(x), Some(y)) => {
                 for (label, n) in [("first", x), ("second", y)] {
@@ -205,8 +213,10 @@ pub fn diff(before: &Profile, after: &Profile, options: &DiffOptions) -> Profile
                         ));
                     }
                 }
-                let (ib, hb) = decoded(x);
-                let (ia, ha) = decoded(y);
+                let (lb, hb) = decoded(&mut cache, &options.decoder, x);
+                let ib = &lb.instructions;
+                let (la, ha) = decoded(&mut cache, &options.decoder, y);
+                let ia = &la.instructions;
                 if x.code == y.code {
                     for (k, ins) in ib.iter().enumerate() {
                         let sb = hb[k].0 + hb[k].1;
@@ -232,7 +242,7 @@ pub fn diff(before: &Profile, after: &Profile, options: &DiffOptions) -> Profile
                     notes.push(format!("{name}: compared as a whole only ({why})"));
                     Matching::FunctionOnly(why)
                 } else {
-                    for (x_i, y_i) in align(&ib, &ia) {
+                    for (x_i, y_i) in align(ib, ia) {
                         let sb = x_i.map_or(0, |k| hb[k].0 + hb[k].1);
                         let sa = y_i.map_or(0, |k| ha[k].0 + ha[k].1);
                         push_change(
@@ -250,7 +260,8 @@ pub fn diff(before: &Profile, after: &Profile, options: &DiffOptions) -> Profile
                 }
             }
             (Some(x), None) => {
-                let (ib, hb) = decoded(x);
+                let (lb, hb) = decoded(&mut cache, &options.decoder, x);
+                let ib = &lb.instructions;
                 for (ins, h) in ib.iter().zip(&hb) {
                     push_change(
                         &mut instructions,
@@ -266,7 +277,8 @@ pub fn diff(before: &Profile, after: &Profile, options: &DiffOptions) -> Profile
                 Matching::OnlyBefore
             }
             (None, Some(y)) => {
-                let (ia, ha) = decoded(y);
+                let (la, ha) = decoded(&mut cache, &options.decoder, y);
+                let ia = &la.instructions;
                 for (ins, h) in ia.iter().zip(&ha) {
                     push_change(
                         &mut instructions,

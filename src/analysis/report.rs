@@ -28,7 +28,7 @@ use super::text::{bytes_text, counted, duration_fixed_text, share};
 // Decoder selection lives beside the decoders; re-exported for the paths
 // embedders already use.
 pub use crate::disasm::{
-    DecoderChoice, Listing, decode_function, instruction_hits, instruction_totals,
+    DecoderChoice, Listing, ListingCache, decode_function, instruction_hits, instruction_totals,
 };
 use crate::format::Format;
 
@@ -90,14 +90,14 @@ pub fn write_report(
     // count covers them all, listed or not; but a listing is kept only
     // while it is used, and code seen before (a function reloaded many
     // times) is decoded once, so memory and time follow the distinct code.
-    let mut memo = ListingMemo::default();
+    let mut memo = ListingCache::default();
     let mut totals = ReportTotals {
         samples: profile.total_samples,
         outside_functions: profile.unresolved,
         ..ReportTotals::default()
     };
     for f in functions.iter().filter(|f| f.samples > 0) {
-        let l = memo.decode(&options.decoder, f);
+        let l = memo.decode(&options.decoder, &f.code, f.listing.as_deref(), &f.hits);
         totals.hex_fallbacks += usize::from(l.fell_back);
         totals.inside_instructions += instruction_hits(&l.instructions, &f.hits)
             .iter()
@@ -114,7 +114,8 @@ pub fn write_report(
             continue;
         }
         shown += 1;
-        let listing = (f.samples > 0).then(|| memo.decode(&options.decoder, f));
+        let listing = (f.samples > 0)
+            .then(|| memo.decode(&options.decoder, &f.code, f.listing.as_deref(), &f.hits));
         write_function(out, profile, f, listing.as_deref(), options)?;
     }
     totals.functions_shown = shown;
@@ -286,37 +287,6 @@ fn write_run(out: &mut dyn Write, profile: &Profile) -> io::Result<()> {
                 "run: no closing summary (the profiler did not stop cleanly){asked}"
             )
         }
-    }
-}
-
-/// Listings by code, for decoders whose listing depends on the code alone
-/// (the hex fall-back's lines follow the samples, so it is not kept).
-/// Bounded: a profile of many distinct bodies starts over now and then.
-#[derive(Default)]
-struct ListingMemo<'a> {
-    by_code: std::collections::HashMap<&'a [u8], std::rc::Rc<Listing>>,
-}
-
-impl<'a> ListingMemo<'a> {
-    const MAX: usize = 4096;
-
-    fn decode(&mut self, decoder: &DecoderChoice, f: &'a FunctionProfile) -> std::rc::Rc<Listing> {
-        if let Some(l) = self.by_code.get(f.code.as_slice()) {
-            return l.clone();
-        }
-        let l = std::rc::Rc::new(decode_function(
-            decoder,
-            &f.code,
-            f.listing.as_deref(),
-            &f.hits,
-        ));
-        if l.decoder != "hex" {
-            if self.by_code.len() >= Self::MAX {
-                self.by_code.clear();
-            }
-            self.by_code.insert(&f.code, l.clone());
-        }
-        l
     }
 }
 

@@ -33,7 +33,7 @@ use std::collections::HashMap;
 
 use super::profile::Profile;
 use super::text::{counted, share};
-use crate::disasm::{DecoderChoice, InstructionKind, decode_function, instruction_hits};
+use crate::disasm::{DecoderChoice, InstructionKind, ListingCache, instruction_hits};
 
 /// Options of [`mine`].
 #[derive(Debug, Clone)]
@@ -124,11 +124,12 @@ pub fn mine(profile: &Profile, options: &SequenceOptions) -> Sequences {
     let mut aggs: HashMap<Vec<u32>, Agg> = HashMap::new();
     let mut skipped = Vec::new();
 
+    let mut cache = ListingCache::default();
     for (fi, f) in functions.iter().enumerate() {
         if f.samples == 0 {
             continue;
         }
-        let listing = decode_function(&options.decoder, &f.code, f.listing.as_deref(), &f.hits);
+        let listing = cache.decode(&options.decoder, &f.code, f.listing.as_deref(), &f.hits);
         if listing.fell_back {
             skipped.push(f.name.clone());
             continue;

@@ -62,6 +62,42 @@ pub struct Listing {
     pub instructions: Vec<Instruction>,
 }
 
+/// Listings already made, by code: a function reloaded many times (or the
+/// same function in both profiles of a diff) is decoded once. Only listings
+/// that depend on the code alone are kept (the hex fall-back's lines follow
+/// the samples); bounded, it starts over past [`ListingCache::MAX`] bodies,
+/// so memory follows the listings in use rather than the profile's size.
+#[derive(Debug, Default)]
+pub struct ListingCache<'a> {
+    by_code: std::collections::HashMap<&'a [u8], std::rc::Rc<Listing>>,
+}
+
+impl<'a> ListingCache<'a> {
+    /// Distinct bodies kept at most.
+    pub const MAX: usize = 4096;
+
+    /// [`decode_function`], or the listing made before for the same code.
+    pub fn decode(
+        &mut self,
+        choice: &DecoderChoice,
+        code: &'a [u8],
+        listed: Option<&ListingRecord>,
+        hits: &[u64],
+    ) -> std::rc::Rc<Listing> {
+        if let Some(l) = self.by_code.get(code) {
+            return l.clone();
+        }
+        let l = std::rc::Rc::new(decode_function(choice, code, listed, hits));
+        if l.decoder != "hex" {
+            if self.by_code.len() >= Self::MAX {
+                self.by_code.clear();
+            }
+            self.by_code.insert(code, l.clone());
+        }
+        l
+    }
+}
+
 /// Decodes `code` with `choice`; `listed` is the listing the file carries
 /// for it, if any. `hits` (samples per byte offset, may be empty) shapes the
 /// hex listing: a line starts at every sampled offset (a sampled PC is an

@@ -22,7 +22,7 @@ pub mod choice;
 pub mod hex;
 pub mod listed;
 
-pub use choice::{DecoderChoice, Listing, decode_function};
+pub use choice::{DecoderChoice, Listing, ListingCache, decode_function};
 pub use hex::HexDecoder;
 pub use listed::{RecordedDecoder, listed_instructions};
 

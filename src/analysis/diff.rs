@@ -127,7 +127,8 @@ struct Named<'a> {
     code: &'a [u8],
     /// The file's listing of that code, if any.
     listing: Option<&'a crate::format::ListingRecord>,
-    hits: Vec<u64>,
+    /// Borrowed from the profile unless generations had to be summed.
+    hits: std::borrow::Cow<'a, [u64]>,
     /// Samples of generations whose code differs from the first one's.
     other_code_samples: u64,
 }
@@ -160,7 +161,7 @@ fn add_generation<'a>(m: &mut BTreeMap<&'a str, Named<'a>>, f: &'a FunctionProfi
                     samples: f.samples,
                     code: &f.code,
                     listing: f.listing.as_deref(),
-                    hits: f.hits.clone(),
+                    hits: std::borrow::Cow::Borrowed(&f.hits),
                     other_code_samples: 0,
                 },
             );
@@ -168,7 +169,7 @@ fn add_generation<'a>(m: &mut BTreeMap<&'a str, Named<'a>>, f: &'a FunctionProfi
         Some(n) => {
             n.samples += f.samples;
             if n.code == f.code.as_slice() {
-                for (a, b) in n.hits.iter_mut().zip(&f.hits) {
+                for (a, b) in n.hits.to_mut().iter_mut().zip(&f.hits) {
                     *a += b;
                 }
             } else {

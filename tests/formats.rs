@@ -358,19 +358,9 @@ fn a_version_1_file_of_an_earlier_build_still_reads() {
 #[test]
 fn a_profile_loads_from_any_reader() {
     let clock = VirtualClock::new();
-    let sink = Arc::new(std::sync::Mutex::new(Vec::new()));
-    struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    let sink = crate::common::MemorySink::default();
     let mut p = Profiler::builder()
-        .output_writer(Shared(Arc::clone(&sink)))
+        .output_writer(sink.clone())
         .clock(Arc::new(clock.clone()))
         .start()
         .unwrap();
@@ -381,7 +371,7 @@ fn a_profile_loads_from_any_reader() {
     p.sync().unwrap();
     clock.advance(Duration::from_millis(7));
     p.stop().unwrap();
-    let bytes = sink.lock().unwrap().clone();
+    let bytes = sink.bytes();
     let profile =
         pcprof::analysis::load_reader(std::io::Cursor::new(&bytes), &Default::default(), |_| {})
             .unwrap();

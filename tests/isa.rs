@@ -14,9 +14,10 @@ use pcprof::{InstructionSet, ListingBuilder, Profiler, VirtualClock};
 use crate::common::TempDir;
 
 /// `inc` (1 byte), `br <target>` (2 bytes, conditional), `ret` (1 byte);
-/// counts its calls.
+/// counts its calls. Also the instruction set of the version-2 fixture
+/// (`versions.rs`).
 #[derive(Debug, Default)]
-struct Tiny {
+pub(crate) struct Tiny {
     decodes: AtomicUsize,
 }
 

@@ -15,29 +15,13 @@
 //!   only lowers the variance). The virtual clock's seed is fixed, so each
 //!   test is exact: it gives the same samples on every run.
 
-use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pcprof::analysis::{LoadOptions, Profile, load_bytes};
 use pcprof::{PcHandle, Profiler, SamplingMode, Stats, VirtualClock};
 
-/// The recorded bytes, kept by the test.
-#[derive(Clone, Default)]
-struct Memory(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Memory {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+use crate::common::MemorySink;
 
 /// One instruction of a synthetic function: where it starts and how long
 /// it runs each time.
@@ -76,7 +60,7 @@ fn record(
     script: impl FnOnce(&Interp),
 ) -> (Profile, Stats) {
     let clock = VirtualClock::new();
-    let memory = Memory::default();
+    let memory = MemorySink::default();
     let mut p = Profiler::builder()
         .frequency(hz)
         .sampling(mode)
@@ -92,7 +76,7 @@ fn record(
     p.sync().expect("sync");
     script(&Interp { pc, clock: &clock });
     let stats = p.stop().expect("stop");
-    let bytes = memory.0.lock().expect("the sink is not poisoned").clone();
+    let bytes = memory.bytes();
     let profile = load_bytes(&bytes, &LoadOptions::default(), |_| {}).expect("read back");
     (profile, stats)
 }

@@ -13,48 +13,16 @@ use std::sync::Arc;
 use pcprof::analysis::{LoadOptions, load_bytes};
 use pcprof::disasm::{DecoderChoice, InstructionKind, decode_function};
 use pcprof::format::{
-    Encoder, FileHeader, Flow, FunctionRecord, InterpreterRecord, RateRecord, Record, SamplingMode,
+    Encoder, FileHeader, FunctionRecord, InterpreterRecord, RateRecord, Record, SamplingMode,
     SamplingRecord, Summary, UnloadRecord,
 };
 use pcprof::isa::listing_of;
-use pcprof::{InstructionSet, ListingBuilder, Sample, Stats};
+use pcprof::{Sample, Stats};
+
+use crate::isa::Tiny;
 
 const V1: &[u8] = include_bytes!("fixtures/native-v1-demo.data");
 const V2: &[u8] = include_bytes!("fixtures/native-v2-listing.data");
-
-/// A two-opcode instruction set: `inc` (1 byte), `br <target>` (2 bytes,
-/// conditional), `ret` (1 byte).
-#[derive(Debug)]
-struct Tiny;
-
-impl InstructionSet for Tiny {
-    fn name(&self) -> &str {
-        "tiny"
-    }
-    fn decode(&self, code: &[u8], out: &mut ListingBuilder) {
-        let mut at = 0;
-        while at < code.len() {
-            let pushed = match code[at] {
-                1 => out.push(1, "inc", "", Flow::Plain),
-                2 if at + 1 < code.len() => out.push(
-                    2,
-                    "br",
-                    &code[at + 1].to_string(),
-                    Flow::Branch {
-                        targets: vec![u32::from(code[at + 1])],
-                        conditional: true,
-                    },
-                ),
-                3 => out.push(1, "ret", "", Flow::Return),
-                _ => return,
-            };
-            if !pushed {
-                return;
-            }
-            at = out.offset() as usize;
-        }
-    }
-}
 
 /// The version 2 fixture: a listing shared by a function and its reload at
 /// the same address, a function without one, two interpreters, a sampling
@@ -70,7 +38,7 @@ fn v2_fixture() -> Vec<u8> {
     };
     // loop: inc; inc; br 0; ret  (offsets 0, 1, 2, 4)
     let looped = vec![1u8, 1, 2, 0, 3];
-    let listing = listing_of(&Tiny, &looped).map(Arc::new);
+    let listing = listing_of(&Tiny::default(), &looped).map(Arc::new);
     let function = |name: &str, addr, code: &[u8], loaded_ns, listing| {
         Record::Function(FunctionRecord {
             addr,

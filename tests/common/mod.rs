@@ -9,6 +9,31 @@ use tracing::Subscriber;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
+/// A sink whose bytes the test keeps (`.output_writer(sink.clone())`, then
+/// [`MemorySink::bytes`]).
+#[derive(Clone, Default)]
+pub struct MemorySink(Arc<Mutex<Vec<u8>>>);
+
+impl MemorySink {
+    /// Everything written so far.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().expect("the sink is not poisoned").clone()
+    }
+}
+
+impl std::io::Write for MemorySink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A unique path in a fresh temporary directory (removed on drop).
 pub struct TempDir(pub PathBuf);
 

@@ -19,7 +19,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 SEED_TARGET="${SEED_TARGET:-$ROOT/target/seed-baseline}"
 if [ -z "${NO_BUILD:-}" ]; then
   cargo build --quiet --release --manifest-path "$BASE_DIR/Cargo.toml" --target-dir "$SEED_TARGET" >&2
-  (cd "$ROOT" && cargo build --quiet --release --example bench_sampling >&2)
+  (cd "$ROOT" && cargo build --quiet --release --example bench_sampling --example wake_probe >&2)
 fi
 LIMITS_DIR="${LIMITS_DIR:-$ROOT/../shared/bench/limits}"
 L="$CARGO_TARGET_DIR/limits"
@@ -30,6 +30,7 @@ if [ -z "${NO_BUILD:-}" ]; then
 fi
 B="$SEED_TARGET/release/seed-baseline"
 P="$CARGO_TARGET_DIR/release/examples/bench_sampling"
+W="$CARGO_TARGET_DIR/release/examples/wake_probe"
 
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 wait_quiet() {
@@ -81,6 +82,13 @@ for rep in $(seq 1 "${REPS:-3}"); do
   run core10k seed-baseline taskset -c 0 "$B" --freq 10000 --interpreters 1 --seconds 3 --work spin
   run core1hz pcprof taskset -c 0 "$P" --freq 1 --interpreters 1 --seconds 3 --work spin
   run core10k pcprof taskset -c 0 "$P" --freq 10000 --interpreters 1 --seconds 3 --work spin
+  # The same, paired phase by phase in one process, with the floor (the
+  # timer interrupt alone) and a signal read on the interpreter's thread.
+  wait_quiet
+  taskset -c 0 "$W" core 10000 30 100 json | while read -r j; do
+    impl=$(sed 's/.*"impl":"\([^"]*\)".*/\1/' <<<"$j")
+    echo "coreprobe $impl machine_busy_cores=nan $j"
+  done
   # Work locked to 1 ms, sampled at 1 kHz: periodic sampling aliases,
   # randomized does not (the truth is 0.1).
   run phased1k pcprof-periodic "$P" --freq 1000 --interpreters 1 --seconds 2 --work phased --sampling periodic

@@ -60,6 +60,8 @@ def ratio(a, b):
 print("| scenario | impl | ticks taken / expected | ticks share | Δ ticks vs spin (points) | p50 µs | p99 µs | p99 per run | p99 / floor | max µs | profiler CPU s | CPU / floor | steps/s | B/sample | scheduling | busy cores |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for (label, impl), ds in runs.items():
+    if label == "coreprobe":
+        continue
     busy = f"{min(d['busy'] for d in ds):.2f}-{max(d['busy'] for d in ds):.2f}"
     if impl == "spin":
         share = med([tick_share(d) for d in ds])
@@ -110,3 +112,17 @@ for impl in ("pcprof-periodic", "pcprof"):
     ds = runs.get(("phased1k", impl), [])
     if ds:
         print(f"phased1k {impl}: brief share per run {per_run(ds, 'phased_brief_share', '{:.3f}')} (truth 0.100)")
+
+# The same one-core question paired within one process (wake_probe core):
+# each mechanism against the busy loop alone, phase by phase.
+probe = [(impl, ds) for (label, impl), ds in runs.items() if label == "coreprobe"]
+if probe:
+    print("\n| on the interpreter's core, 10 kHz (wake_probe core) | slowdown, median of runs | per run | µs a tick | ticks share |")
+    print("|---|---|---|---|---|")
+    for impl, ds in probe:
+        share = med([d["tick_share"] for d in ds if d["tick_share"] >= 0])
+        print(
+            f"| {ds[0]['mechanism']} | {100 * med([d['slowdown'] for d in ds]):.1f} % "
+            f"| {', '.join('%.1f' % (100 * d['slowdown']) for d in ds)} "
+            f"| {med([d['us_per_tick'] for d in ds]):.1f} | {opt(share, '{:.3f}')} |"
+        )

@@ -67,7 +67,7 @@ NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 for rep in $(seq 1 "${REPS:-3}"); do
   # Every rate from 1 Hz to 100 kHz, 4 idle interpreters: ticks taken
   # against the spin probe, lateness and CPU against the floor.
-  for hz in 1 100 1000 10000 50000 100000; do
+  for hz in 1 100 1000 10000 20000 30000 50000 100000; do
     secs=2; [ "$hz" = 1 ] && secs=3
     both "rate$hz" --freq "$hz" --interpreters 4 --seconds "$secs" --work idle
     limits "rate$hz" "$hz" "$secs"

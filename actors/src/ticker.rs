@@ -85,6 +85,11 @@ impl TickerCore {
         self.period
     }
 
+    /// Whether the deadlines are random instants within their slots.
+    pub(crate) fn is_randomized(&self) -> bool {
+        self.random.is_some()
+    }
+
     pub(crate) fn is_running(&self) -> bool {
         self.running
     }

@@ -139,6 +139,7 @@ impl TimingThread {
             // shares it with the interpreters, so spinning only steals from
             // them.
             w.set_shared_core(thread::available_parallelism().is_ok_and(|n| n.get() == 1));
+            w.set_randomized(self.ticker.is_randomized());
         }
         // The short slice suits a thread that sleeps between ticks; one that
         // spins through keeps the default (see `sys::set_slice`). Only at

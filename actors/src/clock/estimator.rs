@@ -107,13 +107,16 @@ pub struct WakeEstimator {
     spun: u32,
     /// Whether the last plan was to spin through (or a probe within it).
     through: bool,
+    /// The deadlines are random instants within their slots (stratified
+    /// sampling): a wake-up loses ticks to shorter gaps than a period.
+    randomized: bool,
     /// Ticks lost per wake-up sleeping to the deadline (margin 0), read off
     /// the window, in 1/65536.
     sleep_loss: u64,
     /// Ticks lost per tick that spun to its deadline (an average over about
-    /// the last 64, in 1/65536): a spinning thread loses ticks too when the
-    /// CPU is taken from it (an overloaded host), and spinning then buys
-    /// nothing.
+    /// the last 1024, in 1/65536, held times 1024): a spinning thread loses
+    /// ticks too when the CPU is taken from it (an overloaded host), and
+    /// spinning then buys nothing.
     spin_loss: u64,
 }
 
@@ -146,6 +149,7 @@ impl WakeEstimator {
             shared_core: false,
             spun: 0,
             through: false,
+            randomized: false,
             sleep_loss: 0,
             spin_loss: 0,
         }
@@ -165,16 +169,22 @@ impl WakeEstimator {
         if self.period == 0 {
             return;
         }
-        let lost = (late / self.period).min(64) << 16;
-        // An average over about the last 64 spins.
-        self.spin_loss = self.spin_loss - (self.spin_loss >> 6) + (lost >> 6);
+        let lost = self.ticks_lost(late, self.period).min(64 << 16);
+        // An average over about the last 1024 spins, as long a memory as
+        // the sleeps' window: a single stall of the whole VM (tens of ticks
+        // lost, spinning or sleeping alike) must not outweigh the sleeps'
+        // record, or one such stall sends the thread to sleep for thousands
+        // of ticks.
+        // Kept as 1024 times the average, so that fractions of a tick (a
+        // short stall before a random instant) are not rounded away.
+        self.spin_loss = self.spin_loss - (self.spin_loss >> 10) + lost;
     }
 
     /// Whether spinning saves ticks on this host now: it loses at most half
     /// as many as sleeping would.
     #[inline]
     fn spin_pays(&self) -> bool {
-        self.spin_loss * 2 <= self.sleep_loss
+        (self.spin_loss >> 10) * 2 <= self.sleep_loss
     }
 
     /// The tick period the owner sleeps for, in ns (0: unknown). Cheap when
@@ -184,6 +194,42 @@ impl WakeEstimator {
         if period != self.period {
             self.period = period;
             self.loss_margin = self.compute_loss_margin();
+        }
+    }
+
+    /// Whether the deadlines are random instants within their slots
+    /// ([`SamplingMode::Randomized`](crate::config::SamplingMode)), which
+    /// changes how many ticks a late wake-up loses.
+    pub fn set_randomized(&mut self, randomized: bool) {
+        if randomized != self.randomized {
+            self.randomized = randomized;
+            self.loss_margin = self.compute_loss_margin();
+        }
+    }
+
+    /// The ticks a wake-up `late` ns past its deadline loses on average, in
+    /// 1/65536, with ticks `period` ns apart (the ticker takes the latest
+    /// passed deadline and skips the others).
+    ///
+    /// - Periodic deadlines, `x = late / period`: exactly `⌊x⌋`.
+    /// - Randomized ones (one uniform instant a slot): the expected number
+    ///   of later instants within `late` of a given one, `x²/2` below a
+    ///   period and `x − 1/2` beyond (the gap to the next instant is
+    ///   triangular on (0, 2 periods)). At 20 kHz a wake-up 20 µs late
+    ///   loses 8 % of a tick, where a periodic one loses none: counting as
+    ///   periodic, the policy slept through a 2 % loss there.
+    #[inline]
+    fn ticks_lost(&self, late: Nanos, period: Nanos) -> u64 {
+        let period = period.max(1);
+        if !self.randomized {
+            return (late / period).min(u64::MAX >> 17) << 16;
+        }
+        // x in 1/65536, bounded so that x² cannot overflow.
+        let x = ((u128::from(late) << 16) / u128::from(period)).min(1 << 40) as u64;
+        if x < 1 << 16 {
+            (x * x) >> 17
+        } else {
+            x - (1 << 15)
         }
     }
 
@@ -320,7 +366,7 @@ impl WakeEstimator {
             return 0;
         }
         let (margin, lost_at_zero) = self.loss_for(self.period);
-        self.sleep_loss = (lost_at_zero << 16) / self.seen.min(WAKE_WINDOW) as u64;
+        self.sleep_loss = lost_at_zero / self.seen.min(WAKE_WINDOW) as u64;
         margin
     }
 
@@ -330,12 +376,12 @@ impl WakeEstimator {
 
     /// The smallest multiple of `period`/8 as margin with which the window's
     /// wake-ups lose at most [`TICK_LOSS_BUDGET`] of the ticks, and the
-    /// ticks they lose at margin 0. The margin is
-    /// the period itself when none does. A wake-up `o` ns late with margin `m` loses
-    /// `⌊(o − m) / period⌋` ticks (the ticker takes the latest passed
-    /// deadline): counted from the 1 µs buckets' lower edges, skipping the
-    /// buckets below one period, which lose nothing; a wake-up beyond the
-    /// last bucket loses at least a tick whatever the margin.
+    /// ticks they lose at margin 0 (in 1/65536). The margin is the period
+    /// itself when none does. A wake-up `o` ns late with margin `m` loses
+    /// [`WakeEstimator::ticks_lost`]`(o − m)`: counted from the 1 µs
+    /// buckets' lower edges, skipping the buckets that lose nothing (below
+    /// one period, with periodic deadlines); a wake-up beyond the last
+    /// bucket loses at least a tick whatever the margin.
     fn loss_for(&self, period: Nanos) -> (Nanos, u64) {
         if period == 0 {
             return (0, 0);
@@ -344,7 +390,11 @@ impl WakeEstimator {
         let (num, den) = TICK_LOSS_BUDGET;
         let step = period / LOSS_STEPS;
         let mut lost = [0u64; LOSS_STEPS as usize];
-        let first = (period / WAKE_BUCKET_NS) as usize;
+        let first = if self.randomized {
+            1
+        } else {
+            (period / WAKE_BUCKET_NS) as usize
+        };
         for (bucket, &count) in self.counts.per_bucket.iter().enumerate().skip(first) {
             if count == 0 {
                 continue;
@@ -354,16 +404,16 @@ impl WakeEstimator {
                 let ticks = if bucket == WAKE_BUCKETS - 1 {
                     // Beyond the counted range: how late is unknown, so no
                     // margin short of a spin is known to save it.
-                    (late / period).max(1)
+                    self.ticks_lost(late, period).max(1 << 16)
                 } else {
-                    late.saturating_sub(j as Nanos * step) / period
+                    self.ticks_lost(late.saturating_sub(j as Nanos * step), period)
                 };
                 *l += u64::from(count) * ticks;
             }
         }
         // The first margin whose losses a wake-up, lost[j] / n, are within
         // the budget.
-        let margin = match lost.iter().position(|&l| l * den <= num * n) {
+        let margin = match lost.iter().position(|&l| l * den <= (num * n) << 16) {
             Some(j) => j as Nanos * step,
             None => period,
         };

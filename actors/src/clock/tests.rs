@@ -288,3 +288,61 @@ fn zero_cap_never_spins() {
     let c = MonotonicClock::new(None);
     assert_eq!(c.spin_margin(), AUTO_SPIN_MAX);
 }
+
+/// Randomized deadlines (one uniform instant a slot) are as little as no
+/// time apart: a wake-up later than the gap to the next instant loses a
+/// tick even when it is less than a period late. At 20 kHz, wake-ups
+/// 20 µs late lose nothing with periodic deadlines and 8 % of a tick each
+/// with randomized ones (x²/2, x = 0.4 of a period), so only the latter
+/// buys a margin: 3/8 of the period, which leaves 1.25 µs of lateness
+/// (0.03 % of a tick).
+#[test]
+fn randomized_deadlines_lose_ticks_to_gaps_shorter_than_a_period() {
+    let learn = |randomized: bool| {
+        let mut e = WakeEstimator::new(None, 40_000);
+        e.set_period(50_000);
+        e.set_randomized(randomized);
+        for _ in 0..WAKE_WINDOW {
+            e.observe(20_000);
+        }
+        e.tick_loss_margin()
+    };
+    assert_eq!(learn(false), 0);
+    assert_eq!(learn(true), 18_750);
+    // Switching the mode re-reads the window at once.
+    let mut e = WakeEstimator::new(None, 40_000);
+    e.set_period(50_000);
+    for _ in 0..WAKE_WINDOW {
+        e.observe(20_000);
+    }
+    e.set_randomized(true);
+    assert_eq!(e.tick_loss_margin(), 18_750);
+}
+
+/// One stall of the whole VM while spinning through (a millisecond: tens
+/// of ticks lost, as a sleeping thread would lose them too) does not send
+/// the thread back to sleep: the spins' losses are averaged over as long a
+/// memory as the sleeps' window. With 64 spins of memory it slept for
+/// thousands of ticks after each such stall.
+#[test]
+fn one_stall_while_spinning_through_does_not_stop_the_spin() {
+    let mut e = WakeEstimator::new(None, 40_000);
+    e.set_period(40_000);
+    e.set_randomized(true);
+    // 25 kHz, wake-ups 25 µs late: sleeping loses 0.2 ticks a wake-up, and
+    // only a margin of 25 µs saves them, leaving less than 20 µs to sleep.
+    for _ in 0..WAKE_WINDOW {
+        e.observe(25_000);
+    }
+    assert_eq!(e.plan(), SPIN_THROUGH);
+    e.observe_spin(1_000_000);
+    // Every plan after it spins through, but for the probe sleeps (0).
+    let slept = (0..2_000)
+        .filter(|_| {
+            e.observe_spin(100);
+            !matches!(e.plan(), SPIN_THROUGH | 0)
+        })
+        .count();
+    assert_eq!(slept, 0);
+    assert!(e.spinning_through());
+}

@@ -24,11 +24,20 @@ const LOSS_STEPS: u64 = 8;
 /// 10 µs of CPU on a 2-vCPU VM, `wake_probe mechanisms`) plus the median
 /// overshoot it risks: the thread spins through instead.
 pub(crate) const SLEEP_MIN: Nanos = 20_000;
-/// While spinning through, one tick in this many sleeps (margin 0) so the
-/// estimator keeps learning and can return to sleeping when the host
-/// quietens: at 100 kHz about 0.1 % of the ticks, at 20 kHz 20 probes a
-/// second.
+/// While spinning through at a period no longer than [`SLEEP_MIN`] (50 kHz
+/// and above), one tick in this many sleeps (margin 0): sleeping cannot pay
+/// there whatever the host does, so the probes only keep the statistics
+/// alive, at about 0.1 % of the ticks.
 pub(crate) const PROBE_EVERY: u32 = 1024;
+/// While spinning through at longer periods, a probe sleep about this
+/// often (but at least every [`PROBE_EVERY`] ticks), so that the window
+/// of [`WAKE_WINDOW`] wake-ups is renewed in about 5 s and the thread goes
+/// back to sleeping within seconds when the host quietens. One probe in
+/// 1024 ticks renewed it in 100 s at 10 kHz: a burst of noise at the start
+/// of a run kept a whole core spinning for the rest of it. A probe costs
+/// the ticks a sleep loses (what the window says), on 2 % of the ticks at
+/// 10 kHz.
+pub(crate) const PROBE_INTERVAL: Nanos = 5_000_000;
 /// The most the automatic policy spins a tick to save ticks, where the
 /// period is longer than [`SPIN_THROUGH_PERIOD`]: about five wake-ups' worth
 /// of CPU (5 % of a core at 1 kHz). A margin that would need more is not
@@ -68,16 +77,20 @@ pub const SPIN_THROUGH: Nanos = Nanos::MAX;
 /// - Ticks come before CPU, within a bound: the lateness cap does not
 ///   bound the margin that keeps sleeping from losing more than
 ///   [`TICK_LOSS_BUDGET`] of the ticks, [`TICK_SPIN_MAX`] does below
-///   10 kHz ([`SPIN_THROUGH_PERIOD`]), and nothing does above it (a wake-up more than a period late loses the deadlines it slept
-///   through). Read off the same window every [`WAKE_RECOMPUTE`] wake-ups,
-///   it follows the host's noise: none on a quiet host at 10 kHz, more
-///   when the tail grows. When what is left to sleep is shorter than
-///   [`SLEEP_MIN`] (100 kHz, or a very noisy host at 20 kHz), the thread
-///   spins through, and sleeps one tick in [`PROBE_EVERY`] to keep
-///   learning. An explicit cap is never exceeded.
-/// - Spinning must pay: the ticks lost by spins that ended more than a
-///   period late (the CPU taken from the spinning thread, an overloaded
-///   host) are averaged, and while they are more than half of what sleeping
+///   10 kHz ([`SPIN_THROUGH_PERIOD`]), and nothing does above it (a
+///   wake-up late past the next deadline loses it). How many ticks a late
+///   wake-up loses depends on the deadlines: with random instants, gaps
+///   shorter than a period lose some too ([`WakeEstimator::set_randomized`]).
+///   Read off the same window every [`WAKE_RECOMPUTE`] wake-ups, the margin
+///   follows the host's noise: none on a quiet host at 10 kHz, more when the
+///   tail grows. When what is left to sleep is shorter than [`SLEEP_MIN`]
+///   (50 kHz and above, or a noisy host at 20 kHz), the thread spins
+///   through, and sleeps a probe tick now and then (every
+///   [`PROBE_INTERVAL`], or one tick in [`PROBE_EVERY`] where sleeping
+///   cannot pay) to keep learning. An explicit cap is never exceeded.
+/// - Spinning must pay: the ticks lost by spins that ended late (the CPU
+///   taken from the spinning thread, an overloaded host) are averaged over
+///   about 1024 spins, and while they are more than half of what sleeping
 ///   loses, the thread sleeps (trying again as that memory fades).
 /// - On a shared core (the process confined to one CPU) it never spins
 ///   beyond the head start: the interpreter it would steal from is the
@@ -347,7 +360,7 @@ impl WakeEstimator {
         self.through = self.period > 0 && margin >= self.period;
         if self.through {
             self.spun += 1;
-            if self.spun >= PROBE_EVERY {
+            if self.spun >= probe_every(self.period) {
                 self.spun = 0;
                 return 0;
             }
@@ -452,4 +465,14 @@ impl WakeEstimator {
             self.loss_margin = self.compute_loss_margin();
         }
     }
+}
+
+/// Ticks spun through between two probe sleeps, for ticks `period` ns apart
+/// (see [`PROBE_INTERVAL`]).
+#[inline]
+pub(crate) fn probe_every(period: Nanos) -> u32 {
+    if period <= SLEEP_MIN {
+        return PROBE_EVERY;
+    }
+    (PROBE_INTERVAL / period).clamp(16, Nanos::from(PROBE_EVERY)) as u32
 }

@@ -346,3 +346,49 @@ fn one_stall_while_spinning_through_does_not_stop_the_spin() {
     assert_eq!(slept, 0);
     assert!(e.spinning_through());
 }
+
+/// Where sleeping could pay again (periods longer than `SLEEP_MIN`), the
+/// probes come every `PROBE_INTERVAL` (5 ms: every 50 ticks at 10 kHz), so
+/// that a window of wake-ups is renewed in seconds and a host that
+/// quietens sends the thread back to sleep; where it cannot (50 kHz and
+/// above), one tick in `PROBE_EVERY`.
+#[test]
+fn probes_renew_the_window_in_seconds_where_sleeping_could_pay() {
+    use super::estimator::probe_every;
+    assert_eq!(probe_every(100_000), 50);
+    assert_eq!(probe_every(50_000), 100);
+    assert_eq!(probe_every(20_000), PROBE_EVERY);
+    assert_eq!(probe_every(10_000), PROBE_EVERY);
+    // 10 kHz on a noisy host: 3 % of wake-ups two periods late lose two
+    // ticks whatever the margin short of a spin, so it spins through.
+    let mut e = WakeEstimator::new(None, 40_000);
+    e.set_period(100_000);
+    for i in 0..WAKE_WINDOW {
+        e.observe(if i.is_multiple_of(33) {
+            250_000
+        } else {
+            20_000
+        });
+    }
+    assert_eq!(e.plan(), SPIN_THROUGH);
+    // The host quietens: the probe sleeps see 20 µs wake-ups, and the
+    // thread sleeps again (with a margin for the few late wake-ups left in
+    // the window) once most of the window is probes: within a window of
+    // them (51 200 ticks, 5 s), where one probe in 1024 ticks took a
+    // million (100 s).
+    let mut ticks = 0u64;
+    let margin = loop {
+        ticks += 1;
+        assert!(ticks < 51_200, "still spinning through after {ticks} ticks");
+        match e.plan() {
+            SPIN_THROUGH => {}
+            0 => e.observe(20_000),
+            margin => break margin,
+        }
+    };
+    assert!(ticks > 25_000, "slept again after {ticks} ticks");
+    assert!(
+        margin < 100_000 - super::estimator::SLEEP_MIN,
+        "margin {margin}"
+    );
+}

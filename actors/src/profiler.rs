@@ -120,8 +120,12 @@ impl ProfilerBuilder {
     }
 
     /// Spin at most through the last `spin` before each deadline (monotonic
-    /// clock), instead of the automatic cap (1/100 of the tick period, at
-    /// most 50 µs); zero never spins.
+    /// clock), never more, instead of the automatic policy: 1/100 of the
+    /// tick period (at most 50 µs) for lateness, and for ticks as much as
+    /// keeps sleeping from losing over 0.5 % of them, which on a VM means
+    /// spinning through the whole period from 10-20 kHz (about one core).
+    /// Zero never spins: the CPU of one wake-up a tick, for the ticks that
+    /// sleeping loses.
     pub fn spin(mut self, spin: Duration) -> Self {
         self.config.spin = Some(spin);
         self

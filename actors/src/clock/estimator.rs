@@ -38,6 +38,14 @@ pub(crate) const PROBE_EVERY: u32 = 1024;
 /// the ticks a sleep loses (what the window says), on 2 % of the ticks at
 /// 10 kHz.
 pub(crate) const PROBE_INTERVAL: Nanos = 5_000_000;
+/// A retry of spinning that stops paying within this many ticks was too
+/// early: the next waits twice as long (up to [`RETRY_BACKOFF_MAX`]
+/// doublings). A retry that lasts longer resets the wait.
+const RETRY_GRACE: u32 = 8192;
+/// At most 2⁶ times the base wait between retries: on an overloaded host
+/// a retry every few seconds rather than every few hundred ms, each
+/// retry costing the ticks a preempted spin loses.
+const RETRY_BACKOFF_MAX: u32 = 6;
 /// The most the automatic policy spins a tick to save ticks, where the
 /// period is longer than [`SPIN_THROUGH_PERIOD`]: about five wake-ups' worth
 /// of CPU (5 % of a core at 1 kHz). A margin that would need more is not
@@ -91,7 +99,9 @@ pub const SPIN_THROUGH: Nanos = Nanos::MAX;
 /// - Spinning must pay: the ticks lost by spins that ended late (the CPU
 ///   taken from the spinning thread, an overloaded host) are averaged over
 ///   about 1024 spins, and while they are more than half of what sleeping
-///   loses, the thread sleeps (trying again as that memory fades).
+///   loses, the thread sleeps, trying again as that memory fades; a retry
+///   that fails at once doubles the wait before the next (up to 64 times),
+///   so a host that stays overloaded is retried every few seconds.
 /// - On a shared core (the process confined to one CPU) it never spins
 ///   beyond the head start: the interpreter it would steal from is the
 ///   work being sampled.
@@ -131,6 +141,12 @@ pub struct WakeEstimator {
     /// ticks too when the CPU is taken from it (an overloaded host), and
     /// spinning then buys nothing.
     spin_loss: u64,
+    /// Whether spinning paid at the last plan.
+    paying: bool,
+    /// Plans since spinning last started paying again (a retry).
+    since_retry: u32,
+    /// Doublings of the wait before the next retry (see [`RETRY_GRACE`]).
+    backoff: u32,
 }
 
 /// The estimator's window: how many of the remembered wake-ups fell in
@@ -165,6 +181,9 @@ impl WakeEstimator {
             randomized: false,
             sleep_loss: 0,
             spin_loss: 0,
+            paying: true,
+            since_retry: u32::MAX,
+            backoff: 0,
         }
     }
 
@@ -353,9 +372,25 @@ impl WakeEstimator {
     pub fn plan(&mut self) -> Nanos {
         if !self.spin_pays() {
             // Spinning lost ticks too: sleep, and let the memory of it fade
-            // (by half in about 2800 ticks) so that spinning is tried again.
-            self.spin_loss = self.spin_loss.saturating_sub((self.spin_loss >> 12).max(1));
+            // (by half in about 2800 ticks, times 2^backoff) so that
+            // spinning is tried again.
+            let fade = (self.spin_loss >> (12 + self.backoff)).max(1);
+            self.spin_loss = self.spin_loss.saturating_sub(fade);
         }
+        // What `margin_for` below decides with.
+        let pays = self.spin_pays();
+        if pays != self.paying {
+            self.paying = pays;
+            if pays {
+                self.since_retry = 0;
+            } else if self.since_retry < RETRY_GRACE {
+                // The retry failed at once: the host is still overloaded.
+                self.backoff = (self.backoff + 1).min(RETRY_BACKOFF_MAX);
+            } else {
+                self.backoff = 0;
+            }
+        }
+        self.since_retry = self.since_retry.saturating_add(1);
         let margin = self.margin_for(self.period);
         self.through = self.period > 0 && margin >= self.period;
         if self.through {
@@ -435,6 +470,19 @@ impl WakeEstimator {
 
     /// Records that a wait returned `overshoot` ns after it was due.
     pub fn observe(&mut self, overshoot: Nanos) {
+        // A probe sleep among spun-through ticks is no sample of how a
+        // sleeping thread wakes: on a loaded host the scheduler holds back
+        // a thread that has just spun for thousands of ticks, so probes saw
+        // millisecond wake-ups a sleeping thread does not (measured with 3
+        // busy processes on 2 vCPUs: the probes kept the thread spinning
+        // through at 47 % of the ticks, where sleeping took 70 %). Probes
+        // may only say the host got quieter; if sleeping then loses ticks
+        // after all, its own wake-ups say so within 32 of them.
+        let overshoot = if self.through {
+            overshoot.min(self.p50)
+        } else {
+            overshoot
+        };
         let bucket = (overshoot / WAKE_BUCKET_NS).min(WAKE_BUCKETS as Nanos - 1) as u16;
         let counts = &mut *self.counts;
         let slot = self.seen % WAKE_WINDOW;

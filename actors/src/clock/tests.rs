@@ -392,3 +392,98 @@ fn probes_renew_the_window_in_seconds_where_sleeping_could_pay() {
         "margin {margin}"
     );
 }
+
+/// On a host that stays overloaded, every retry of spinning fails at once
+/// (its spins are preempted): each failure doubles the wait before the
+/// next retry, up to 64 times. A retry that lasts resets the wait.
+#[test]
+fn retries_of_spinning_back_off_while_the_host_stays_overloaded() {
+    let mut e = WakeEstimator::new(None, 40_000);
+    e.set_period(100_000);
+    // Spinning through pays on this host's wake-ups...
+    for i in 0..WAKE_WINDOW {
+        e.observe(if i.is_multiple_of(33) {
+            250_000
+        } else {
+            20_000
+        });
+    }
+    // ...until its spins lose 3 ticks each: the waits between retries.
+    let mut waits = Vec::new();
+    let mut waited = 0u64;
+    for _ in 0..3_000_000 {
+        match e.plan() {
+            SPIN_THROUGH | 0 => {
+                if waited > 0 {
+                    waits.push(waited);
+                    waited = 0;
+                }
+                e.observe_spin(300_000);
+            }
+            _ => waited += 1,
+        }
+    }
+    let head: Vec<u64> = waits.iter().copied().take(10).collect();
+    assert!(
+        (8..200).contains(&waits.len()),
+        "{} waits: {head:?}",
+        waits.len()
+    );
+    // Each wait is about twice the one before, until the cap.
+    for w in waits.windows(2).skip(1).take(5) {
+        assert!(w[1] > w[0] * 3 / 2, "{head:?}");
+    }
+    let last = waits[waits.len() - 1];
+    assert!(last > waits[1] * 25, "{head:?} … {last}");
+    assert!(waits[waits.len() - 2] * 3 / 2 > last, "{head:?} … {last}");
+    // The host quietens: the retry lasts, and the next failure waits at the
+    // base rate again (from a higher loss, 64 spins of 3 ticks, so longer
+    // than the first wait, but far from 64 times it).
+    let mut spun = 0;
+    while spun < 20_000 {
+        if matches!(e.plan(), SPIN_THROUGH | 0) {
+            e.observe_spin(100);
+            spun += 1;
+        }
+    }
+    for _ in 0..64 {
+        e.observe_spin(300_000);
+    }
+    let again = (0..1_000_000).position(|_| matches!(e.plan(), SPIN_THROUGH | 0));
+    assert!(
+        again.is_some_and(|t| (t as u64) < last / 2),
+        "{again:?} {head:?}"
+    );
+}
+
+/// A probe sleep among spun-through ticks wakes as a thread that has just
+/// spun, which a loaded host's scheduler holds back: it may only say the
+/// host got quieter (its error counts at most as the median), never keep
+/// the thread spinning. A thread that sleeps again learns from its own
+/// wake-ups, in full.
+#[test]
+fn probes_cannot_make_sleeping_look_worse() {
+    let mut e = WakeEstimator::new(None, 40_000);
+    e.set_period(40_000);
+    e.set_randomized(true);
+    for _ in 0..WAKE_WINDOW {
+        e.observe(25_000);
+    }
+    assert_eq!(e.plan(), SPIN_THROUGH);
+    // Probes 5 ms late: counted as 25 µs, the median.
+    for _ in 0..WAKE_WINDOW {
+        e.observe(5_000_000);
+    }
+    assert_eq!(e.p99(), 25_000);
+    // Probes 2 µs late: counted in full, and the thread sleeps again.
+    for _ in 0..WAKE_WINDOW {
+        e.observe(2_000);
+    }
+    assert_eq!(e.p99(), 2_000);
+    assert!(!matches!(e.plan(), SPIN_THROUGH | 0));
+    // Sleeping, wake-ups 5 ms late count in full.
+    for _ in 0..64 {
+        e.observe(5_000_000);
+    }
+    assert_eq!(e.p99(), (WAKE_BUCKETS as Nanos - 1) * WAKE_BUCKET_NS);
+}

@@ -206,9 +206,8 @@ impl WakeEstimator {
         // the sleeps' window: a single stall of the whole VM (tens of ticks
         // lost, spinning or sleeping alike) must not outweigh the sleeps'
         // record, or one such stall sends the thread to sleep for thousands
-        // of ticks.
-        // Kept as 1024 times the average, so that fractions of a tick (a
-        // short stall before a random instant) are not rounded away.
+        // of ticks. Held times 1024, so that fractions of a tick (a short
+        // stall before a random instant) are not rounded away.
         self.spin_loss = self.spin_loss - (self.spin_loss >> 10) + lost;
     }
 
@@ -256,8 +255,10 @@ impl WakeEstimator {
         if !self.randomized {
             return (late / period).min(u64::MAX >> 17) << 16;
         }
-        // x in 1/65536, bounded so that x² cannot overflow.
-        let x = ((u128::from(late) << 16) / u128::from(period)).min(1 << 40) as u64;
+        // x in 1/65536; lateness beyond 2^40 ns (18 minutes) counts as
+        // that, so the shift cannot overflow (and a u64 division is cheap:
+        // the window is read off ~400 of them every 32 wake-ups).
+        let x = (late.min(1 << 40) << 16) / period;
         if x < 1 << 16 {
             (x * x) >> 17
         } else {

@@ -3,7 +3,8 @@
 //! - Defaults: 1000 Hz, a batch every 20000 samples, `./pulley-<pid>.data`,
 //!   native format.
 //! - `PULLEY_SAMPLING_FREQ`, `PULLEY_SAMPLING_FLUSH_AMT`, `PCPROF_OUT`,
-//!   `PCPROF_FORMAT`, `PCPROF_SAMPLING` override them; a bad value is an error naming the
+//!   `PCPROF_FORMAT`, `PCPROF_SAMPLING`, `PCPROF_FLUSH_INTERVAL`,
+//!   `PCPROF_SPIN` override them; a bad value is an error naming the
 //!   variable and the value, never a silent default.
 //! - The environment is read through a lookup function so that tests pass
 //!   their own (changing the process environment is `unsafe` in Rust 2024).
@@ -36,6 +37,12 @@ pub const ENV_FORMAT: &str = "PCPROF_FORMAT";
 pub const ENV_SAMPLING: &str = "PCPROF_SAMPLING";
 /// Flush interval variable (`500ms`, `2s`; a bare number is milliseconds).
 pub const ENV_FLUSH_INTERVAL: &str = "PCPROF_FLUSH_INTERVAL";
+
+/// Spin cap variable: `0` only sleeps, `20us` or `1ms` caps the spin
+/// before each deadline, `auto` is the timing policy's own.
+pub const ENV_SPIN: &str = "PCPROF_SPIN";
+/// The longest spin cap accepted from the environment.
+pub const MAX_ENV_SPIN: Duration = Duration::from_secs(1);
 
 /// Default flush interval: a killed process loses at most about this much.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -154,6 +161,42 @@ fn parse_u32(variable: &str, value: &str, min: u32, max: u32) -> Result<u32, Err
 /// `500ms`, `1.5s`, `250us` or a bare number of milliseconds, within
 /// [`FLUSH_INTERVAL_RANGE`].
 fn parse_interval(variable: &str, value: &str) -> Result<Duration, Error> {
+    let d = parse_duration(
+        variable,
+        value,
+        "not a duration (examples: 500ms, 2s, 1.5s; a bare number is milliseconds)",
+    )?;
+    check_interval(variable, value, d)
+}
+
+/// A spin cap: `auto` (the policy's, `None`), `0`, or a duration with its
+/// unit. A bare number other than 0 is refused: microseconds or
+/// milliseconds would both be a plausible guess.
+fn parse_spin(variable: &str, value: &str) -> Result<Option<Duration>, Error> {
+    const HINT: &str = "not a duration with a unit (examples: 0, 20us, 1ms, auto)";
+    let v = value.trim();
+    if v == "auto" {
+        return Ok(None);
+    }
+    if v == "0" {
+        return Ok(Some(Duration::ZERO));
+    }
+    if !v.ends_with('s') {
+        return Err(Error::config(variable, value, HINT));
+    }
+    let d = parse_duration(variable, value, HINT)?;
+    if d > MAX_ENV_SPIN {
+        return Err(Error::config(
+            variable,
+            value,
+            format!("must be at most {MAX_ENV_SPIN:?}"),
+        ));
+    }
+    Ok(Some(d))
+}
+
+/// `500ms`, `20us`, `1.5s`; a bare number is milliseconds.
+fn parse_duration(variable: &str, value: &str, hint: &str) -> Result<Duration, Error> {
     let v = value.trim();
     let (number, scale) = if let Some(n) = v.strip_suffix("ms") {
         (n, 1e-3)
@@ -170,16 +213,8 @@ fn parse_interval(variable: &str, value: &str) -> Result<Duration, Error> {
         .ok()
         .filter(|x| x.is_finite() && *x >= 0.0)
         .map(|x| x * scale)
-        .ok_or_else(|| {
-            Error::config(
-                variable,
-                value,
-                "not a duration (examples: 500ms, 2s, 1.5s; a bare number is milliseconds)",
-            )
-        })?;
-    let d = Duration::try_from_secs_f64(seconds)
-        .map_err(|_| Error::config(variable, value, "out of range"))?;
-    check_interval(variable, value, d)
+        .ok_or_else(|| Error::config(variable, value, hint))?;
+    Duration::try_from_secs_f64(seconds).map_err(|_| Error::config(variable, value, "out of range"))
 }
 
 fn check_interval(
@@ -257,6 +292,9 @@ impl Config {
         }
         if let Some(v) = lookup(ENV_FLUSH_INTERVAL) {
             self.flush_interval = parse_interval(ENV_FLUSH_INTERVAL, &v)?;
+        }
+        if let Some(v) = lookup(ENV_SPIN) {
+            self.spin = parse_spin(ENV_SPIN, &v)?;
         }
         if let Some(v) = lookup(ENV_OUT) {
             if v.is_empty() {
@@ -394,6 +432,10 @@ mod tests {
             (ENV_FLUSH_INTERVAL, "soon"),
             (ENV_FLUSH_INTERVAL, "2h"),
             (ENV_FLUSH_INTERVAL, "-1s"),
+            (ENV_SPIN, "20"),
+            (ENV_SPIN, "never"),
+            (ENV_SPIN, "2s"),
+            (ENV_SPIN, "-5us"),
         ] {
             let mut c = Config::default();
             let e = c.apply_env(env(&[(var, val)])).unwrap_err();
@@ -418,6 +460,25 @@ mod tests {
             assert_eq!(c.flush_interval, want, "{val}");
         }
         assert_eq!(Config::default().flush_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn spin_cap_from_env() {
+        for (val, want) in [
+            ("0", Some(Duration::ZERO)),
+            ("20us", Some(Duration::from_micros(20))),
+            ("1ms", Some(Duration::from_millis(1))),
+            (" 0.5ms ", Some(Duration::from_micros(500))),
+            ("auto", None),
+        ] {
+            let mut c = Config {
+                spin: Some(Duration::from_micros(7)),
+                ..Config::default()
+            };
+            c.apply_env(env(&[(ENV_SPIN, val)])).unwrap();
+            assert_eq!(c.spin, want, "{val}");
+        }
+        assert_eq!(Config::default().spin, None);
     }
 
     #[test]

@@ -52,8 +52,8 @@ impl ProfilerBuilder {
     }
 
     /// Applies `PULLEY_SAMPLING_FREQ`, `PULLEY_SAMPLING_FLUSH_AMT`,
-    /// `PCPROF_FLUSH_INTERVAL`, `PCPROF_OUT` and `PCPROF_FORMAT` from the
-    /// process environment.
+    /// `PCPROF_FLUSH_INTERVAL`, `PCPROF_OUT`, `PCPROF_FORMAT`,
+    /// `PCPROF_SAMPLING` and `PCPROF_SPIN` from the process environment.
     pub fn env(self) -> Result<ProfilerBuilder, Error> {
         self.env_from(|k| std::env::var(k).ok())
     }
@@ -125,7 +125,8 @@ impl ProfilerBuilder {
     /// keeps sleeping from losing over 0.5 % of them, which on a VM means
     /// spinning through the whole period from 10-20 kHz (about one core).
     /// Zero never spins: the CPU of one wake-up a tick, for the ticks that
-    /// sleeping loses.
+    /// sleeping loses. `PCPROF_SPIN` sets it from the environment
+    /// ([`ProfilerBuilder::env`]).
     pub fn spin(mut self, spin: Duration) -> Self {
         self.config.spin = Some(spin);
         self

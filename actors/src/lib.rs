@@ -24,6 +24,9 @@
 //! # Ok::<(), pcprof_actors::Error>(())
 //! ```
 #![warn(missing_docs, missing_debug_implementations)]
+// The design notes in public docs link the private constants and modules
+// they explain; `cargo doc --document-private-items` resolves them.
+#![allow(rustdoc::private_intra_doc_links)]
 
 #[doc(hidden)]
 pub mod bench;

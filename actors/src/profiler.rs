@@ -695,7 +695,7 @@ impl ProfilerHandle {
 
     /// The `n` hottest functions so far (exact for `n` up to
     /// [`HOT_DEAD_KEPT`](crate::writer::HOT_DEAD_KEPT); see
-    /// [`WriterMsg::GetHotFunctions`](crate::writer::WriterMsg::GetHotFunctions)).
+    /// [`crate::writer::WriterMsg::GetHotFunctions`]).
     pub fn hot_functions(&self, n: usize) -> Result<Vec<HotFunction>, Error> {
         self.call(|p| SupervisorMsg::GetHotFunctions(n, p))?
     }

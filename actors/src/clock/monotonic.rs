@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{Clock, DEAF_SLEEP_MAX, DEFAULT_LATENESS_TARGET, NEVER, Nanos, WakeEstimator};
 use crate::sys::Epoch;
 
-/// The real clock: `CLOCK_MONOTONIC` through [`Instant`].
+/// The real clock: `CLOCK_MONOTONIC` through [`std::time::Instant`].
 ///
 /// Sleeps until a learned margin before each deadline, then spins (see the
 /// module's documentation). What it learns lives in each sleeping thread's
@@ -26,7 +26,7 @@ impl MonotonicClock {
     /// A clock whose epoch is now, which spins through at most the last
     /// `spin` before each deadline (`Some(ZERO)`: never spin, wake on the
     /// kernel's timer alone; `None`: the automatic cap, 1/100 of the tick
-    /// period and at most [`AUTO_SPIN_MAX`]).
+    /// period and at most [`AUTO_SPIN_MAX`](super::AUTO_SPIN_MAX)).
     pub fn new(spin: Option<Duration>) -> MonotonicClock {
         MonotonicClock::with_target(spin, DEFAULT_LATENESS_TARGET)
     }

@@ -240,7 +240,7 @@ fn decode_batch(
     Ok(())
 }
 
-/// Bincode's variant index of [`Record::Samples`] (a one-byte varint).
+/// Bincode's variant index of [`Record::Samples`](super::records::Record::Samples) (a one-byte varint).
 pub(super) const SAMPLES_VARIANT: u8 = 5;
 
 /// A cursor over bincode's standard varints.

@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use super::{Instruction, InstructionDecoder, InstructionKind};
-use crate::format::{Flow, ListingRecord};
+use super::{Instruction, InstructionDecoder};
+use crate::format::ListingRecord;
 use crate::isa::{InstructionSet, ListingBuilder};
 
 /// The instructions of a listing read from a file.
@@ -31,19 +31,7 @@ pub fn listed_instructions(listing: &ListingRecord) -> Vec<Instruction> {
                 len: i.len,
                 opcode,
                 text,
-                kind: match &i.flow {
-                    Flow::Plain => InstructionKind::Plain,
-                    Flow::Branch {
-                        targets,
-                        conditional,
-                    } => InstructionKind::Branch {
-                        targets: targets.clone(),
-                        conditional: *conditional,
-                    },
-                    Flow::Call => InstructionKind::Call,
-                    Flow::Return => InstructionKind::Return,
-                    Flow::Undecodable => InstructionKind::Undecodable,
-                },
+                kind: i.flow.clone(),
             };
             offset = offset.saturating_add(i.len);
             ins
@@ -79,20 +67,7 @@ impl InstructionSet for RecordedDecoder {
                 .text
                 .strip_prefix(i.opcode.as_str())
                 .map_or(i.text.as_str(), str::trim_start);
-            let flow = match i.kind {
-                InstructionKind::Plain => Flow::Plain,
-                InstructionKind::Branch {
-                    targets,
-                    conditional,
-                } => Flow::Branch {
-                    targets,
-                    conditional,
-                },
-                InstructionKind::Call => Flow::Call,
-                InstructionKind::Return => Flow::Return,
-                InstructionKind::Undecodable => Flow::Undecodable,
-            };
-            if !out.push(i.len, &i.opcode, operands, flow) {
+            if !out.push(i.len, &i.opcode, operands, i.kind) {
                 return;
             }
         }

@@ -27,33 +27,10 @@ pub use hex::HexDecoder;
 pub use listed::{RecordedDecoder, listed_instructions};
 
 /// How an instruction affects control flow; sequence mining splits basic
-/// blocks at everything but [`InstructionKind::Plain`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum InstructionKind {
-    /// Falls through to the next instruction.
-    Plain,
-    /// A conditional or unconditional branch; `targets` are byte offsets from
-    /// the start of the function (targets outside it are dropped).
-    Branch {
-        /// Offsets of the possible destinations within the function.
-        targets: Vec<u32>,
-        /// Whether execution may also fall through to the next instruction.
-        conditional: bool,
-    },
-    /// A call (direct or indirect); control returns to the next instruction.
-    Call,
-    /// A return, trap or other instruction after which the block ends.
-    Return,
-    /// Bytes that could not be decoded; covers the rest of the body.
-    Undecodable,
-}
-
-impl InstructionKind {
-    /// Whether a basic block ends after this instruction.
-    pub fn ends_block(&self) -> bool {
-        !matches!(self, InstructionKind::Plain)
-    }
-}
+/// blocks at everything but [`InstructionKind::Plain`]. The same type as a
+/// recorded listing's [`Flow`](crate::format::Flow), so a listing read from a
+/// file and one decoded here need no translation.
+pub use crate::format::Flow as InstructionKind;
 
 /// One decoded instruction of a function body.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -75,6 +75,13 @@ pub enum Flow {
     Undecodable,
 }
 
+impl Flow {
+    /// Whether a basic block ends after this instruction.
+    pub fn ends_block(&self) -> bool {
+        !matches!(self, Flow::Plain)
+    }
+}
+
 /// One instruction of a [`ListingRecord`]; its offset is the sum of the
 /// lengths before it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -299,11 +299,7 @@ fn large_interpreter_ids_round_trip() {
 fn header() -> FileHeader {
     FileHeader {
         pcprof_version: "test".into(),
-        pid: 1,
-        started_unix_ns: 0,
-        frequency_hz: 1000,
-        flush_samples: 10,
-        clock: "virtual".into(),
+        ..crate::common::header()
     }
 }
 

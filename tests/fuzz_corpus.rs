@@ -121,15 +121,8 @@ proptest! {
 /// slots, and the timeline kept only the last slot's counts.
 #[test]
 fn timeline_counts_an_id_registered_twice() {
-    use pcprof::format::{Encoder, FileHeader, InterpreterRecord, Record, Sample};
-    let header = FileHeader {
-        pcprof_version: "0".into(),
-        pid: 1,
-        started_unix_ns: 0,
-        frequency_hz: 1000,
-        flush_samples: 10,
-        clock: "virtual".into(),
-    };
+    use pcprof::format::{Encoder, InterpreterRecord, Record, Sample};
+    let header = crate::common::header();
     let interp = Record::Interpreter(InterpreterRecord {
         id: 3,
         label: None,

@@ -454,11 +454,8 @@ fn two_interpreters(dir: &TempDir) -> std::path::PathBuf {
     let path = dir.path("two.pcprof");
     let header = FileHeader {
         pcprof_version: "test".into(),
-        pid: 1,
-        started_unix_ns: 0,
-        frequency_hz: 1000,
         flush_samples: 100,
-        clock: "virtual".into(),
+        ..crate::common::header()
     };
     let mut e = Encoder::native(Vec::new(), &header).unwrap();
     let (f, fo) = assemble(&[op::Xzero { dst: XReg::x0 }.into(), op::Ret {}.into()]);
@@ -794,11 +791,8 @@ fn many_interpreters(dir: &TempDir, n: u32) -> std::path::PathBuf {
     let path = dir.path("many.pcprof");
     let header = FileHeader {
         pcprof_version: "test".into(),
-        pid: 1,
-        started_unix_ns: 0,
-        frequency_hz: 1000,
         flush_samples: 100,
-        clock: "virtual".into(),
+        ..crate::common::header()
     };
     let mut e = Encoder::native(Vec::new(), &header).unwrap();
     let (f, _) = assemble(&[op::Ret {}.into()]);

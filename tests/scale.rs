@@ -3,23 +3,10 @@
 
 use pcprof::analysis::convert::{ConvertOptions, ExportFormat, convert, convert_to_writer};
 use pcprof::analysis::{LoadOptions, load, load_bytes, load_reader};
-use pcprof::format::{
-    Encoder, FileHeader, FunctionRecord, InterpreterRecord, Record, RetiredRecord,
-};
+use pcprof::format::{Encoder, FunctionRecord, InterpreterRecord, Record, RetiredRecord};
 use pcprof::{ProfileReader, Sample};
 
-use crate::common::TempDir;
-
-fn header() -> FileHeader {
-    FileHeader {
-        pcprof_version: "0".into(),
-        pid: 1,
-        started_unix_ns: 0,
-        frequency_hz: 1000,
-        flush_samples: 10,
-        clock: "virtual".into(),
-    }
-}
+use crate::common::{TempDir, header};
 
 fn function(addr: u64, len: usize) -> Record {
     Record::Function(FunctionRecord {

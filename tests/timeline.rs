@@ -5,18 +5,9 @@
 
 use pcprof::analysis::html::{HtmlOptions, render};
 use pcprof::analysis::{LoadOptions, TIMELINE_FUNCTIONS_PER_CELL, load_bytes};
-use pcprof::format::{Encoder, FileHeader, FunctionRecord, InterpreterRecord, Record, Sample};
+use pcprof::format::{Encoder, FunctionRecord, InterpreterRecord, Record, Sample};
 
-fn header() -> FileHeader {
-    FileHeader {
-        pcprof_version: "0".into(),
-        pid: 1,
-        started_unix_ns: 0,
-        frequency_hz: 1000,
-        flush_samples: 10,
-        clock: "virtual".into(),
-    }
-}
+use crate::common::header;
 
 fn function(addr: u64, name: &str) -> Record {
     Record::Function(FunctionRecord {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use pcprof::format::FileHeader;
 use pcprof::{Event, ProfileReader, ReadError, Sample};
 use tracing::Subscriber;
 use tracing_subscriber::layer::{Context, Layer};
@@ -192,5 +193,19 @@ impl EventLog {
 
     pub fn events(&self) -> Vec<(String, String)> {
         self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+/// The header of the files tests write by hand: 1000 Hz, batches of 10, a
+/// virtual clock (`FileHeader { flush_samples: 100, ..header() }` for
+/// others).
+pub fn header() -> FileHeader {
+    FileHeader {
+        pcprof_version: "0".into(),
+        pid: 1,
+        started_unix_ns: 0,
+        frequency_hz: 1000,
+        flush_samples: 10,
+        clock: "virtual".into(),
     }
 }

@@ -126,11 +126,7 @@ fn the_margin_saves_ticks_a_noisy_host_would_lose_and_follows_the_noise() {
     // Noisier still: 3 % of wake-ups lose two ticks whatever the margin
     // short of a spin, so the thread spins through.
     for i in 0..WAKE_WINDOW {
-        e.observe(if i.is_multiple_of(33) {
-            250_000
-        } else {
-            20_000
-        });
+        e.observe(noisy_10khz(i));
     }
     assert_eq!(e.plan(), SPIN_THROUGH);
     // But the spins end late too (an overloaded host takes the CPU from the
@@ -289,6 +285,28 @@ fn zero_cap_never_spins() {
     assert_eq!(c.spin_margin(), AUTO_SPIN_MAX);
 }
 
+/// An estimator for ticks `period` ns apart (randomized deadlines or
+/// not) that has seen a window of wake-ups, the `i`th `wake(i)` ns late.
+fn learned(period: Nanos, randomized: bool, wake: impl Fn(usize) -> Nanos) -> WakeEstimator {
+    let mut e = WakeEstimator::new(None, 40_000);
+    e.set_period(period);
+    e.set_randomized(randomized);
+    for i in 0..WAKE_WINDOW {
+        e.observe(wake(i));
+    }
+    e
+}
+
+/// A noisy host at 10 kHz: 3 % of wake-ups two periods late, the rest
+/// 20 µs.
+fn noisy_10khz(i: usize) -> Nanos {
+    if i.is_multiple_of(33) {
+        250_000
+    } else {
+        20_000
+    }
+}
+
 /// Randomized deadlines (one uniform instant a slot) are as little as no
 /// time apart: a wake-up later than the gap to the next instant loses a
 /// tick even when it is less than a period late. At 20 kHz, wake-ups
@@ -298,23 +316,10 @@ fn zero_cap_never_spins() {
 /// (0.03 % of a tick).
 #[test]
 fn randomized_deadlines_lose_ticks_to_gaps_shorter_than_a_period() {
-    let learn = |randomized: bool| {
-        let mut e = WakeEstimator::new(None, 40_000);
-        e.set_period(50_000);
-        e.set_randomized(randomized);
-        for _ in 0..WAKE_WINDOW {
-            e.observe(20_000);
-        }
-        e.tick_loss_margin()
-    };
-    assert_eq!(learn(false), 0);
-    assert_eq!(learn(true), 18_750);
+    assert_eq!(learned(50_000, false, |_| 20_000).tick_loss_margin(), 0);
+    assert_eq!(learned(50_000, true, |_| 20_000).tick_loss_margin(), 18_750);
     // Switching the mode re-reads the window at once.
-    let mut e = WakeEstimator::new(None, 40_000);
-    e.set_period(50_000);
-    for _ in 0..WAKE_WINDOW {
-        e.observe(20_000);
-    }
+    let mut e = learned(50_000, false, |_| 20_000);
     e.set_randomized(true);
     assert_eq!(e.tick_loss_margin(), 18_750);
 }
@@ -326,14 +331,9 @@ fn randomized_deadlines_lose_ticks_to_gaps_shorter_than_a_period() {
 /// thousands of ticks after each such stall.
 #[test]
 fn one_stall_while_spinning_through_does_not_stop_the_spin() {
-    let mut e = WakeEstimator::new(None, 40_000);
-    e.set_period(40_000);
-    e.set_randomized(true);
     // 25 kHz, wake-ups 25 µs late: sleeping loses 0.2 ticks a wake-up, and
     // only a margin of 25 µs saves them, leaving less than 20 µs to sleep.
-    for _ in 0..WAKE_WINDOW {
-        e.observe(25_000);
-    }
+    let mut e = learned(40_000, true, |_| 25_000);
     assert_eq!(e.plan(), SPIN_THROUGH);
     e.observe_spin(1_000_000);
     // Every plan after it spins through, but for the probe sleeps (0).
@@ -361,15 +361,7 @@ fn probes_renew_the_window_in_seconds_where_sleeping_could_pay() {
     assert_eq!(probe_every(10_000), PROBE_EVERY);
     // 10 kHz on a noisy host: 3 % of wake-ups two periods late lose two
     // ticks whatever the margin short of a spin, so it spins through.
-    let mut e = WakeEstimator::new(None, 40_000);
-    e.set_period(100_000);
-    for i in 0..WAKE_WINDOW {
-        e.observe(if i.is_multiple_of(33) {
-            250_000
-        } else {
-            20_000
-        });
-    }
+    let mut e = learned(100_000, false, noisy_10khz);
     assert_eq!(e.plan(), SPIN_THROUGH);
     // The host quietens: the probe sleeps see 20 µs wake-ups, and the
     // thread sleeps again (with a margin for the few late wake-ups left in
@@ -398,16 +390,8 @@ fn probes_renew_the_window_in_seconds_where_sleeping_could_pay() {
 /// next retry, up to 64 times. A retry that lasts resets the wait.
 #[test]
 fn retries_of_spinning_back_off_while_the_host_stays_overloaded() {
-    let mut e = WakeEstimator::new(None, 40_000);
-    e.set_period(100_000);
     // Spinning through pays on this host's wake-ups...
-    for i in 0..WAKE_WINDOW {
-        e.observe(if i.is_multiple_of(33) {
-            250_000
-        } else {
-            20_000
-        });
-    }
+    let mut e = learned(100_000, false, noisy_10khz);
     // ...until its spins lose 3 ticks each: the waits between retries.
     let mut waits = Vec::new();
     let mut waited = 0u64;
@@ -463,12 +447,7 @@ fn retries_of_spinning_back_off_while_the_host_stays_overloaded() {
 /// wake-ups, in full.
 #[test]
 fn probes_cannot_make_sleeping_look_worse() {
-    let mut e = WakeEstimator::new(None, 40_000);
-    e.set_period(40_000);
-    e.set_randomized(true);
-    for _ in 0..WAKE_WINDOW {
-        e.observe(25_000);
-    }
+    let mut e = learned(40_000, true, |_| 25_000);
     assert_eq!(e.plan(), SPIN_THROUGH);
     // Probes 5 ms late: counted as 25 µs, the median.
     for _ in 0..WAKE_WINDOW {

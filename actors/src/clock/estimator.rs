@@ -128,6 +128,8 @@ pub struct WakeEstimator {
     shared_core: bool,
     /// Ticks spun through since the last probe sleep.
     spun: u32,
+    /// Ticks spun through between probe sleeps, for `period`.
+    probe_every: u32,
     /// Whether the last plan was to spin through (or a probe within it).
     through: bool,
     /// The deadlines are random instants within their slots (stratified
@@ -177,6 +179,7 @@ impl WakeEstimator {
             loss_margin: 0,
             shared_core: false,
             spun: 0,
+            probe_every: PROBE_EVERY,
             through: false,
             randomized: false,
             sleep_loss: 0,
@@ -224,6 +227,7 @@ impl WakeEstimator {
     pub fn set_period(&mut self, period: Nanos) {
         if period != self.period {
             self.period = period;
+            self.probe_every = probe_every(period);
             self.loss_margin = self.compute_loss_margin();
         }
     }
@@ -396,7 +400,7 @@ impl WakeEstimator {
         self.through = self.period > 0 && margin >= self.period;
         if self.through {
             self.spun += 1;
-            if self.spun >= probe_every(self.period) {
+            if self.spun >= self.probe_every {
                 self.spun = 0;
                 return 0;
             }

@@ -11,7 +11,6 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
@@ -34,22 +33,15 @@ fn corpus(target: &str) -> Vec<PathBuf> {
 }
 
 /// Runs `f` on every file of the target's corpus; fails naming every file
-/// that panics, and any that takes over a second.
+/// that panics. Speed is not asserted here (a busy machine would make that
+/// a flake): the fuzz runs hold each input to their time limit.
 fn replay(target: &str, f: fn(&[u8])) {
     let mut failed = Vec::new();
     for path in corpus(target) {
         let data = std::fs::read(&path).unwrap();
-        let t = Instant::now();
         if catch_unwind(AssertUnwindSafe(|| f(&data))).is_err() {
             failed.push(path.display().to_string());
         }
-        // Generous: unoptimised, and the machine may be busy.
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "{} took {:?}",
-            path.display(),
-            t.elapsed()
-        );
     }
     assert!(failed.is_empty(), "panicked on {failed:#?}");
 }

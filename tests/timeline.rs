@@ -133,6 +133,49 @@ fn a_cell_keeps_at_most_its_cap_of_functions() {
     assert_eq!(p.timeline.total(), n * (n + 1) / 2);
 }
 
+/// The cap keeps a cell's most hit functions, whenever they arrive: here
+/// 20 cold functions (a sample each) come first, then 5 hot ones (100
+/// samples each, interleaved), all in one bucket.
+#[test]
+fn a_cell_keeps_its_hottest_functions_even_when_they_arrive_last() {
+    let (cold, hot) = (20u64, 5u64);
+    let mut file = Vec::new();
+    let mut enc = Encoder::native(&mut file, &header()).unwrap();
+    for k in 0..cold + hot {
+        enc.write(&function(0x1000 + 0x100 * k, &format!("f{k}")))
+            .unwrap();
+    }
+    enc.write(&interp(1)).unwrap();
+    let mut pcs: Vec<u64> = (0..cold).collect();
+    for _ in 0..100 {
+        pcs.extend(cold..cold + hot);
+    }
+    let samples: Vec<Sample> = pcs
+        .iter()
+        .enumerate()
+        .map(|(t, &k)| Sample {
+            time_ns: t as u64,
+            interp: 1,
+            pc: 0x1000 + 0x100 * k,
+        })
+        .collect();
+    enc.write_samples(&samples).unwrap();
+    drop(enc);
+    let p = load_bytes(&file, &LoadOptions::default(), |_| {}).unwrap();
+    let cell = breakdown(&p, 1, 0);
+    assert_eq!(cell.len(), TIMELINE_FUNCTIONS_PER_CELL);
+    assert_eq!(p.timeline.buckets, 1);
+    // Every hot function, exact; then the cold ones kept (one sample
+    // each: ties go to the lowest index), and "other" with the rest.
+    let kept_cold = (TIMELINE_FUNCTIONS_PER_CELL - 1) as u64 - hot;
+    let mut want: Vec<(Option<usize>, u64)> = (0..kept_cold)
+        .map(|k| (Some(k as usize), 1))
+        .chain((cold..cold + hot).map(|k| (Some(k as usize), 100)))
+        .collect();
+    want.push((None, cold - kept_cold));
+    assert_eq!(cell, want);
+}
+
 /// A Pulley file: 16 samples of f, 16 of g, then f and g alternating for
 /// 16, in two sections.
 fn pulley_alternating() -> Vec<u8> {

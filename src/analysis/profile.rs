@@ -956,9 +956,10 @@ impl SpanCache {
 /// - each slot's current bucket, with its functions' counts, in a vector
 ///   indexed by slot, so a sample costs a compare and an increment (with a
 ///   cache of the last bucket's time range, rarely a division);
-/// - a run ends when its slot's samples move to another bucket, and goes to
-///   a log of (slot, bucket, function) cells, compacted (sorted, equal
-///   cells summed, each cell's functions capped) when halving the
+/// - a run ends when its slot's samples move to another bucket, or when it
+///   meets one function more than a cell keeps, and goes to a log of
+///   (slot, bucket, function) cells, compacted (sorted, equal cells summed,
+///   each cell's functions capped to its most hit) when halving the
 ///   resolution and whenever it doubles, so out-of-order batches cannot
 ///   make it grow with the file.
 struct TimelineBuilder {
@@ -980,7 +981,7 @@ struct TimelineBuilder {
 /// One slot's current bucket: the function hit last inline (a sample of
 /// it costs a compare and an increment; most slots never have another),
 /// the bucket's other functions boxed (at most
-/// [`TIMELINE_FUNCTIONS_PER_CELL`] in all, [`OTHER`] taking the rest).
+/// [`TIMELINE_FUNCTIONS_PER_CELL`] in all: one more ends the run).
 /// 24 bytes a slot, so a million interpreters cost 24 MB here.
 #[derive(Default)]
 struct Run {
@@ -1038,19 +1039,17 @@ impl TimelineBuilder {
         if slot >= self.runs.len() {
             self.runs.resize_with(slot + 1, Run::default);
         }
-        let run = &mut self.runs[slot];
-        if run.n > 0 && run.bucket != idx {
-            let (bucket, first, more) = (run.bucket, (run.f, run.n), run.more.take());
-            run.n = 0;
-            let s = slot as u32;
-            self.log.push((s, bucket, first.0, first.1));
-            if let Some(more) = more {
-                self.log
-                    .extend(more.iter().map(|&(f, n)| (s, bucket, f, n)));
-            }
-            if self.log.len() >= 2 * self.compacted.max(1 << 12) {
-                self.compact();
-            }
+        let run = &self.runs[slot];
+        // A run holds at most a cell's functions; one more ends it like a
+        // new bucket does, and the log's compaction keeps the cell's most
+        // hit. So the cap keeps the hottest functions, not the first seen.
+        let full = run.n > 0
+            && run.f != f
+            && run.more.as_ref().is_some_and(|more| {
+                more.len() + 1 >= TIMELINE_FUNCTIONS_PER_CELL && more.iter().all(|e| e.0 != f)
+            });
+        if run.n > 0 && (run.bucket != idx || full) {
+            self.end_run(slot);
         }
         let run = &mut self.runs[slot];
         run.bucket = idx;
@@ -1060,20 +1059,9 @@ impl TimelineBuilder {
             return;
         }
         let more = run.more.get_or_insert_with(Default::default);
-        let mut at = more.iter().position(|e| e.0 == f);
-        let mut f = f;
-        if at.is_none() && more.len() + 3 > TIMELINE_FUNCTIONS_PER_CELL {
-            // Full but for "other", which takes the rest.
-            f = OTHER;
-            if run.f == f {
-                run.n += n;
-                return;
-            }
-            at = more.iter().position(|e| e.0 == f);
-        }
         // The function hit last moves inline.
         let (was_f, was_n) = (run.f, run.n);
-        match at {
+        match more.iter().position(|e| e.0 == f) {
             Some(at) => {
                 let (g, m) = more[at];
                 more[at] = (was_f, was_n);
@@ -1083,6 +1071,23 @@ impl TimelineBuilder {
                 more.push((was_f, was_n));
                 (run.f, run.n) = (f, n);
             }
+        }
+    }
+
+    /// Moves `slot`'s run to the log, compacting the log when it has
+    /// doubled since the last compaction.
+    fn end_run(&mut self, slot: usize) {
+        let run = &mut self.runs[slot];
+        let (bucket, first, more) = (run.bucket, (run.f, run.n), run.more.take());
+        run.n = 0;
+        let s = slot as u32;
+        self.log.push((s, bucket, first.0, first.1));
+        if let Some(more) = more {
+            self.log
+                .extend(more.iter().map(|&(f, n)| (s, bucket, f, n)));
+        }
+        if self.log.len() >= 2 * self.compacted.max(1 << 12) {
+            self.compact();
         }
     }
 

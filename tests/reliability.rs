@@ -11,7 +11,7 @@
 
 use std::io::{self, Write};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -535,23 +535,21 @@ fn a_registration_racing_stop_is_an_error_to_its_caller_never_an_actor_failure()
     for round in 0..20 {
         let (mut p, _dir) = quiet_profiler();
         let h = p.handle();
-        let go = Arc::new(AtomicBool::new(true));
-        let registering = {
-            let go = Arc::clone(&go);
-            std::thread::spawn(move || {
-                let (mut ok, mut refused) = (0u64, 0u64);
-                while go.load(Ordering::Relaxed) {
-                    match h.new_interpreter(None) {
-                        Ok(_) => ok += 1,
-                        Err(e) => {
-                            assert!(matches!(e.kind(), ErrorKind::Stopped), "{e}");
-                            refused += 1;
-                        }
+        // Registers until the first refusal, which the stop below makes
+        // certain (stopping the registering thread from here instead made
+        // the test depend on it being scheduled after the stop).
+        let registering = std::thread::spawn(move || {
+            let mut ok = 0u64;
+            loop {
+                match h.new_interpreter(None) {
+                    Ok(_) => ok += 1,
+                    Err(e) => {
+                        assert!(matches!(e.kind(), ErrorKind::Stopped), "{e}");
+                        return ok;
                     }
                 }
-                (ok, refused)
-            })
-        };
+            }
+        });
         // Let some registrations through before stopping.
         while p.stats().unwrap().interpreters_live == 0 {
             std::thread::yield_now();
@@ -559,12 +557,8 @@ fn a_registration_racing_stop_is_an_error_to_its_caller_never_an_actor_failure()
         let stats = p
             .stop()
             .unwrap_or_else(|e| panic!("round {round}: stop failed: {e}"));
-        go.store(false, Ordering::Relaxed);
-        let (ok, refused) = registering.join().unwrap();
-        assert!(
-            ok > 0 && refused > 0,
-            "round {round}: {ok} ok, {refused} refused"
-        );
+        let ok = registering.join().unwrap();
+        assert!(ok > 0, "round {round}: no registration went through");
         // Every registration that succeeded was counted.
         assert!(stats.interpreters_live + stats.interpreters_retired <= ok);
         assert!(stats.interpreters_live > 0);

@@ -183,7 +183,9 @@ fn collapsed_lines_parse_back_to_the_exact_counts() {
     }
     assert_eq!(parsed.iter().map(|(_, c)| c).sum::<u64>(), 90);
     let expect: Vec<(Vec<&str>, u64)> = vec![
-        (vec!["hot", "04 05 06 07 @ hot+0x4"], 40),
+        // A frame per sampled offset: +0x4 and +0x5 are two instructions.
+        (vec!["hot", "04 05 06 07 @ hot+0x4"], 30),
+        (vec!["hot", "05 06 07 08 @ hot+0x5"], 10),
         (vec!["hot", "08 09 0a 0b @ hot+0x8"], 20),
         (vec!["warm", "00 01 02 03 @ warm+0x0"], 15),
         (vec!["warm", "0c 0d 0e 0f @ warm+0xc"], 14),
@@ -204,9 +206,9 @@ fn collapsed_names_cannot_break_the_line_syntax() {
     let out = dir.path("out.folded");
     run(&input, &out, ExportFormat::Collapsed);
     let text = std::fs::read_to_string(&out).unwrap();
-    assert_eq!(text.lines().count(), 5, "{text}");
+    assert_eq!(text.lines().count(), 6, "{text}");
     let first = text.lines().next().unwrap();
-    assert_eq!(first, "a:b c;04 05 06 07 @ a:b c+0x4 40");
+    assert_eq!(first, "a:b c;04 05 06 07 @ a:b c+0x4 30");
 }
 
 #[test]
@@ -280,12 +282,10 @@ fn speedscope_file_meets_the_format() {
     let expect: Vec<&str> = fixture_samples()
         .iter()
         .filter(|s| s.interp == 1)
-        .map(|s| {
-            if s.pc == HOT + 8 {
-                "08 09 0a 0b @ hot+0x8"
-            } else {
-                "04 05 06 07 @ hot+0x4"
-            }
+        .map(|s| match s.pc - HOT {
+            8 => "08 09 0a 0b @ hot+0x8",
+            5 => "05 06 07 08 @ hot+0x5",
+            _ => "04 05 06 07 @ hot+0x4",
         })
         .collect();
     assert_eq!(replay, expect);
@@ -401,6 +401,7 @@ fn firefox_profile_has_consistent_tables_and_real_times() {
             let want: Vec<&str> = match x.pc {
                 STRAY_PC => vec!["[unresolved]"],
                 pc if pc == HOT + 8 => vec!["hot", "08 09 0a 0b @ hot+0x8"],
+                pc if pc == HOT + 5 => vec!["hot", "05 06 07 08 @ hot+0x5"],
                 pc if pc < WARM => vec!["hot", "04 05 06 07 @ hot+0x4"],
                 WARM => vec!["warm", "00 01 02 03 @ warm+0x0"],
                 _ => vec!["warm", "0c 0d 0e 0f @ warm+0xc"],
@@ -611,7 +612,7 @@ fn cli_convert_writes_and_requires_output() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("90 samples"));
-    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 5);
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 6);
 
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_pcprof"))
         .args(["convert", input.to_str().unwrap(), "--to", "firefox"])

@@ -5,6 +5,9 @@
 //! - [`HexDecoder::listing`] also starts a line at every sampled offset, so
 //!   each sample of unknown bytecode lands on a line of its own (reports);
 //!   [`InstructionDecoder::decode`] is the same listing without samples.
+//! - [`HexDecoder::line_at`] is the line of one sampled offset, for exports
+//!   that name each sample's frame as it streams past, before the
+//!   function's other samples are known.
 
 use super::{Instruction, InstructionDecoder, InstructionKind};
 
@@ -52,6 +55,28 @@ impl HexDecoder {
     }
 }
 
+impl HexDecoder {
+    /// The line of a sample at `offset`: up to `width` bytes from it. A
+    /// sampled PC is an instruction's start, so it is a frame of its own;
+    /// where that instruction ends is unknown (the next sampled offset
+    /// would end it in [`HexDecoder::listing`]). `None` past the code.
+    pub fn line_at(&self, code: &[u8], offset: usize) -> Option<Instruction> {
+        let rest = code.get(offset..).filter(|r| !r.is_empty())?;
+        let bytes = &rest[..rest.len().min(self.width.max(1) as usize)];
+        Some(Instruction {
+            offset: u32::try_from(offset).ok()?,
+            len: bytes.len() as u32,
+            opcode: "bytes".to_string(),
+            text: bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            kind: InstructionKind::Plain,
+        })
+    }
+}
+
 impl InstructionDecoder for HexDecoder {
     fn name(&self) -> &'static str {
         "hex"
@@ -75,6 +100,17 @@ mod tests {
         let offs: Vec<(u32, u32)> = l.iter().map(|i| (i.offset, i.len)).collect();
         assert_eq!(offs, vec![(0, 2), (2, 4), (6, 1)]);
         assert_eq!(l[1].text, "03 04 05 06");
+    }
+
+    #[test]
+    fn a_line_at_a_sampled_offset_starts_there() {
+        let code = [1u8, 2, 3, 4, 5, 6, 7];
+        let h = HexDecoder { width: 4 };
+        let l = h.line_at(&code, 5).unwrap();
+        assert_eq!((l.offset, l.len, l.text.as_str()), (5, 2, "06 07"));
+        assert_eq!(h.line_at(&code, 1).unwrap().text, "02 03 04 05");
+        assert!(h.line_at(&code, 7).is_none());
+        assert!(h.line_at(&code, usize::MAX).is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::{
     instruction_label,
 };
 use crate::analysis::profile::{LoadOptions, Profile, load, load_reader};
-use crate::disasm::{DecoderChoice, decode_function, instruction_totals};
+use crate::disasm::{DecoderChoice, HexDecoder, decode_function, instruction_totals};
 
 /// The table entry of `collapsed`.
 pub(super) const EXPORTER: Exporter = Exporter {
@@ -76,8 +76,8 @@ fn collapsed_report(profile: &Profile) -> ConvertReport {
 /// line per sampled instruction (hottest function first, instructions in
 /// offset order), `[unresolved] count` for samples outside every function.
 /// `;` and line breaks in names become `:` and spaces, as the format needs.
-/// Instructions are named as in the other exports (the hex listing is not
-/// split at sampled offsets, which a streaming export cannot know ahead).
+/// Instructions are named as in the other exports (hex: a line per sampled
+/// offset, [`HexDecoder::line_at`]).
 pub fn write_collapsed(
     profile: &Profile,
     decoder: &DecoderChoice,
@@ -88,9 +88,18 @@ pub fn write_collapsed(
             continue;
         }
         let name = collapsed_frame(&f.name);
-        let instructions =
-            decode_function(decoder, &f.code, f.listing.as_deref(), &[]).instructions;
-        let hits = instruction_totals(&instructions, &f.hits);
+        let listing = decode_function(decoder, &f.code, f.listing.as_deref(), &[]);
+        let (instructions, hits) = if listing.decoder == "hex" {
+            f.hits
+                .iter()
+                .enumerate()
+                .filter(|&(_, &n)| n > 0)
+                .filter_map(|(o, &n)| Some((HexDecoder::default().line_at(&f.code, o)?, n)))
+                .unzip()
+        } else {
+            let hits = instruction_totals(&listing.instructions, &f.hits);
+            (listing.instructions, hits)
+        };
         let mut attributed = 0;
         for (ins, &count) in instructions.iter().zip(&hits) {
             if count > 0 {

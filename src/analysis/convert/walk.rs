@@ -5,12 +5,17 @@
 //! - Functions are decoded once, when their record arrives; samples resolve
 //!   by address and time ([`Resolver`]), so unloads and reused addresses
 //!   stay right.
+//! - Hex (bytecode nobody decodes) gets a frame per sampled offset, made
+//!   when its first sample arrives ([`HexDecoder::line_at`]): fixed-width
+//!   lines would put samples of different instructions in one frame.
 //! - Pulley samples get synthetic times (`index × pulley_interval_ns`).
 
 use std::io::Read;
 
 use super::{ConvertError, ConvertOptions, ConvertReport, UNRESOLVED, instruction_label};
-use crate::disasm::{Instruction, containing_instruction, decode_function};
+use std::collections::HashMap;
+
+use crate::disasm::{HexDecoder, Instruction, containing_instruction, decode_function};
 use crate::format::{Event, Format, InterpreterRecord};
 use crate::{ProfileReader, Resolver};
 
@@ -27,7 +32,28 @@ pub(super) enum Site {
 pub(super) struct WalkFunction {
     name: String,
     addr: u64,
+    /// The decoder's listing; for hex, the lines of the offsets sampled so
+    /// far, in the order first sampled.
     instructions: Vec<Instruction>,
+    /// Hex: the code, and each sampled offset's line in `instructions`.
+    hex: Option<(Vec<u8>, HashMap<u32, usize>)>,
+}
+
+impl WalkFunction {
+    /// The index of the instruction at `offset` into the function.
+    fn instruction_at(&mut self, offset: u64) -> Option<usize> {
+        let Some((code, lines)) = &mut self.hex else {
+            return containing_instruction(&self.instructions, offset);
+        };
+        let offset = u32::try_from(offset).ok()?;
+        if let Some(&i) = lines.get(&offset) {
+            return Some(i);
+        }
+        let line = HexDecoder::default().line_at(code, offset as usize)?;
+        self.instructions.push(line);
+        lines.insert(offset, self.instructions.len() - 1);
+        Some(self.instructions.len() - 1)
+    }
 }
 
 /// What [`walk`] reports, in file order.
@@ -76,14 +102,15 @@ pub(super) fn walk<R: Read>(
         match event {
             Event::Function(f) => {
                 resolver.add(functions.len(), f.addr, f.code.len() as u64, f.loaded_ns);
+                let listing = decode_function(&options.decoder, &f.code, f.listing.as_deref(), &[]);
+                let (instructions, hex) = if listing.decoder == "hex" {
+                    (Vec::new(), Some((f.code, HashMap::new())))
+                } else {
+                    (listing.instructions, None)
+                };
                 functions.push(WalkFunction {
-                    instructions: decode_function(
-                        &options.decoder,
-                        &f.code,
-                        f.listing.as_deref(),
-                        &[],
-                    )
-                    .instructions,
+                    instructions,
+                    hex,
                     name: f.name,
                     addr: f.addr,
                 });
@@ -117,10 +144,8 @@ pub(super) fn walk<R: Read>(
                     }
                     let site = match resolver.resolve(s.pc, s.time_ns) {
                         Some(fi) => {
-                            let f = &functions[fi];
-                            let ins =
-                                s.pc.checked_sub(f.addr)
-                                    .and_then(|o| containing_instruction(&f.instructions, o));
+                            let f = &mut functions[fi];
+                            let ins = s.pc.checked_sub(f.addr).and_then(|o| f.instruction_at(o));
                             Site::Function(fi, ins)
                         }
                         None => {

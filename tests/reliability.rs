@@ -48,8 +48,14 @@ fn kill_child() {
     let p = Profiler::builder()
         .output(&out)
         .format(format)
-        .flush_every(1_000_000)
+        // Far above an interval's 101 samples: batches seal by age only.
+        .flush_every(1_000)
         .flush_interval(Duration::from_millis(100))
+        // A buffer for each of the 10 batches sealed and the one being
+        // filled: virtual time outruns a writer starved of CPU, and a batch
+        // with no free buffer is dropped (with the default 4, a loaded
+        // machine dropped one now and then, and the writer never caught up).
+        .buffers(16)
         // Batches seal at known ticks: deadlines at whole milliseconds.
         .sampling(SamplingMode::Periodic)
         .clock(Arc::new(clock.clone()))

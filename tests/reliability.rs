@@ -508,7 +508,11 @@ fn a_stalled_sink_makes_stop_return_a_timeout_never_hang() {
     let clock = VirtualClock::new();
     let mut p = Profiler::builder()
         .output_writer(sink.clone())
-        .actor_timeout(Duration::from_millis(200))
+        // Every step and query of the run waits at most this long, not only
+        // the writer's: 2 s keeps the others within it on a loaded machine
+        // (a stalled timing thread or registry would fail the test with
+        // another timeout), and the stalled writer still times out.
+        .actor_timeout(Duration::from_secs(2))
         .clock(Arc::new(clock.clone()))
         .start()
         .unwrap();

@@ -550,16 +550,27 @@ fn a_registration_racing_stop_is_an_error_to_its_caller_never_an_actor_failure()
             let go = Arc::clone(&go);
             std::thread::spawn(move || {
                 let (mut ok, mut refused) = (0u64, 0u64);
-                while go.load(Ordering::Relaxed) {
-                    match h.new_interpreter(None) {
-                        Ok(_) => ok += 1,
+                // Registers until told that `stop` has returned, then once
+                // more: so a call is refused however the threads were
+                // scheduled (a busy machine can hold this thread off for the
+                // whole of `stop`, and then none raced it).
+                loop {
+                    let last = !go.load(Ordering::Acquire);
+                    let refused_now = match h.new_interpreter(None) {
+                        Ok(_) => {
+                            ok += 1;
+                            false
+                        }
                         Err(e) => {
                             assert!(matches!(e.kind(), ErrorKind::Stopped), "{e}");
                             refused += 1;
+                            true
                         }
+                    };
+                    if last {
+                        return (ok, refused, refused_now);
                     }
                 }
-                (ok, refused)
             })
         };
         // Let some registrations through before stopping.
@@ -569,12 +580,13 @@ fn a_registration_racing_stop_is_an_error_to_its_caller_never_an_actor_failure()
         let stats = p
             .stop()
             .unwrap_or_else(|e| panic!("round {round}: stop failed: {e}"));
-        go.store(false, Ordering::Relaxed);
-        let (ok, refused) = registering.join().unwrap();
+        go.store(false, Ordering::Release);
+        let (ok, refused, last_refused) = registering.join().unwrap();
         assert!(
             ok > 0 && refused > 0,
             "round {round}: {ok} ok, {refused} refused"
         );
+        assert!(last_refused, "round {round}: registered after stop");
         // Every registration that succeeded was counted.
         assert!(stats.interpreters_live + stats.interpreters_retired <= ok);
         assert!(stats.interpreters_live > 0);

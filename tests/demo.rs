@@ -5,6 +5,9 @@ use std::process::Command;
 
 use crate::common::TempDir;
 
+/// The binary, with none of the caller's settings: every variable the
+/// profiler reads (the tests check the defaults, e.g. randomized sampling)
+/// and `RUST_LOG` (extra log lines on stderr, which tests read).
 pub(crate) fn pcprof() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pcprof"));
     c.env_remove("PCPROF_OUT")
@@ -12,6 +15,9 @@ pub(crate) fn pcprof() -> Command {
         .env_remove("PULLEY_SAMPLING_FREQ")
         .env_remove("PULLEY_SAMPLING_FLUSH_AMT")
         .env_remove("PCPROF_FLUSH_INTERVAL")
+        .env_remove("PCPROF_SAMPLING")
+        .env_remove("PCPROF_SPIN")
+        .env_remove("RUST_LOG")
         .env("NO_COLOR", "1");
     c
 }

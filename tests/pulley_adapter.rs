@@ -12,7 +12,7 @@ use pcprof::{Format, PcSource, Profiler, VirtualClock};
 use pulley_interpreter::interp::{DoneReason, Val, Vm, XRegVal};
 use pulley_interpreter::{AddrO32, Op, PcRelOffset, XReg, op};
 
-use crate::common::TempDir;
+use crate::common::{TempDir, read_all};
 
 /// `loop { if *x0 != 0 { return } }`: runs until the host sets a flag.
 fn spin_until_flag() -> Vec<u8> {
@@ -107,13 +107,32 @@ fn idle_time_between_calls_is_not_sampled() {
         .iter()
         .map(|i| (i.label.clone(), i.samples))
         .collect();
+    let ids: Vec<u32> = profile.interpreters.iter().map(|i| i.id).collect();
+    assert_eq!(ids, [0, 1]);
+    assert_eq!(
+        per.iter().map(|(l, _)| l.as_deref()).collect::<Vec<_>>(),
+        [Some("adapted"), Some("raw")]
+    );
     let adapted = per[0].1;
     let raw = per[1].1;
-    // The adapted Vm: both warm-up interpreters' samples plus exactly the
-    // 100 running ticks, none of the 900 idle ones.
-    assert_eq!(adapted, before / 2 + 100, "{per:?}");
+    // Each one's warm-up samples, counted apart: a warm-up tick may read
+    // one cell just before the Vm's first instruction and the other just
+    // after (the timing thread preempted between its two reads), so the
+    // warm-up need not be split evenly.
+    let warm_end_ns = warmup * 1_000_000;
+    let c = read_all(&std::fs::read(dir.path("p.data")).unwrap()).unwrap();
+    let warm = |id: u32| {
+        c.samples
+            .iter()
+            .filter(|smp| smp.interp == id && smp.time_ns <= warm_end_ns)
+            .count() as u64
+    };
+    assert_eq!(warm(ids[0]) + warm(ids[1]), before);
+    // The adapted Vm: its warm-up samples plus exactly the 100 running
+    // ticks, none of the 900 idle ones.
+    assert_eq!(adapted, warm(ids[0]) + 100, "{per:?}");
     // The raw cell keeps showing the `ret` for the 900 idle ticks.
-    assert_eq!(raw, before / 2 + 100 + 900, "{per:?}");
+    assert_eq!(raw, warm(ids[1]) + 100 + 900, "{per:?}");
     assert_eq!(s.samples_written, adapted + raw);
 }
 

@@ -11,7 +11,7 @@
 
 use std::io::{self, Write};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,8 +48,14 @@ fn kill_child() {
     let p = Profiler::builder()
         .output(&out)
         .format(format)
-        .flush_every(1_000_000)
+        // Far above an interval's 101 samples: batches seal by age only.
+        .flush_every(1_000)
         .flush_interval(Duration::from_millis(100))
+        // A buffer for each of the 10 batches sealed and the one being
+        // filled: virtual time outruns a writer starved of CPU, and a batch
+        // with no free buffer is dropped (with the default 4, a loaded
+        // machine dropped one now and then, and the writer never caught up).
+        .buffers(16)
         // Batches seal at known ticks: deadlines at whole milliseconds.
         .sampling(SamplingMode::Periodic)
         .clock(Arc::new(clock.clone()))
@@ -502,7 +508,11 @@ fn a_stalled_sink_makes_stop_return_a_timeout_never_hang() {
     let clock = VirtualClock::new();
     let mut p = Profiler::builder()
         .output_writer(sink.clone())
-        .actor_timeout(Duration::from_millis(200))
+        // Every step and query of the run waits at most this long, not only
+        // the writer's: 2 s keeps the others within it on a loaded machine
+        // (a stalled timing thread or registry would fail the test with
+        // another timeout), and the stalled writer still times out.
+        .actor_timeout(Duration::from_secs(2))
         .clock(Arc::new(clock.clone()))
         .start()
         .unwrap();
@@ -535,21 +545,34 @@ fn a_registration_racing_stop_is_an_error_to_its_caller_never_an_actor_failure()
     for round in 0..20 {
         let (mut p, _dir) = quiet_profiler();
         let h = p.handle();
-        // Registers until the first refusal, which the stop below makes
-        // certain (stopping the registering thread from here instead made
-        // the test depend on it being scheduled after the stop).
-        let registering = std::thread::spawn(move || {
-            let mut ok = 0u64;
-            loop {
-                match h.new_interpreter(None) {
-                    Ok(_) => ok += 1,
-                    Err(e) => {
-                        assert!(matches!(e.kind(), ErrorKind::Stopped), "{e}");
-                        return ok;
+        let go = Arc::new(AtomicBool::new(true));
+        let registering = {
+            let go = Arc::clone(&go);
+            std::thread::spawn(move || {
+                let (mut ok, mut refused) = (0u64, 0u64);
+                // Registers until told that `stop` has returned, then once
+                // more: so a call is refused however the threads were
+                // scheduled (a busy machine can hold this thread off for the
+                // whole of `stop`, and then none raced it).
+                loop {
+                    let last = !go.load(Ordering::Acquire);
+                    let refused_now = match h.new_interpreter(None) {
+                        Ok(_) => {
+                            ok += 1;
+                            false
+                        }
+                        Err(e) => {
+                            assert!(matches!(e.kind(), ErrorKind::Stopped), "{e}");
+                            refused += 1;
+                            true
+                        }
+                    };
+                    if last {
+                        return (ok, refused, refused_now);
                     }
                 }
-            }
-        });
+            })
+        };
         // Let some registrations through before stopping.
         while p.stats().unwrap().interpreters_live == 0 {
             std::thread::yield_now();
@@ -557,8 +580,13 @@ fn a_registration_racing_stop_is_an_error_to_its_caller_never_an_actor_failure()
         let stats = p
             .stop()
             .unwrap_or_else(|e| panic!("round {round}: stop failed: {e}"));
-        let ok = registering.join().unwrap();
-        assert!(ok > 0, "round {round}: no registration went through");
+        go.store(false, Ordering::Release);
+        let (ok, refused, last_refused) = registering.join().unwrap();
+        assert!(
+            ok > 0 && refused > 0,
+            "round {round}: {ok} ok, {refused} refused"
+        );
+        assert!(last_refused, "round {round}: registered after stop");
         // Every registration that succeeded was counted.
         assert!(stats.interpreters_live + stats.interpreters_retired <= ok);
         assert!(stats.interpreters_live > 0);

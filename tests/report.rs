@@ -88,11 +88,7 @@ pub fn pcprof(args: &[&str]) -> (bool, String, String) {
 /// Runs the `pcprof` binary without colour; returns (exit code, stdout,
 /// stderr).
 pub fn pcprof_exit(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pcprof"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let out = crate::demo::pcprof().args(args).output().unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -327,7 +327,17 @@ mod tests {
                 source: Source::Native(pc.reader()),
             })
             .expect("the thread is running");
-        clock.settle();
+        // Handled once a later message is answered (the mailbox is FIFO).
+        // `settle` cannot tell: a thread asleep when the send unparked it
+        // counts as asleep until it runs, so `advance` could take the 1 ms
+        // tick before the interpreter is added (seen with the test thread
+        // preempted right after the spawn).
+        let (reply, added) = ractor::concurrency::oneshot();
+        mailbox
+            .send(TimingMsg::Sampler(SamplerMsg::GetStats(reply.into())))
+            .expect("the thread is running");
+        let added = added.blocking_recv().expect("the thread replies");
+        assert_eq!(added.interpreters_live, 1);
         clock.advance(Duration::from_millis(3));
         let (reply, stats) = ractor::concurrency::oneshot();
         mailbox

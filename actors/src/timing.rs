@@ -72,6 +72,7 @@ impl TimingThread {
                         tx,
                         thread,
                         doorbell,
+                        clock,
                     },
                 ))
             }
@@ -327,11 +328,8 @@ mod tests {
                 source: Source::Native(pc.reader()),
             })
             .expect("the thread is running");
-        // Handled once a later message is answered (the mailbox is FIFO).
-        // `settle` cannot tell: a thread asleep when the send unparked it
-        // counts as asleep until it runs, so `advance` could take the 1 ms
-        // tick before the interpreter is added (seen with the test thread
-        // preempted right after the spawn).
+        // Handled once a later message is answered (the mailbox is FIFO):
+        // the interpreter is in before the 1 ms tick.
         let (reply, added) = ractor::concurrency::oneshot();
         mailbox
             .send(TimingMsg::Sampler(SamplerMsg::GetStats(reply.into())))

@@ -75,6 +75,14 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
         self.now()
     }
 
+    /// Wakes `thread`, asleep on this clock or about to be, because a
+    /// message was sent to it. A virtual clock counts it awake from here
+    /// until it sleeps again, so that it does not move time (or report the
+    /// thread settled) before the message is handled.
+    fn wake(&self, thread: &std::thread::Thread) {
+        thread.unpark();
+    }
+
     /// The calling thread will sleep on this clock (virtual clocks wait for
     /// every attached thread to be asleep before moving time).
     fn attach(&self) {}

@@ -466,3 +466,47 @@ fn probes_cannot_make_sleeping_look_worse() {
     }
     assert_eq!(e.p99(), (WAKE_BUCKETS as Nanos - 1) * WAKE_BUCKET_NS);
 }
+
+/// A thread woken by a message counts as awake until it sleeps again, so
+/// `settle` returns only after the message was handled, however late the
+/// woken thread runs (here it handles it slowly on purpose: before
+/// `Clock::wake`, `settle` returned while it still counted as asleep).
+#[test]
+fn settle_waits_for_a_thread_woken_by_a_message_to_handle_it() {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let clock = VirtualClock::new();
+    let (handled, inbox, stop) = (
+        Arc::new(AtomicU32::new(0)),
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    clock.attach();
+    let sleeper = {
+        let (clock, handled, inbox, stop) = (
+            clock.clone(),
+            Arc::clone(&handled),
+            Arc::clone(&inbox),
+            Arc::clone(&stop),
+        );
+        thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                if inbox.swap(false, Ordering::AcqRel) {
+                    thread::sleep(std::time::Duration::from_millis(20));
+                    handled.fetch_add(1, Ordering::Release);
+                }
+                clock.sleep_until(NEVER);
+            }
+            clock.detach();
+        })
+    };
+    for round in 1..=5 {
+        clock.settle();
+        inbox.store(true, Ordering::Release);
+        clock.wake(sleeper.thread());
+        clock.settle();
+        assert_eq!(handled.load(Ordering::Acquire), round);
+    }
+    stop.store(true, Ordering::Release);
+    clock.wake(sleeper.thread());
+    sleeper.join().unwrap();
+}

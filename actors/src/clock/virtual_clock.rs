@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, Thread};
+use std::thread::{self, Thread, ThreadId};
 use std::time::Duration;
 
 use super::{Clock, NEVER, Nanos};
@@ -28,6 +28,10 @@ struct VirtualState {
     now: Nanos,
     attached: usize,
     sleepers: Vec<Sleeper>,
+    /// Threads woken by a message while not asleep: their next sleep
+    /// returns at once, as a park does on a pending unpark, but without
+    /// counting them asleep in between.
+    woken: Vec<ThreadId>,
 }
 
 struct Sleeper {
@@ -133,6 +137,11 @@ impl Clock for VirtualClock {
         let me = thread::current();
         {
             let mut s = self.lock();
+            if let Some(i) = s.woken.iter().position(|&id| id == me.id()) {
+                // A message came while it was awake: handle it first.
+                s.woken.swap_remove(i);
+                return;
+            }
             if s.now >= deadline {
                 return;
             }
@@ -143,12 +152,26 @@ impl Clock for VirtualClock {
             self.shared.changed.notify_all();
         }
         thread::park();
-        // Woken by `advance` (which removed us) or by a message (we remove
-        // ourselves, and are counted awake until we sleep again).
+        // Woken by `advance` or by a message through `wake` (either removed
+        // us), or by a stray unpark (we remove ourselves).
         let mut s = self.lock();
         if let Some(i) = s.sleepers.iter().position(|z| z.thread.id() == me.id()) {
             s.sleepers.swap_remove(i);
         }
+    }
+
+    fn wake(&self, thread: &Thread) {
+        {
+            let mut s = self.lock();
+            match s.sleepers.iter().position(|z| z.thread.id() == thread.id()) {
+                // Awake from now: `advance` and `settle` wait for its next
+                // sleep, which comes after the message is handled.
+                Some(i) => drop(s.sleepers.swap_remove(i)),
+                None if !s.woken.contains(&thread.id()) => s.woken.push(thread.id()),
+                None => {}
+            }
+        }
+        thread.unpark();
     }
 
     fn attach(&self) {
@@ -156,8 +179,10 @@ impl Clock for VirtualClock {
     }
 
     fn detach(&self) {
+        let me = thread::current().id();
         let mut s = self.lock();
         s.attached = s.attached.saturating_sub(1);
+        s.woken.retain(|&id| id != me);
         self.shared.changed.notify_all();
     }
 

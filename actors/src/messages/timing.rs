@@ -15,7 +15,7 @@ use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::clock::Nanos;
+use crate::clock::{Clock, Nanos};
 use crate::error::Error;
 use crate::messages::registry::RegistryMsg;
 use crate::pc::Source;
@@ -132,6 +132,9 @@ pub struct TimingMailbox {
     /// next one; the count of mailboxes sharing it (the `Arc`'s, in the same
     /// line) tells the thread when every sender is gone.
     pub(crate) doorbell: Arc<AtomicBool>,
+    /// The clock the thread sleeps on, which wakes it ([`Clock::wake`]): a
+    /// virtual clock then counts it awake until it sleeps again.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl TimingMailbox {
@@ -140,7 +143,7 @@ impl TimingMailbox {
             .send(msg)
             .map_err(|_| Error::actor("sampler", "the timing thread has exited"))?;
         self.doorbell.store(true, Ordering::Release);
-        self.thread.unpark();
+        self.clock.wake(&self.thread);
         Ok(())
     }
 }

@@ -607,3 +607,82 @@ fn buffers_that_cannot_be_allocated_are_refused_and_no_file_is_made() {
     assert!(err.to_string().contains("buffers × flush_samples"), "{err}");
     assert!(!path.exists());
 }
+
+/// A foreign PC source whose reads block until released, as a source
+/// that waits on a lock might: the timing thread then answers nothing.
+struct BlockingSource {
+    /// (entered, released)
+    gate: Arc<(Mutex<(bool, bool)>, std::sync::Condvar)>,
+}
+
+impl PcSource for BlockingSource {
+    fn pc(&self) -> Option<usize> {
+        let (lock, cv) = &*self.gate;
+        let mut g = lock.lock().unwrap();
+        g.0 = true;
+        cv.notify_all();
+        while !g.1 {
+            g = cv.wait(g).unwrap();
+        }
+        None
+    }
+    fn is_finished(&self) -> bool {
+        false
+    }
+}
+
+/// `sync` promises that what was sent before it has been handled; when the
+/// sampler cannot answer in time that is not known, and `sync` says so
+/// rather than returning as if it were.
+#[test]
+fn sync_is_an_error_when_an_actor_does_not_answer_in_time() {
+    let gate = Arc::new((Mutex::new((false, false)), std::sync::Condvar::new()));
+    let dir = TempDir::new("sync-timeout");
+    let clock = VirtualClock::new();
+    let mut p = Profiler::builder()
+        .output(dir.path("p.data"))
+        // Long enough for every other step on a loaded machine (see the
+        // stalled-sink test); the blocked sampler still times out.
+        .actor_timeout(Duration::from_secs(2))
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .unwrap();
+    p.register_source(
+        None,
+        BlockingSource {
+            gate: Arc::clone(&gate),
+        },
+    )
+    .unwrap();
+    p.sync().unwrap();
+    // The first tick blocks the timing thread in the read (and `advance`,
+    // which waits for it to sleep again, with it).
+    let ticking = {
+        let clock = clock.clone();
+        std::thread::spawn(move || clock.advance(Duration::from_millis(1)))
+    };
+    let (lock, cv) = &*gate;
+    let mut g = lock.lock().unwrap();
+    while !g.0 {
+        g = cv.wait(g).unwrap();
+    }
+    drop(g);
+    let err = p.sync().unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Timeout {
+                actor: "sampler",
+                request: "stats",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    lock.lock().unwrap().1 = true;
+    cv.notify_all();
+    ticking.join().unwrap();
+    // Once the sampler answers again, so does sync.
+    p.sync().unwrap();
+    p.stop().unwrap();
+}

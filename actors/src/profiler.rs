@@ -727,9 +727,11 @@ impl ProfilerHandle {
     }
 
     /// Returns once every registration and control message sent before it
-    /// has reached the sampler (tests use it before moving virtual time).
+    /// has reached the sampler (tests use it before moving virtual time);
+    /// an error if an actor did not answer within the actor timeout, since
+    /// then that is not known.
     pub fn sync(&self) -> Result<(), Error> {
-        self.call(SupervisorMsg::Sync)
+        self.call(SupervisorMsg::Sync)?
     }
 
     /// The supervisor, for async code (`ractor::call!`).

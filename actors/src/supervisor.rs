@@ -654,18 +654,20 @@ impl Actor for SupervisorActor {
             }
             SupervisorMsg::Sync(reply) => {
                 let registry = state.refs.registry.clone();
-                let _ = ask("registry", "barrier", state.timeout, |p| {
+                let barrier = ask("registry", "barrier", state.timeout, |p| {
                     registry
                         .cast(RegistryMsg::Barrier(p))
                         .map_err(|e| Error::actor("registry", e))
                 })
                 .await;
+                // The sampler is asked even when the registry failed: what
+                // was sent to it directly still reaches it first.
                 let timing = state.timing.clone();
-                let _ = ask("sampler", "stats", state.timeout, |p| {
+                let sampled = ask("sampler", "stats", state.timeout, |p| {
                     timing.send(TimingMsg::Sampler(SamplerMsg::GetStats(p)))
                 })
                 .await;
-                let _ = reply.send(());
+                let _ = reply.send(barrier.and(sampled.map(|_| ())));
             }
             SupervisorMsg::Stop(reply) => {
                 let result = Self::shutdown(state).await;

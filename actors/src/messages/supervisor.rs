@@ -49,8 +49,9 @@ pub enum SupervisorMsg {
     /// Resumes sampling.
     Resume,
     /// Replies once every message sent to the registry and the timing thread
-    /// before this one has been handled.
-    Sync(RpcReplyPort<()>),
+    /// before this one has been handled; an error if one of them did not
+    /// answer in time (then that is not known).
+    Sync(RpcReplyPort<Result<(), Error>>),
     /// Ordered shutdown; replies with the final statistics or the first
     /// error (carrying the final statistics), then the supervisor stops.
     Stop(RpcReplyPort<Result<Stats, Error>>),

@@ -37,25 +37,12 @@ impl HexDecoder {
             {
                 end = next_hot;
             }
-            let text = code[start..end]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(" ");
-            out.push(Instruction {
-                offset: start as u32,
-                len: (end - start) as u32,
-                opcode: "bytes".to_string(),
-                text,
-                kind: InstructionKind::Plain,
-            });
+            out.push(line(start as u32, &code[start..end]));
             start = end;
         }
         out
     }
-}
 
-impl HexDecoder {
     /// The line of a sample at `offset`: up to `width` bytes from it. A
     /// sampled PC is an instruction's start, so it is a frame of its own;
     /// where that instruction ends is unknown (the next sampled offset
@@ -63,17 +50,22 @@ impl HexDecoder {
     pub fn line_at(&self, code: &[u8], offset: usize) -> Option<Instruction> {
         let rest = code.get(offset..).filter(|r| !r.is_empty())?;
         let bytes = &rest[..rest.len().min(self.width.max(1) as usize)];
-        Some(Instruction {
-            offset: u32::try_from(offset).ok()?,
-            len: bytes.len() as u32,
-            opcode: "bytes".to_string(),
-            text: bytes
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-            kind: InstructionKind::Plain,
-        })
+        Some(line(u32::try_from(offset).ok()?, bytes))
+    }
+}
+
+/// One hex line: `bytes`, at `offset`.
+fn line(offset: u32, bytes: &[u8]) -> Instruction {
+    Instruction {
+        offset,
+        len: bytes.len() as u32,
+        opcode: "bytes".to_string(),
+        text: bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        kind: InstructionKind::Plain,
     }
 }
 

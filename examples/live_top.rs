@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(async move {
         for second in 1..=seconds {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let stats = ractor::call!(supervisor, SupervisorMsg::GetStats)?;
+            let stats = ractor::call!(supervisor, SupervisorMsg::GetStats)??;
             let hot = ractor::call!(supervisor, SupervisorMsg::GetHotFunctions, 5)??;
             println!(
                 "--- {second:>3} s: {} samples, {:.0} Hz, p99 lateness {:.0} µs, {} missed",

@@ -24,7 +24,9 @@ async fn start_query_stop_inside_a_current_thread_runtime() {
     p.sync().unwrap();
     clock.advance(Duration::from_millis(5));
     // The actors answer async callers too.
-    let stats = ractor::call!(p.supervisor(), pcprof::supervisor::SupervisorMsg::GetStats).unwrap();
+    let stats = ractor::call!(p.supervisor(), pcprof::supervisor::SupervisorMsg::GetStats)
+        .unwrap()
+        .unwrap();
     assert_eq!(stats.ticks_taken, 5);
     assert_eq!(p.stats().unwrap().samples_taken, 5);
     assert_eq!(p.stop().unwrap().samples_written, 5);

@@ -678,7 +678,7 @@ impl ProfilerHandle {
 
     /// Current statistics.
     pub fn stats(&self) -> Result<Stats, Error> {
-        self.call(SupervisorMsg::GetStats)
+        self.call(SupervisorMsg::GetStats)?
     }
 
     /// The live interpreters (a retired one is forgotten, only counted in

@@ -563,12 +563,15 @@ impl Actor for SupervisorActor {
             SupervisorMsg::GetRefs(reply) => {
                 let _ = reply.send(state.refs.clone());
             }
-            SupervisorMsg::GetStats(reply) => match Self::stats(state).await {
-                Ok(s) => {
-                    let _ = reply.send(s);
+            SupervisorMsg::GetStats(reply) => {
+                let stats = Self::stats(state).await;
+                if let Err(e) = &stats {
+                    warn!(name: "supervisor.stats_failed", error = %e);
                 }
-                Err(e) => warn!(name: "supervisor.stats_failed", error = %e),
-            },
+                // The error goes to the caller too: a dropped reply would
+                // read as "the profiler has stopped".
+                let _ = reply.send(stats);
+            }
             SupervisorMsg::GetInterpreters(reply) => {
                 let _ = state
                     .refs

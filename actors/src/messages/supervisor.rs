@@ -29,8 +29,9 @@ pub struct ActorRefs {
 pub enum SupervisorMsg {
     /// References to every actor.
     GetRefs(RpcReplyPort<ActorRefs>),
-    /// Current statistics of the whole profiler.
-    GetStats(RpcReplyPort<Stats>),
+    /// Current statistics of the whole profiler; an error naming the actor
+    /// that did not answer in time.
+    GetStats(RpcReplyPort<Result<Stats, Error>>),
     /// The live interpreters (retired ones are forgotten; counted in
     /// `GetStats`).
     GetInterpreters(RpcReplyPort<Vec<InterpreterInfo>>),

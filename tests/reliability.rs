@@ -633,9 +633,10 @@ impl PcSource for BlockingSource {
 
 /// `sync` promises that what was sent before it has been handled; when the
 /// sampler cannot answer in time that is not known, and `sync` says so
-/// rather than returning as if it were.
+/// rather than returning as if it were. `stats` says which actor was late
+/// (it said "the profiler has stopped").
 #[test]
-fn sync_is_an_error_when_an_actor_does_not_answer_in_time() {
+fn sync_and_stats_name_an_actor_that_does_not_answer_in_time() {
     let gate = Arc::new((Mutex::new((false, false)), std::sync::Condvar::new()));
     let dir = TempDir::new("sync-timeout");
     let clock = VirtualClock::new();
@@ -668,6 +669,18 @@ fn sync_is_an_error_when_an_actor_does_not_answer_in_time() {
     }
     drop(g);
     let err = p.sync().unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Timeout {
+                actor: "sampler",
+                request: "stats",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = p.stats().unwrap_err();
     assert!(
         matches!(
             err.kind(),

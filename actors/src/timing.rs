@@ -328,8 +328,10 @@ mod tests {
                 source: Source::Native(pc.reader()),
             })
             .expect("the thread is running");
-        // Handled once a later message is answered (the mailbox is FIFO):
-        // the interpreter is in before the 1 ms tick.
+        // The send woke the thread through the clock, so `settle` waits
+        // until it has handled the message: the interpreter is in before
+        // the 1 ms tick, however late the thread runs.
+        clock.settle();
         let (reply, added) = ractor::concurrency::oneshot();
         mailbox
             .send(TimingMsg::Sampler(SamplerMsg::GetStats(reply.into())))

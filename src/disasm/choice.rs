@@ -62,6 +62,14 @@ pub struct Listing {
     pub instructions: Vec<Instruction>,
 }
 
+impl Listing {
+    /// Whether this is the hex fall-back, whose lines follow the samples
+    /// rather than the code: [`HexDecoder::listing`], [`HexDecoder::line_at`].
+    pub fn is_hex(&self) -> bool {
+        self.decoder == "hex"
+    }
+}
+
 /// Listings already made, by code: a function reloaded many times (or the
 /// same function in both profiles of a diff) is decoded once. Only listings
 /// that depend on the code alone are kept (the hex fall-back's lines follow
@@ -88,7 +96,7 @@ impl<'a> ListingCache<'a> {
             return l.clone();
         }
         let l = std::rc::Rc::new(decode_function(choice, code, listed, hits));
-        if l.decoder != "hex" {
+        if !l.is_hex() {
             if self.by_code.len() >= Self::MAX {
                 self.by_code.clear();
             }

@@ -89,7 +89,7 @@ pub fn write_collapsed(
         }
         let name = collapsed_frame(&f.name);
         let listing = decode_function(decoder, &f.code, f.listing.as_deref(), &[]);
-        let (instructions, hits) = if listing.decoder == "hex" {
+        let (instructions, hits) = if listing.is_hex() {
             f.hits
                 .iter()
                 .enumerate()

@@ -10,11 +10,10 @@
 //!   lines would put samples of different instructions in one frame.
 //! - Pulley samples get synthetic times (`index × pulley_interval_ns`).
 
+use std::collections::HashMap;
 use std::io::Read;
 
 use super::{ConvertError, ConvertOptions, ConvertReport, UNRESOLVED, instruction_label};
-use std::collections::HashMap;
-
 use crate::disasm::{HexDecoder, Instruction, containing_instruction, decode_function};
 use crate::format::{Event, Format, InterpreterRecord};
 use crate::{ProfileReader, Resolver};
@@ -103,7 +102,7 @@ pub(super) fn walk<R: Read>(
             Event::Function(f) => {
                 resolver.add(functions.len(), f.addr, f.code.len() as u64, f.loaded_ns);
                 let listing = decode_function(&options.decoder, &f.code, f.listing.as_deref(), &[]);
-                let (instructions, hex) = if listing.decoder == "hex" {
+                let (instructions, hex) = if listing.is_hex() {
                     (Vec::new(), Some((f.code, HashMap::new())))
                 } else {
                     (listing.instructions, None)

@@ -12,6 +12,15 @@
 //! - Written in records of 20 000 samples (`--record N`: Wasmtime's agent
 //!   writes long runs in records of 1 000 000) with
 //!   `pcprof::format::Encoder`.
+//! - `--functions N` lays out N functions (the eight bodies in turn, named
+//!   `sieve#3` and so on past the eighth); `--hop` picks a new function for
+//!   every sample, as a real program's samples move between functions, by a
+//!   skewed draw (the product of two uniform draws, so low indices are hot
+//!   and every function can be hit); `--code-bytes B` repeats each body to
+//!   make the functions' code B bytes in all, and `--big B` makes the first
+//!   function B bytes. The shape of the Yosys profile (issue 19):
+//!   `--functions 54649 --code-bytes 136000000 --big 23500000 --samples 9335
+//!   --hop`.
 //! - `--case NAME` writes instead one of the crafted files of issue 11
 //!   (`examples/crafted/mod.rs`: `large-ids`, `interpreters`,
 //!   `interleaved`, `generations`, `pulley-records`), small but hard for
@@ -20,7 +29,8 @@
 //!
 //! ```text
 //! cargo run --release --example gen_profile -- /tmp/big.pulley \
-//!     [--samples 50000000] [--seed 1] [--native] [--record 20000]
+//!     [--samples 50000000] [--seed 1] [--native] [--record 20000] \
+//!     [--functions 8] [--hop] [--code-bytes B] [--big B]
 //! cargo run --release --example gen_profile -- /tmp/c.pcprof --case interleaved
 //! ```
 
@@ -43,6 +53,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut record: usize = 20_000;
     let mut case = None;
     let mut samples_given = false;
+    let mut functions: usize = 8;
+    let mut hop = false;
+    let mut code_bytes: Option<u64> = None;
+    let mut big: Option<u64> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--samples" => {
@@ -53,12 +67,19 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--case" => case = Some(args.next().ok_or("--case NAME")?),
             "--seed" => seed = args.next().ok_or("--seed S")?.parse()?,
             "--native" => native = true,
+            "--hop" => hop = true,
+            "--functions" => {
+                functions = args.next().ok_or("--functions N")?.parse::<usize>()?.max(1)
+            }
+            "--code-bytes" => code_bytes = Some(args.next().ok_or("--code-bytes B")?.parse()?),
+            "--big" => big = Some(args.next().ok_or("--big B")?.parse()?),
             _ if out.is_none() => out = Some(a),
             other => return Err(format!("unexpected argument {other:?}").into()),
         }
     }
     let out = out.ok_or(
-        "usage: gen_profile OUT [--samples N] [--seed S] [--native] [--record N] [--case NAME]",
+        "usage: gen_profile OUT [--samples N] [--seed S] [--native] [--record N] [--case NAME] \
+         [--functions N] [--hop] [--code-bytes B] [--big B]",
     )?;
     if let Some(case) = case {
         let file = std::fs::File::create(&out).map_err(|e| format!("{out}: {e}"))?;
@@ -77,9 +98,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if let Some((_, sieve)) = bodies.iter().find(|(n, _)| n == "sieve") {
         bodies.push(("sieve2".to_string(), sieve.clone()));
     }
+    let body_offsets: Vec<Vec<u64>> = bodies
+        .iter()
+        .map(|(_, code)| {
+            PulleyDecoder
+                .decode(code)
+                .iter()
+                .map(|i| u64::from(i.offset))
+                .collect()
+        })
+        .collect();
     let weights = [30u64, 20, 15, 10, 10, 8, 5, 2];
-    let mut addr = 0x10000u64;
-    let mut funcs = Vec::new(); // (addr, instruction offsets)
     let file = std::fs::File::create(&out).map_err(|e| format!("{out}: {e}"))?;
     let sink = BufWriter::with_capacity(1 << 20, file);
     let mut enc = if native {
@@ -97,20 +126,45 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         Encoder::pulley(sink)
     };
-    for (name, code) in &bodies {
-        let offsets: Vec<u64> = PulleyDecoder
-            .decode(code)
-            .iter()
-            .map(|i| u64::from(i.offset))
-            .collect();
+    // Repeats of its body per function: the first is `--big` bytes, the
+    // others share what `--code-bytes` leaves.
+    let body_len = |k: usize| bodies[k % bodies.len()].1.len() as u64;
+    let small_reps = match code_bytes {
+        Some(total) if functions > 1 => {
+            let rest = total.saturating_sub(big.unwrap_or(0));
+            let per = rest / (functions as u64 - u64::from(big.is_some()));
+            let mean_body =
+                bodies.iter().map(|b| b.1.len() as u64).sum::<u64>() / bodies.len() as u64;
+            (per / mean_body.max(1)).max(1)
+        }
+        _ => 1,
+    };
+    let mut addr = 0x10000u64;
+    let mut funcs = Vec::with_capacity(functions); // (addr, body, repeats)
+    let mut code = Vec::new();
+    for k in 0..functions {
+        let b = k % bodies.len();
+        let reps = match big {
+            Some(bytes) if k == 0 => (bytes / body_len(k)).max(1),
+            _ => small_reps,
+        };
+        code.clear();
+        for _ in 0..reps {
+            code.extend_from_slice(&bodies[b].1);
+        }
+        let name = if k < bodies.len() {
+            bodies[b].0.clone()
+        } else {
+            format!("{}#{k}", bodies[b].0)
+        };
         enc.write(&Record::Function(FunctionRecord {
             addr,
-            name: name.clone(),
+            name,
             code: code.clone(),
             loaded_ns: 0,
             listing: None,
         }))?;
-        funcs.push((addr, offsets));
+        funcs.push((addr, b, reps));
         addr += code.len() as u64 + 16;
     }
     let total_w: u64 = weights.iter().take(funcs.len()).sum();
@@ -123,9 +177,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut batch: Vec<Sample> = Vec::with_capacity(record.min(1 << 24));
     let mut current = 0usize;
+    let n_funcs = funcs.len() as u64;
     for k in 0..samples {
-        if k % 256 == 0 {
-            let mut r = next() % total_w;
+        if hop {
+            // A new function every sample, skewed: the product of two
+            // uniform draws over the functions.
+            let was = current;
+            while current == was && n_funcs > 1 {
+                current = ((next() % n_funcs) * (next() % n_funcs) / n_funcs) as usize;
+            }
+        } else if k % 256 == 0 {
+            let mut r = next() % total_w.max(1);
             current = 0;
             for (i, w) in weights.iter().take(funcs.len()).enumerate() {
                 if r < *w {
@@ -135,15 +197,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 r -= w;
             }
         }
-        let (base, offsets) = &funcs[current];
+        let (base, b, reps) = funcs[current];
+        let offsets = &body_offsets[b];
         // Skewed towards the first instructions of a random window: the
-        // minimum of two draws.
+        // minimum of two draws; in a repeated body, a random repeat.
         let n = offsets.len() as u64;
         let i = (next() % n).min(next() % n) as usize;
+        let rep = if reps > 1 { next() % reps } else { 0 };
         batch.push(Sample {
             time_ns: k * 1000,
             interp: 0,
-            pc: base + offsets[i],
+            pc: base + rep * bodies[b].1.len() as u64 + offsets[i],
         });
         if batch.len() == record {
             enc.write_samples(&batch)?;

@@ -18,7 +18,10 @@
 //!   after the tick) or the last one unloaded there (an idle interpreter's
 //!   stale PC), whichever is closer.
 //! - Two caches make the common case a few compares: the last piece hit, and
-//!   a sorted snapshot of the live pieces, rebuilt only once as many lookups
+//!   a sorted snapshot of the live pieces (with a table of where each
+//!   fixed-size granule of the code's address range starts in it, so a
+//!   lookup is an index and a search among a few pieces), rebuilt only once
+//!   as many lookups
 //!   as there are pieces have been made since the last change (so a file
 //!   that interleaves loads and samples never pays a rebuild per load).
 //! - Times are expected not to go backwards; a sample earlier than one
@@ -59,6 +62,12 @@ pub struct Resolver {
     /// Sorted copy of `live` (`start, end, index`), valid at `snapshot_epoch`.
     snapshot: Vec<(u64, u64, usize)>,
     snapshot_epoch: u64,
+    /// For the snapshot: `granules[j]` is the index of the first piece that
+    /// ends after `granule_base + (j << granule_shift)`; empty when the live
+    /// code spans too wide a range for a table of its size.
+    granules: Vec<u32>,
+    granule_base: u64,
+    granule_shift: u32,
     /// Lookups made in `live` since it last changed.
     lookups: usize,
     /// Last live piece hit: `start, end, index, epoch`.
@@ -221,6 +230,13 @@ impl Resolver {
         self.next_due
     }
 
+    /// Changes whenever the live code does (a load or unload applied): a
+    /// caller that memoizes answers with a span keeps them while the epoch
+    /// stays the same and no sample is later than [`Resolver::next_change`].
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// The live piece holding `pc`: from the snapshot when it is current,
     /// else from the map (rebuilding the snapshot once lookups have paid for
     /// it).
@@ -235,10 +251,63 @@ impl Resolver {
             self.snapshot
                 .extend(self.live.iter().map(|(&s, p)| (s, p.end, p.index)));
             self.snapshot_epoch = self.epoch;
+            self.index_granules();
         }
-        let i = self.snapshot.partition_point(|&(s, _, _)| s <= pc);
-        let &(start, end, index) = self.snapshot.get(i.checked_sub(1)?)?;
+        let pieces = match self.granule_of(pc) {
+            Some(j) => {
+                let lo = self.granules[j] as usize;
+                let hi = self.granules.get(j + 1).map_or(self.snapshot.len(), |&h| {
+                    (h as usize + 1).min(self.snapshot.len())
+                });
+                self.snapshot.get(lo..hi)?
+            }
+            None => &self.snapshot[..],
+        };
+        let i = pieces.partition_point(|&(s, _, _)| s <= pc);
+        let &(start, end, index) = pieces.get(i.checked_sub(1)?)?;
         (pc < end).then_some((start, end, index))
+    }
+
+    /// The granule of `pc`, when the table covers it.
+    #[inline]
+    fn granule_of(&self, pc: u64) -> Option<usize> {
+        let j = pc.checked_sub(self.granule_base)? >> self.granule_shift;
+        (j < self.granules.len() as u64).then_some(j as usize)
+    }
+
+    /// Builds the granule table of the snapshot: at most 4 entries a piece
+    /// (granules of at least 16 bytes), so it costs about what the snapshot
+    /// does; pieces far apart (a span the table cannot cover at that size
+    /// with granules of at most 64 KiB) leave it empty and lookups search
+    /// the whole snapshot.
+    fn index_granules(&mut self) {
+        self.granules.clear();
+        let (Some(first), Some(last)) = (self.snapshot.first(), self.snapshot.last()) else {
+            return;
+        };
+        let (base, span) = (first.0, last.1.saturating_sub(first.0));
+        let budget = (self.snapshot.len() as u64).saturating_mul(4).max(64);
+        let mut shift = 4;
+        while (span >> shift) >= budget && shift < 16 {
+            shift += 1;
+        }
+        if (span >> shift) >= budget || self.snapshot.len() >= u32::MAX as usize {
+            return;
+        }
+        let n = (span >> shift) as usize + 1;
+        self.granules.reserve(n);
+        let mut i = 0usize;
+        for j in 0..n as u64 {
+            let at = base + (j << shift);
+            // The first piece ending after the granule's start: every piece
+            // holding a PC of this granule is at or after it.
+            while i + 1 < self.snapshot.len() && self.snapshot[i].1 <= at {
+                i += 1;
+            }
+            self.granules.push(i as u32);
+        }
+        self.granule_base = base;
+        self.granule_shift = shift;
     }
 
     /// No live code holds `pc`: the nearer in time of the next load there

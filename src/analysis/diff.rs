@@ -128,7 +128,7 @@ struct Named<'a> {
     /// The file's listing of that code, if any.
     listing: Option<&'a crate::format::ListingRecord>,
     /// Borrowed from the profile unless generations had to be summed.
-    hits: std::borrow::Cow<'a, [u64]>,
+    hits: std::borrow::Cow<'a, crate::analysis::profile::Hits>,
     /// Samples of generations whose code differs from the first one's.
     other_code_samples: u64,
 }
@@ -148,7 +148,7 @@ fn decoded<'a>(
     n: &Named<'a>,
 ) -> (std::rc::Rc<crate::disasm::Listing>, Vec<(u64, u64)>) {
     let l = cache.decode(decoder, n.code, n.listing, &[]);
-    let h = instruction_hits(&l.instructions, &n.hits);
+    let h = instruction_hits(&l.instructions, n.hits.as_slice());
     (l, h)
 }
 
@@ -169,9 +169,7 @@ fn add_generation<'a>(m: &mut BTreeMap<&'a str, Named<'a>>, f: &'a FunctionProfi
         Some(n) => {
             n.samples += f.samples;
             if n.code == f.code.as_slice() {
-                for (a, b) in n.hits.to_mut().iter_mut().zip(&f.hits) {
-                    *a += b;
-                }
+                n.hits.to_mut().add(&f.hits);
             } else {
                 n.other_code_samples += f.samples;
             }

@@ -97,9 +97,14 @@ pub fn write_report(
         ..ReportTotals::default()
     };
     for f in functions.iter().filter(|f| f.samples > 0) {
-        let l = memo.decode(&options.decoder, &f.code, f.listing.as_deref(), &f.hits);
+        let l = memo.decode(
+            &options.decoder,
+            &f.code,
+            f.listing.as_deref(),
+            f.hits.as_slice(),
+        );
         totals.hex_fallbacks += usize::from(l.fell_back);
-        totals.inside_instructions += instruction_hits(&l.instructions, &f.hits)
+        totals.inside_instructions += instruction_hits(&l.instructions, f.hits.as_slice())
             .iter()
             .map(|&(_, inside)| inside)
             .sum::<u64>();
@@ -114,8 +119,14 @@ pub fn write_report(
             continue;
         }
         shown += 1;
-        let listing = (f.samples > 0)
-            .then(|| memo.decode(&options.decoder, &f.code, f.listing.as_deref(), &f.hits));
+        let listing = (f.samples > 0).then(|| {
+            memo.decode(
+                &options.decoder,
+                &f.code,
+                f.listing.as_deref(),
+                f.hits.as_slice(),
+            )
+        });
         write_function(out, profile, f, listing.as_deref(), options)?;
     }
     totals.functions_shown = shown;
@@ -321,11 +332,16 @@ fn write_function(
     let listing = match listing {
         Some(l) => l,
         None => {
-            owned = decode_function(&options.decoder, &f.code, f.listing.as_deref(), &f.hits);
+            owned = decode_function(
+                &options.decoder,
+                &f.code,
+                f.listing.as_deref(),
+                f.hits.as_slice(),
+            );
             &owned
         }
     };
-    let hits = instruction_hits(&listing.instructions, &f.hits);
+    let hits = instruction_hits(&listing.instructions, f.hits.as_slice());
     let annotated = |h: u64| share(h, f.samples) >= options.threshold;
     let hot: Vec<u64> = hits
         .iter()

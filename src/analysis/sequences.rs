@@ -129,13 +129,18 @@ pub fn mine(profile: &Profile, options: &SequenceOptions) -> Sequences {
         if f.samples == 0 {
             continue;
         }
-        let listing = cache.decode(&options.decoder, &f.code, f.listing.as_deref(), &f.hits);
+        let listing = cache.decode(
+            &options.decoder,
+            &f.code,
+            f.listing.as_deref(),
+            f.hits.as_slice(),
+        );
         if listing.fell_back {
             skipped.push(f.name.clone());
             continue;
         }
         let ins = &listing.instructions;
-        let hits = instruction_hits(ins, &f.hits);
+        let hits = instruction_hits(ins, f.hits.as_slice());
         // prefix[i] = samples on instructions [0, i).
         let mut prefix = Vec::with_capacity(ins.len() + 1);
         prefix.push(0u64);

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 #[cfg(feature = "pulley")]
 use super::InstructionKind;
-use super::{HexDecoder, Instruction, InstructionDecoder, listed_instructions};
+use super::{HexDecoder, Instruction, InstructionDecoder, OffsetHits, listed_instructions};
 use crate::format::ListingRecord;
 
 /// Which decoder turns a function's bytes into instructions.
@@ -90,7 +90,7 @@ impl<'a> ListingCache<'a> {
         choice: &DecoderChoice,
         code: &'a [u8],
         listed: Option<&ListingRecord>,
-        hits: &[u64],
+        hits: &OffsetHits,
     ) -> std::rc::Rc<Listing> {
         if let Some(l) = self.by_code.get(code) {
             return l.clone();
@@ -107,14 +107,14 @@ impl<'a> ListingCache<'a> {
 }
 
 /// Decodes `code` with `choice`; `listed` is the listing the file carries
-/// for it, if any. `hits` (samples per byte offset, may be empty) shapes the
+/// for it, if any. `hits` (the sampled offsets, may be empty) shapes the
 /// hex listing: a line starts at every sampled offset (a sampled PC is an
 /// instruction's start), so hex never runs across a known boundary.
 pub fn decode_function(
     choice: &DecoderChoice,
     code: &[u8],
     listed: Option<&ListingRecord>,
-    hits: &[u64],
+    hits: &OffsetHits,
 ) -> Listing {
     // Hex lines also start at every instruction the file's listing knows
     // (`--decoder hex` on a self-describing file).
@@ -124,12 +124,9 @@ pub fn decode_function(
         instructions: match listed.filter(|l| l.code_len as usize == code.len()) {
             Some(l) => {
                 let mut starts = hits.to_vec();
-                starts.resize(code.len(), 0);
-                for i in listed_instructions(l) {
-                    if let Some(s) = starts.get_mut(i.offset as usize) {
-                        *s = (*s).max(1);
-                    }
-                }
+                starts.extend(listed_instructions(l).iter().map(|i| (i.offset, 1)));
+                starts.sort_unstable_by_key(|s| s.0);
+                starts.dedup_by_key(|s| s.0);
                 HexDecoder::default().listing(code, &starts)
             }
             None => HexDecoder::default().listing(code, hits),

@@ -9,7 +9,7 @@
 //!   that name each sample's frame as it streams past, before the
 //!   function's other samples are known.
 
-use super::{Instruction, InstructionDecoder, InstructionKind};
+use super::{Instruction, InstructionDecoder, InstructionKind, OffsetHits, hits_in};
 
 /// Fall-back decoder: shows the bytes in fixed-width chunks of hex.
 #[derive(Clone, Copy, Debug)]
@@ -26,16 +26,18 @@ impl Default for HexDecoder {
 
 impl HexDecoder {
     /// Hex lines of at most `width` bytes, also starting at each offset with
-    /// a sample in `hits` (samples per byte offset, may be empty).
-    pub fn listing(&self, code: &[u8], hits: &[u64]) -> Vec<Instruction> {
+    /// a sample in `hits` (may be empty).
+    pub fn listing(&self, code: &[u8], hits: &OffsetHits) -> Vec<Instruction> {
         let width = self.width.max(1) as usize;
         let mut out = Vec::new();
         let mut start = 0;
         while start < code.len() {
             let mut end = (start + width).min(code.len());
-            if let Some(next_hot) = (start + 1..end).find(|&o| hits.get(o).is_some_and(|&h| h > 0))
+            if let Some(&(next_hot, _)) = hits_in(hits, start as u32 + 1, end as u32)
+                .iter()
+                .find(|h| h.1 > 0)
             {
-                end = next_hot;
+                end = next_hot as usize;
             }
             out.push(line(start as u32, &code[start..end]));
             start = end;
@@ -86,9 +88,7 @@ mod tests {
     #[test]
     fn listing_splits_at_hot_offsets() {
         let code = [1u8, 2, 3, 4, 5, 6, 7];
-        let mut hits = vec![0u64; 7];
-        hits[2] = 1;
-        let l = HexDecoder { width: 4 }.listing(&code, &hits);
+        let l = HexDecoder { width: 4 }.listing(&code, &[(2, 1)]);
         let offs: Vec<(u32, u32)> = l.iter().map(|i| (i.offset, i.len)).collect();
         assert_eq!(offs, vec![(0, 2), (2, 4), (6, 1)]);
         assert_eq!(l[1].text, "03 04 05 06");

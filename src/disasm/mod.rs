@@ -11,8 +11,8 @@
 //! - [`choice`]: [`DecoderChoice`] (`--decoder auto|pulley|hex` or a custom
 //!   decoder) and [`decode_function`], the one place every analysis picks
 //!   its decoder, so none of them depends on another's module.
-//! - This file: the instruction types, and how samples (counted per byte
-//!   offset) are credited to instructions.
+//! - This file: the instruction types, and how samples (counted per sampled
+//!   byte offset, [`OffsetHits`]) are credited to instructions.
 //! - Decoding never panics on bad bytecode: what cannot be decoded becomes one
 //!   [`InstructionKind::Undecodable`] instruction covering the rest of the body.
 
@@ -73,8 +73,20 @@ pub fn containing_instruction(instructions: &[Instruction], offset: u64) -> Opti
     (offset < u64::from(ins.offset) + u64::from(ins.len.max(1))).then_some(i)
 }
 
+/// Samples at the sampled byte offsets of a function, in offset order
+/// (offsets distinct): a profile's
+/// [`Hits::as_slice`](crate::analysis::profile::Hits::as_slice).
+pub type OffsetHits = [(u32, u64)];
+
+/// The samples at offsets in `[start, end)`.
+pub(crate) fn hits_in(hits: &OffsetHits, start: u32, end: u32) -> &OffsetHits {
+    let from = hits.partition_point(|h| h.0 < start);
+    let to = hits.partition_point(|h| h.0 < end);
+    &hits[from..to.max(from)]
+}
+
 /// Samples per instruction, wherever in its bytes they fell.
-pub fn instruction_totals(instructions: &[Instruction], hits: &[u64]) -> Vec<u64> {
+pub fn instruction_totals(instructions: &[Instruction], hits: &OffsetHits) -> Vec<u64> {
     instruction_hits(instructions, hits)
         .into_iter()
         .map(|(at, inside)| at + inside)
@@ -84,14 +96,23 @@ pub fn instruction_totals(instructions: &[Instruction], hits: &[u64]) -> Vec<u64
 /// Samples credited to each instruction: `(at its start, inside it)`.
 /// Samples at offsets no instruction covers are ignored (a decoder breaking
 /// its contract).
-pub fn instruction_hits(instructions: &[Instruction], hits: &[u64]) -> Vec<(u64, u64)> {
+pub fn instruction_hits(instructions: &[Instruction], hits: &OffsetHits) -> Vec<(u64, u64)> {
+    if hits.is_empty() {
+        return vec![(0, 0); instructions.len()];
+    }
     instructions
         .iter()
         .map(|i| {
-            let start = i.offset as usize;
-            let end = start.saturating_add(i.len as usize).min(hits.len());
-            let at = hits.get(start).copied().unwrap_or(0);
-            let inside = hits.get(start + 1..end).map_or(0, |h| h.iter().sum());
+            let end = i.offset.saturating_add(i.len);
+            let mut at = 0;
+            let mut inside = 0;
+            for &(o, n) in hits_in(hits, i.offset, end) {
+                if o == i.offset {
+                    at += n;
+                } else {
+                    inside += n;
+                }
+            }
             (at, inside)
         })
         .collect()
@@ -105,7 +126,7 @@ mod tests {
     fn instruction_hits_split_start_and_inside() {
         let code = [0u8; 8];
         let l = HexDecoder { width: 4 }.decode(&code);
-        let hits = [1, 0, 2, 0, 0, 0, 0, 3];
+        let hits = [(0, 1), (2, 2), (7, 3)];
         assert_eq!(instruction_hits(&l, &hits), vec![(1, 2), (0, 3)]);
     }
 }

@@ -100,6 +100,18 @@ impl<R: Read> ProfileReader<R> {
             return Ok(Some(match record {
                 Record::Header(_) => return Err(invalid("a second header record".to_string())),
                 Record::Function(mut f) => {
+                    // The code is the payload's bytes just before
+                    // `loaded_ns` (bincode's varint: 1, 3, 5 or 9 bytes).
+                    let tail = match f.loaded_ns {
+                        0..=250 => 1,
+                        251..=0xffff => 3,
+                        0x1_0000..=0xffff_ffff => 5,
+                        _ => 9,
+                    };
+                    let code_start = self.buf.len().checked_sub(tail + f.code.len());
+                    self.code_at = code_start
+                        .filter(|&s| self.buf.get(s..s + f.code.len()) == Some(&f.code[..]))
+                        .map(|s| at + 8 + s as u64);
                     if !self.listings.is_empty() {
                         f.listing = self
                             .listings

@@ -89,6 +89,7 @@ impl<R: Read> ProfileReader<R> {
                     ReadError::new(start, ReadErrorKind::Invalid { reason })
                 })?;
                 let body_len = u32::from_le_bytes(take_fixed(src, start, &mut pos)?);
+                self.code_at = Some(start + pos);
                 let mut code = Vec::new();
                 take_vec(src, start, &mut pos, u64::from(body_len), &mut code)?;
                 Event::Function(FunctionRecord {

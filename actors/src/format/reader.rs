@@ -85,6 +85,12 @@ impl ReadError {
         }
     }
 
+    /// An error at `offset` of the file at `path`: for readers of a profile
+    /// built on this one (an analysis reading a function's code back).
+    pub fn at(path: Option<PathBuf>, offset: u64, kind: ReadErrorKind) -> ReadError {
+        ReadError { path, offset, kind }
+    }
+
     /// Byte offset of the record at fault (0 for errors about the whole file).
     pub fn offset(&self) -> u64 {
         self.offset
@@ -196,6 +202,8 @@ pub struct ProfileReader<R: Read> {
     pub(super) pulley: PulleySection,
     /// Pulley files: the PCs of a chunk, for `next_into`'s `Sample`s.
     pub(super) pulley_pcs: Vec<RawPc>,
+    /// Where the code of the last function event lies in the source.
+    pub(super) code_at: Option<u64>,
 }
 
 /// Buffer of a file opened by [`ProfileReader::open`]: half a Pulley
@@ -306,6 +314,7 @@ impl<R: Read> ProfileReader<R> {
             listings: HashMap::new(),
             pulley: PulleySection::default(),
             pulley_pcs: Vec::new(),
+            code_at: None,
         };
         match first[0] {
             b if b == MAGIC[0] => {
@@ -392,6 +401,15 @@ impl<R: Read> ProfileReader<R> {
     /// every record was complete.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// Where the bytes of the last [`Event::Function`]'s code start in the
+    /// source, when they are stored there as they are (always, in both
+    /// formats as written today): an analysis may drop the code of a big
+    /// function and read it back from the file if a sample needs it.
+    /// `None` before the first function event.
+    pub fn function_code_offset(&self) -> Option<u64> {
+        self.code_at
     }
 
     /// The next event into `samples` (see [`ProfileReader::next_into`]).

@@ -92,12 +92,10 @@ pub fn write_collapsed(
         let (instructions, hits) = if listing.is_hex() {
             f.hits
                 .iter()
-                .enumerate()
-                .filter(|&(_, &n)| n > 0)
-                .filter_map(|(o, &n)| Some((HexDecoder::default().line_at(&f.code, o)?, n)))
+                .filter_map(|(o, n)| Some((HexDecoder::default().line_at(&f.code, o as usize)?, n)))
                 .unzip()
         } else {
-            let hits = instruction_totals(&listing.instructions, &f.hits);
+            let hits = instruction_totals(&listing.instructions, f.hits.as_slice());
             (listing.instructions, hits)
         };
         let mut attributed = 0;

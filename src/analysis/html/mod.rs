@@ -126,9 +126,14 @@ pub fn render(profile: &Profile, options: &HtmlOptions) -> String {
         .filter(|f| f.samples > 0)
         .take(options.max_table_rows)
         .map(|f| {
-            let listing = decode_function(&options.decoder, &f.code, f.listing.as_deref(), &f.hits);
+            let listing = decode_function(
+                &options.decoder,
+                &f.code,
+                f.listing.as_deref(),
+                f.hits.as_slice(),
+            );
             let instructions = listing.instructions;
-            let hits = instruction_totals(&instructions, &f.hits);
+            let hits = instruction_totals(&instructions, f.hits.as_slice());
             decoders.insert(listing.decoder);
             Listed {
                 index: index_of

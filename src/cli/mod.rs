@@ -5,6 +5,7 @@ pub mod demo;
 pub mod diff;
 pub mod html;
 pub mod interrupt;
+pub mod merge;
 pub mod report;
 pub mod sequences;
 
@@ -14,6 +15,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use pcprof::analysis::merge::{MergeInput, MergeOptions, MergeReport};
+use pcprof::analysis::suite::{Suite, load_suite};
 use pcprof::analysis::{LoadOptions, Profile};
 
 /// Result of a subcommand: an exit code, or an error printed as one line.
@@ -55,6 +58,8 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Compare two profiles: change in share per function and instruction.
     Diff(diff::DiffArgs),
+    /// Merge several profiles (runs, processes) into one native profile.
+    Merge(merge::MergeArgs),
 }
 
 /// Runs the parsed command.
@@ -67,6 +72,7 @@ pub fn run(cli: Cli) -> CliResult {
         Some(Command::Sequences(a)) => sequences::run(a),
         Some(Command::Convert(a)) => convert::run(a),
         Some(Command::Diff(a)) => diff::run(a),
+        Some(Command::Merge(a)) => merge::run(a),
     }
 }
 
@@ -171,6 +177,53 @@ pub fn load_filtered(
         return Err(format!("{}: no interpreter {id} in this profile", path.display()).into());
     }
     Ok(profile)
+}
+
+/// Exit status of `merge`, and of `report`, `html`, `sequences` and `diff`
+/// given several files, when one or more inputs could not be read whole
+/// (the others, and every complete record before the fault, were
+/// reported).
+pub const EXIT_INPUT_FAILED: u8 = 3;
+
+/// Prints one stderr line per input of `report` that was not read whole
+/// (naming the file and byte offset); the exit status to end with:
+/// [`EXIT_INPUT_FAILED`] if there was one, success otherwise.
+pub fn suite_exit(report: &MergeReport) -> ExitCode {
+    let mut failed = false;
+    for f in report.failures() {
+        failed = true;
+        eprintln!("pcprof: error: {f}");
+    }
+    if failed {
+        ExitCode::from(EXIT_INPUT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Loads several files as one profile (merged on the fly), keeping only
+/// the merged interpreter `interp`'s samples when given (the merged ids,
+/// which the report lists).
+pub fn load_suite_filtered(
+    files: &[std::path::PathBuf],
+    interp: Option<u32>,
+) -> Result<Suite, Box<dyn std::error::Error>> {
+    let inputs = MergeInput::from_paths(files);
+    let options = LoadOptions {
+        interp,
+        ..LoadOptions::default()
+    };
+    let suite = load_suite(&inputs, &options, &MergeOptions::default())?;
+    if let Some(id) = interp
+        && !suite.profile.interpreters.iter().any(|i| i.id == id)
+    {
+        return Err(format!(
+            "{}: no interpreter {id} in these profiles merged",
+            suite.profile.path.display()
+        )
+        .into());
+    }
+    Ok(suite)
 }
 
 /// A clap value parser for a count in `min..=max`, whose error names the

@@ -35,7 +35,8 @@ pub type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
     after_help = "Typical use:\n  pcprof                           record the demo (./pulley-<pid>.data) and report it\n  \
                   pcprof report FILE               hot functions and instructions, with disassembly\n  \
                   pcprof sequences FILE            hot instruction sequences (macro-instruction candidates)\n  \
-                  pcprof html FILE                 an HTML report to open in a browser\n\n\
+                  pcprof html FILE                 an HTML report to open in a browser\n  \
+                  pcprof merge A B... -o OUT       one profile from many runs (report A B... merges on the fly)\n\n\
                   Logging: RUST_LOG=pcprof_actors=trace shows every actor transition."
 )]
 pub struct Cli {

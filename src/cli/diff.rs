@@ -25,6 +25,7 @@ use super::CliResult;
 
 /// Arguments of `pcprof diff`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::SUITE_EXIT_HELP)]
 pub struct DiffArgs {
     /// The profile before the change, then the one after (`A B`); or, with
     /// `--`, every file of the "before" side (`A1 A2 -- B1 B2`).

@@ -27,6 +27,7 @@ use super::CliResult;
 
 /// Arguments of `pcprof html`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::SUITE_EXIT_HELP)]
 pub struct HtmlArgs {
     /// The profile file (native or Pulley format); several are merged on
     /// the fly into one page.

@@ -186,6 +186,12 @@ pub fn load_filtered(
 /// reported).
 pub const EXIT_INPUT_FAILED: u8 = 3;
 
+/// The `--help` note of the commands that take several files.
+pub const SUITE_EXIT_HELP: &str = "Exit status with several files: 0 when every file was read whole; 3 when one or \
+    more are corrupt, cut short or unreadable (the others and every complete record are still \
+    reported; one line on stderr names each such file and the byte offset); 1 for any other \
+    error.";
+
 /// Prints one stderr line per input of `report` that was not read whole
 /// (naming the file and byte offset); the exit status to end with:
 /// [`EXIT_INPUT_FAILED`] if there was one, success otherwise.

@@ -21,6 +21,7 @@ use super::CliResult;
 
 /// Arguments of `pcprof report`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::SUITE_EXIT_HELP)]
 pub struct ReportArgs {
     /// The profile file (native or Pulley format); several are merged on
     /// the fly (as `pcprof merge` would) and reported as one.

@@ -23,6 +23,7 @@ use super::CliResult;
 
 /// Arguments of `pcprof sequences`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::SUITE_EXIT_HELP)]
 pub struct SequencesArgs {
     /// The profile file (native or Pulley format); several are a suite of
     /// programs, mined each on its own and ranked together.

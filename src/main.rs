@@ -3,8 +3,10 @@
 //!
 //! - `pcprof` / `pcprof demo`: profile real Pulley bytecode on several
 //!   threads, write the file, print its report.
-//! - `pcprof report|html|sequences|convert|diff`: analysis of native and
-//!   Pulley files; each is also a library function in `pcprof::analysis`.
+//! - `pcprof report|html|sequences|convert|diff|merge`: analysis of native
+//!   and Pulley files, several at once as a suite (exit status 3 when one
+//!   of them could not be read whole); each is also a library function in
+//!   `pcprof::analysis`.
 //! - Errors end the command with one line on stderr and a non-zero exit;
 //!   a reader that closed the pipe (`pcprof report F | head`) ends it quietly,
 //!   as it does for `cat` or `rg`.

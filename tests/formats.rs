@@ -378,3 +378,35 @@ fn a_profile_loads_from_any_reader() {
     assert_eq!((f.name.as_str(), f.samples, f.hits[3]), ("f", 7, 7));
     assert!(profile.summary.is_some());
 }
+
+/// bincode charges a decoded `u64` 8 bytes against its limit however short
+/// its varint: a record whose payload sits just under a decode tier (4 KiB
+/// here) used to be refused as `LimitExceeded`. A function of 4 070 bytes
+/// of code, and a batch of 65 536 one-sample ticks (as `convert --to native`
+/// writes a Pulley file), both read back.
+#[test]
+fn records_just_under_a_decode_tier_read_back() {
+    let mut e = pcprof::format::Encoder::native(Vec::new(), &crate::common::header()).unwrap();
+    e.write(&pcprof::format::Record::Function(
+        pcprof::format::FunctionRecord {
+            addr: 0x1000,
+            name: "f".into(),
+            code: vec![7; 4070],
+            loaded_ns: 0,
+            listing: None,
+        },
+    ))
+    .unwrap();
+    let samples: Vec<Sample> = (0..65_536u64)
+        .map(|k| Sample {
+            time_ns: k * 1_000_000,
+            interp: 0,
+            pc: 0x1000 + k % 4070,
+        })
+        .collect();
+    e.write_samples(&samples).unwrap();
+    let c = read_all(&e.into_inner()).unwrap();
+    assert!(c.error.is_none(), "{:?}", c.error);
+    assert_eq!(c.functions.len(), 1);
+    assert_eq!(c.samples, samples);
+}

@@ -21,6 +21,8 @@ mod fuzz_corpus;
 mod html;
 /// Self-describing profiles: an instruction set recorded in the file.
 mod isa;
+/// `pcprof merge` and suites: several files as one profile.
+mod merge;
 /// Outputs never replace an input or a special file; truncated and corrupt
 /// inputs fail every analysis command after its output.
 mod outputs;

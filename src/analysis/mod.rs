@@ -8,6 +8,9 @@
 //! - [`report`]: the text report; [`sequences`]: hot instruction
 //!   sequences (macro-instruction candidates); [`diff`]: two profiles
 //!   compared per function and instruction.
+//! - [`merge`]: many profiles into one native file; [`suite`]: several
+//!   files analysed as one (merged on the fly), and sequences across
+//!   programs.
 //! - [`text`]: escaping and number formats shared by all of them.
 //! - The subcommands of the `pcprof` binary are library functions here, so
 //!   embedders can call them.
@@ -15,10 +18,12 @@
 pub mod convert;
 pub mod diff;
 pub mod html;
+pub mod merge;
 pub mod output;
 pub mod profile;
 pub mod report;
 pub mod sequences;
+pub mod suite;
 pub mod text;
 
 pub use profile::{

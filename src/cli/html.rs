@@ -9,6 +9,9 @@
 //!   never over the input.
 //! - A truncated or corrupt input: the page shows its complete records, then
 //!   the read error is the command's one-line error (non-zero exit).
+//! - Several files: merged on the fly, one page (`-o` required); a file
+//!   cut short is named with its offset on stderr, and the exit status is
+//!   [`super::EXIT_INPUT_FAILED`].
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -24,10 +27,14 @@ use super::CliResult;
 
 /// Arguments of `pcprof html`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::SUITE_EXIT_HELP)]
 pub struct HtmlArgs {
-    /// The profile file (native or Pulley format).
-    file: PathBuf,
-    /// Where to write the page [default: FILE.html beside the input].
+    /// The profile file (native or Pulley format); several are merged on
+    /// the fly into one page.
+    #[arg(value_name = "FILE", required = true, num_args = 1..)]
+    files: Vec<PathBuf>,
+    /// Where to write the page [default: FILE.html beside the input;
+    /// required with several files].
     #[arg(short, long, value_name = "OUT.html")]
     output: Option<PathBuf>,
     /// Keep only the samples of this interpreter.
@@ -50,12 +57,23 @@ pub struct HtmlArgs {
 
 /// Runs `pcprof html`.
 pub fn run(args: HtmlArgs) -> CliResult {
+    let (profile, suite) = match args.files.as_slice() {
+        [file] => (super::load_filtered(file, args.interp)?, None),
+        files => {
+            let Some(output) = &args.output else {
+                return Err("several files make one page: name it with -o".into());
+            };
+            let inputs: Vec<&std::path::Path> = files.iter().map(|f| f.as_path()).collect();
+            pcprof::analysis::output::refuse_inputs(output, &inputs)?;
+            let suite = super::load_suite_filtered(files, args.interp)?;
+            (suite.profile, Some(suite.merge))
+        }
+    };
     let output = args.output.clone().unwrap_or_else(|| {
-        let mut name = args.file.clone().into_os_string();
+        let mut name = args.files[0].clone().into_os_string();
         name.push(".html");
         PathBuf::from(name)
     });
-    let profile = super::load_filtered(&args.file, args.interp)?;
     let (sequences, sequences_note) = hot_sequences(&profile, &args.decoder, args.sequences);
     let options = HtmlOptions {
         title: args.title,
@@ -77,6 +95,9 @@ pub fn run(args: HtmlArgs) -> CliResult {
         counted(profile.total_samples, "sample"),
         counted(profile.functions.len() as u64, "function")
     );
+    if let Some(report) = suite {
+        return Ok(super::suite_exit(&report));
+    }
     if let Some(e) = profile.read_error {
         return Err(format!(
             "{e}; {} holds only the complete records before it",

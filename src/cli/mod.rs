@@ -5,6 +5,7 @@ pub mod demo;
 pub mod diff;
 pub mod html;
 pub mod interrupt;
+pub mod merge;
 pub mod report;
 pub mod sequences;
 
@@ -14,6 +15,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use pcprof::analysis::merge::{MergeInput, MergeOptions, MergeReport};
+use pcprof::analysis::suite::{Suite, load_suite};
 use pcprof::analysis::{LoadOptions, Profile};
 
 /// Result of a subcommand: an exit code, or an error printed as one line.
@@ -32,7 +35,8 @@ pub type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
     after_help = "Typical use:\n  pcprof                           record the demo (./pulley-<pid>.data) and report it\n  \
                   pcprof report FILE               hot functions and instructions, with disassembly\n  \
                   pcprof sequences FILE            hot instruction sequences (macro-instruction candidates)\n  \
-                  pcprof html FILE                 an HTML report to open in a browser\n\n\
+                  pcprof html FILE                 an HTML report to open in a browser\n  \
+                  pcprof merge A B... -o OUT       one profile from many runs (report A B... merges on the fly)\n\n\
                   Logging: RUST_LOG=pcprof_actors=trace shows every actor transition."
 )]
 pub struct Cli {
@@ -55,6 +59,8 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Compare two profiles: change in share per function and instruction.
     Diff(diff::DiffArgs),
+    /// Merge several profiles (runs, processes) into one native profile.
+    Merge(merge::MergeArgs),
 }
 
 /// Runs the parsed command.
@@ -67,6 +73,7 @@ pub fn run(cli: Cli) -> CliResult {
         Some(Command::Sequences(a)) => sequences::run(a),
         Some(Command::Convert(a)) => convert::run(a),
         Some(Command::Diff(a)) => diff::run(a),
+        Some(Command::Merge(a)) => merge::run(a),
     }
 }
 
@@ -171,6 +178,59 @@ pub fn load_filtered(
         return Err(format!("{}: no interpreter {id} in this profile", path.display()).into());
     }
     Ok(profile)
+}
+
+/// Exit status of `merge`, and of `report`, `html`, `sequences` and `diff`
+/// given several files, when one or more inputs could not be read whole
+/// (the others, and every complete record before the fault, were
+/// reported).
+pub const EXIT_INPUT_FAILED: u8 = 3;
+
+/// The `--help` note of the commands that take several files.
+pub const SUITE_EXIT_HELP: &str = "Exit status with several files: 0 when every file was read whole; 3 when one or \
+    more are corrupt, cut short or unreadable (the others and every complete record are still \
+    reported; one line on stderr names each such file and the byte offset); 1 for any other \
+    error.";
+
+/// Prints one stderr line per input of `report` that was not read whole
+/// (naming the file and byte offset); the exit status to end with:
+/// [`EXIT_INPUT_FAILED`] if there was one, success otherwise.
+pub fn suite_exit(report: &MergeReport) -> ExitCode {
+    let mut failed = false;
+    for f in report.failures() {
+        failed = true;
+        eprintln!("pcprof: error: {f}");
+    }
+    if failed {
+        ExitCode::from(EXIT_INPUT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Loads several files as one profile (merged on the fly), keeping only
+/// the merged interpreter `interp`'s samples when given (the merged ids,
+/// which the report lists).
+pub fn load_suite_filtered(
+    files: &[std::path::PathBuf],
+    interp: Option<u32>,
+) -> Result<Suite, Box<dyn std::error::Error>> {
+    let inputs = MergeInput::from_paths(files);
+    let options = LoadOptions {
+        interp,
+        ..LoadOptions::default()
+    };
+    let suite = load_suite(&inputs, &options, &MergeOptions::default())?;
+    if let Some(id) = interp
+        && !suite.profile.interpreters.iter().any(|i| i.id == id)
+    {
+        return Err(format!(
+            "{}: no interpreter {id} in these profiles merged",
+            suite.profile.path.display()
+        )
+        .into());
+    }
+    Ok(suite)
 }
 
 /// A clap value parser for a count in `min..=max`, whose error names the

@@ -5,6 +5,10 @@
 //!   files), then the report is written to stdout through a buffer.
 //! - A truncated or corrupt file: the report of its complete records, then
 //!   the read error as the command's one-line error (non-zero exit).
+//! - Several files: merged on the fly ([`pcprof::analysis::suite`]), the
+//!   report of the merged profile, then each file's own figures; a file
+//!   that is cut short is named with its offset on stderr, the others are
+//!   reported, and the exit status is [`super::EXIT_INPUT_FAILED`].
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,9 +21,12 @@ use super::CliResult;
 
 /// Arguments of `pcprof report`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::SUITE_EXIT_HELP)]
 pub struct ReportArgs {
-    /// The profile file (native or Pulley format).
-    file: PathBuf,
+    /// The profile file (native or Pulley format); several are merged on
+    /// the fly (as `pcprof merge` would) and reported as one.
+    #[arg(value_name = "FILE", required = true, num_args = 1..)]
+    files: Vec<PathBuf>,
     /// Functions under this share of all samples (%) are left out;
     /// instructions under this share of their function's samples are not
     /// annotated.
@@ -32,7 +39,7 @@ pub struct ReportArgs {
     #[arg(long, value_parser = super::count_in(1, usize::MAX))]
     top: Option<usize>,
     /// Only the samples of this interpreter id (the report lists the ids;
-    /// Pulley-format files have none).
+    /// Pulley-format files have none; for several files, the merged ids).
     #[arg(long)]
     interp: Option<u32>,
     /// Decoder: auto (the listing recorded in the file, else Pulley, else
@@ -54,7 +61,6 @@ pub(crate) fn parse_percent(s: &str) -> Result<f64, String> {
 
 /// Runs `pcprof report`.
 pub fn run(args: ReportArgs) -> CliResult {
-    let profile = super::load_filtered(&args.file, args.interp)?;
     let options = ReportOptions {
         threshold: args.threshold,
         instructions: args.instructions,
@@ -62,12 +68,28 @@ pub fn run(args: ReportArgs) -> CliResult {
         decoder: args.decoder,
         color: super::stdout_color(),
     };
+    if let [file] = args.files.as_slice() {
+        let profile = super::load_filtered(file, args.interp)?;
+        return run_one(&profile, &options);
+    }
+    let suite = super::load_suite_filtered(&args.files, args.interp)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    write_report(&mut out, &profile, &options)?;
+    write_report(&mut out, &suite.profile, &options)?;
+    pcprof::analysis::suite::write_sources(&mut out, &suite.merge)?;
     out.flush()?;
-    if let Some(e) = profile.read_error {
-        return Err(e.into());
+    drop(out);
+    Ok(super::suite_exit(&suite.merge))
+}
+
+/// The report of one file, as before suites.
+fn run_one(profile: &pcprof::analysis::Profile, options: &ReportOptions) -> CliResult {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    write_report(&mut out, profile, options)?;
+    out.flush()?;
+    if let Some(e) = &profile.read_error {
+        return Err(e.clone().into());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -180,14 +180,24 @@ impl<R: Read> ProfileReader<R> {
     }
 }
 
+/// The most bincode charges against its limit per payload byte: a value
+/// stored as a one-byte varint and decoded into 8 bytes (`u64`, `i64`, a
+/// length).
+const CHARGE_PER_BYTE: usize = 8;
+
 /// Decodes a record's payload with bincode, bounding what it may allocate
 /// before reading: bincode sizes a string's buffer from its length field and
 /// only its limit checks that length, so with the file-wide limit a corrupt
-/// length of a few bytes cost up to 1 GiB. Only strings count against the
-/// limit and their bytes are in the payload, so a valid record stays within
-/// its own length; the limit is the smallest of a few tiers at or above it
-/// (one decoder per tier), so a corrupt one allocates at most 16 times the
-/// payload.
+/// length of a few bytes cost up to 1 GiB. bincode charges every decoded
+/// value its size in memory against the limit (a `u64` 8 bytes, a length
+/// 8, even when its varint is one byte; a string or `Vec<u8>` one per
+/// byte), so a valid record charges at most [`CHARGE_PER_BYTE`] times its
+/// payload; the limit is the smallest of a few tiers at or above that (one
+/// decoder per tier), so a corrupt one allocates at most 16 times that
+/// (128 times its payload).
+/// (Tiers taken at the payload's own length refused valid records near a
+/// tier's top: a function of 4 061 bytes of code, a batch of one-sample
+/// ticks.)
 fn decode_payload(payload: &[u8]) -> Result<(Record, usize), bincode::error::DecodeError> {
     fn tier<const LIMIT: usize>(
         payload: &[u8],
@@ -197,12 +207,12 @@ fn decode_payload(payload: &[u8]) -> Result<(Record, usize), bincode::error::Dec
             bincode::config::standard().with_limit::<LIMIT>(),
         )
     }
-    match payload.len() {
+    match payload.len().saturating_mul(CHARGE_PER_BYTE) {
         0..=0x1000 => tier::<0x1000>(payload),
         0x1001..=0x1_0000 => tier::<0x1_0000>(payload),
         0x1_0001..=0x10_0000 => tier::<0x10_0000>(payload),
         0x10_0001..=0x100_0000 => tier::<0x100_0000>(payload),
         0x100_0001..=0x1000_0000 => tier::<0x1000_0000>(payload),
-        _ => tier::<{ MAX_RECORD_LEN as usize }>(payload),
+        _ => tier::<{ (MAX_RECORD_LEN as usize).saturating_mul(CHARGE_PER_BYTE) }>(payload),
     }
 }

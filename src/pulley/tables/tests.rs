@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::disasm::{Instruction, InstructionDecoder, InstructionKind};
-use crate::pulley::PulleyTableDecoder;
+use crate::pulley::{PulleyDecoder, PulleyTableDecoder};
 
 /// Opcode names in opcode order, from a `for_each_op!`-style list.
 macro_rules! op_names {
@@ -17,6 +17,8 @@ const PRIMARY_36: &[&str] = pulley36::for_each_op!(op_names);
 const EXTENDED_36: &[&str] = pulley36::for_each_extended_op!(op_names);
 const PRIMARY_39: &[&str] = pulley39::for_each_op!(op_names);
 const EXTENDED_39: &[&str] = pulley39::for_each_extended_op!(op_names);
+const PRIMARY_40: &[&str] = pulley40::for_each_op!(op_names);
+const EXTENDED_40: &[&str] = pulley40::for_each_extended_op!(op_names);
 const PRIMARY_48: &[&str] = pulley_interpreter::for_each_op!(op_names);
 const EXTENDED_48: &[&str] = pulley_interpreter::for_each_extended_op!(op_names);
 
@@ -77,9 +79,13 @@ fn the_constants_are_the_old_crates() {
     assert_eq!(PRIMARY_48[0], "nop");
     assert_eq!(Opcode::ExtendedOp as u8, OLD_EXTENDED_PREFIX + 1);
     assert!(!EXTENDED_48.contains(&"nop"));
+    // 40 numbers as 48.0.8 does, which only appended extended ops (in 46).
+    assert_eq!(PRIMARY_40, PRIMARY_48);
+    assert_eq!(EXTENDED_40, &EXTENDED_48[..EXTENDED_40.len()]);
+    assert_eq!((EXTENDED_40.len(), EXTENDED_48.len()), (310, 323));
 }
 
-/// Every op of Wasmtime 36 and 39 decodes under its table to the name,
+/// Every op of Wasmtime 36, 39 and 40 decodes under its table to the name,
 /// length and text that version's own disassembler gives.
 #[test]
 fn every_old_op_decodes_as_its_own_disassembler_says() {
@@ -104,7 +110,18 @@ fn every_old_op_decodes_as_its_own_disassembler_says() {
         assert_eq!(text.split_whitespace().next(), Some(ours.opcode.as_str()));
         checked += 1;
     }
-    assert_eq!(checked, 219 + 310 + 219 + 311);
+    // Wasmtime 40, the oldest of the latest table's family.
+    for bytes in every_opcode!(pulley40) {
+        let (text, len) = disassemble_one!(pulley40, &bytes).expect("40 decodes its own op");
+        let ours = first(PulleyTable::Wasmtime40To51, &bytes);
+        assert_eq!(
+            (ours.text.as_str(), ours.len as usize),
+            (text.as_str(), len)
+        );
+        assert_eq!(text.split_whitespace().next(), Some(ours.opcode.as_str()));
+        checked += 1;
+    }
+    assert_eq!(checked, 219 + 310 + 219 + 311 + 220 + 310);
 }
 
 /// Opcodes past an old table's end are undecodable, not some newer op.
@@ -228,6 +245,33 @@ fn functions_of(table: PulleyTable) -> Vec<Function> {
     }
 }
 
+/// Wasmtime 40's bytecode, for the latest table (whose other test
+/// bytecode is 48.0.8's).
+fn functions_of_40() -> Vec<Function> {
+    functions_made_by!(pulley40, xpcadd)
+}
+
+#[test]
+fn wasmtime_40s_encoder_output_is_the_latest_table() {
+    let functions = functions_of_40();
+    for function in &functions {
+        let instructions = PulleyTableDecoder::new(PulleyTable::LATEST).decode(&function.code);
+        let decoded: Vec<(u32, &str, u32)> = instructions
+            .iter()
+            .map(|i| (i.offset, i.opcode.as_str(), i.len))
+            .collect();
+        assert_eq!(decoded, function.expected);
+    }
+    let starts: Vec<Vec<u32>> = functions.iter().map(Function::starts).collect();
+    let detection = detect_table(
+        functions
+            .iter()
+            .zip(&starts)
+            .map(|(f, s)| (f.code.as_slice(), s.as_slice())),
+    );
+    assert_eq!(detection.fitting(), vec![PulleyTable::LATEST]);
+}
+
 #[test]
 fn each_tables_encoder_output_decodes_with_that_table() {
     for table in PulleyTable::ALL {
@@ -276,6 +320,40 @@ fn each_tables_text_is_its_versions_disassembly() {
         let table = PulleyTable::Wasmtime37To39;
         assert_eq!(texts(table, &f.code), whole_body!(pulley39, &f.code));
     }
+    for f in functions_of_40() {
+        let table = PulleyTable::Wasmtime40To51;
+        assert_eq!(texts(table, &f.code), whole_body!(pulley40, &f.code));
+    }
+}
+
+/// The demo program (48.0.8 bytecode, with a `br_table32`) is the latest
+/// table's, and only its.
+#[test]
+fn the_demo_program_is_detected_as_the_latest() {
+    let program = crate::pulley::workload::DemoProgram::new();
+    let bodies: Vec<(&str, &[u8])> = program.function_bodies().collect();
+    let starts: Vec<Vec<u32>> = bodies
+        .iter()
+        .map(|(_, body)| {
+            PulleyDecoder
+                .decode(body)
+                .iter()
+                .map(|i| i.offset)
+                .collect()
+        })
+        .collect();
+    let detection = detect_table(
+        bodies
+            .iter()
+            .zip(&starts)
+            .map(|((_, body), s)| (*body, s.as_slice())),
+    );
+    assert_eq!(
+        detection.fitting(),
+        vec![PulleyTable::LATEST],
+        "{}",
+        detection.describe()
+    );
 }
 
 #[test]

@@ -16,9 +16,12 @@
 //!     appended 13 big-endian `_z` loads and stores at the end of the
 //!     extended list, so 40-45 bytecode is a subset of 46-51's and one table
 //!     serves both.
-//!   - Wasmtime 30 and earlier name and encode memory ops differently
-//!     (`_offset8` / `_offset32` modes, `xbc32_*` bound traps with other
-//!     operands): no table here, and detection reports that none fits.
+//!   - Wasmtime 30 (and earlier) has other memory ops from primary op 127
+//!     on (`_offset8` / `_offset32` modes, `xbc32_*` bound traps with other
+//!     operands) and 225 primary ops: no table here. Its ops below 127 and
+//!     its first 13 extended ops are 31-36's, so a function using only
+//!     those decodes, correctly, as 31-36; any other should fit no table
+//!     (not tested: no Wasmtime 30 encoder among the dev-dependencies).
 //! - Every op of the older tables exists in 48.0.8 with the same operands
 //!   encoded the same way; only the numbering differs. So we decode with
 //!   48.0.8 alone and `translate` the opcode bytes first. An opcode keeps its
@@ -164,7 +167,7 @@ pub(super) enum Translation<'a> {
 }
 
 /// Translates the instruction starting at `rest[0]` from `table`'s numbering
-/// to 48.0.8's. `rest` is non-empty.
+/// to 48.0.8's. Empty `rest` is invalid.
 pub(super) fn translate(table: PulleyTable, rest: &[u8]) -> Translation<'_> {
     let Some(&first) = rest.first() else {
         return Translation::Invalid;
@@ -325,7 +328,11 @@ impl TableDetection {
 /// [`TableDetection::functions_skipped`]. No text is made: each instruction
 /// is only measured. A table fits when every examined offset is an
 /// instruction start and every examined function decodes to its end; of
-/// those that fit, the latest wins.
+/// those that fit, the latest wins. The rule is strict because the samples
+/// are exact: Pulley records the pc before it executes each instruction
+/// (`before_visit`) in the cell pcprof's adapter samples, so under the right
+/// table no sample falls inside an instruction (the adapter's integration
+/// test checks it on the real interpreter).
 pub fn detect_table<'a>(
     functions: impl IntoIterator<Item = (&'a [u8], &'a [u32])>,
 ) -> TableDetection {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pcprof::disasm::{InstructionDecoder, instruction_at};
 use pcprof::pulley::workload::{DemoProgram, Scratch};
-use pcprof::pulley::{ProfiledVm, PulleyDecoder};
+use pcprof::pulley::{ProfiledVm, PulleyDecoder, PulleyTable, detect_table};
 use pcprof::{Format, PcSource, Profiler, VirtualClock};
 use pulley_interpreter::interp::{DoneReason, Val, Vm, XRegVal};
 use pulley_interpreter::{AddrO32, Op, PcRelOffset, XReg, op};
@@ -172,27 +172,34 @@ fn pulley_file_from_the_real_vm_decodes_onto_instruction_starts() {
 
     let bytes = std::fs::read(dir.path("p.data")).unwrap();
     let mut funcs = Vec::new();
+    // Per function: its body and the sampled offsets in it, for detection.
+    let mut sampled: Vec<(Vec<u8>, Vec<u32>)> = Vec::new();
     let mut n = 0;
     for ev in pulley_interpreter::profile::decode(&bytes) {
         match ev.unwrap() {
-            pulley_interpreter::profile::Event::Function(addr, name, body) => funcs.push((
-                addr,
-                name.to_string(),
-                PulleyDecoder.decode(body),
-                body.len() as u64,
-            )),
+            pulley_interpreter::profile::Event::Function(addr, name, body) => {
+                funcs.push((
+                    addr,
+                    name.to_string(),
+                    PulleyDecoder.decode(body),
+                    body.len() as u64,
+                ));
+                sampled.push((body.to_vec(), Vec::new()));
+            }
             pulley_interpreter::profile::Event::Samples(samples) => {
                 for smp in samples {
                     let pc = smp.0;
-                    let (addr, name, insns, _) = funcs
+                    let i = funcs
                         .iter()
-                        .find(|(a, _, _, len)| pc >= *a && pc < a + len)
+                        .position(|(a, _, _, len)| pc >= *a && pc < a + len)
                         .unwrap_or_else(|| panic!("sample {pc:#x} outside every function"));
+                    let (addr, name, insns, _) = &funcs[i];
                     assert!(
                         instruction_at(insns, (pc - addr) as u32).is_some(),
                         "sample at {name}+{:#x} is not an instruction start",
                         pc - addr
                     );
+                    sampled[i].1.push((pc - addr) as u32);
                     n += 1;
                 }
             }
@@ -200,4 +207,21 @@ fn pulley_file_from_the_real_vm_decodes_onto_instruction_starts() {
     }
     assert_eq!(n, s.samples_written);
     assert_eq!(funcs.len(), program.functions().len());
+
+    // The real interpreter's samples tell its own table, and only it.
+    let detection = detect_table(
+        sampled
+            .iter()
+            .map(|(body, offsets)| (body.as_slice(), offsets.as_slice())),
+    );
+    assert_eq!(
+        detection.fitting(),
+        vec![PulleyTable::LATEST],
+        "{}",
+        detection.describe()
+    );
+    let latest = detection.evidence_for(PulleyTable::LATEST).unwrap();
+    assert_eq!(latest.offsets as u64, s.samples_written);
+    assert_eq!(latest.offsets_on_starts, latest.offsets);
+    assert_eq!(latest.functions, funcs.len());
 }

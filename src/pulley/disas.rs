@@ -17,7 +17,12 @@
 //! - Never panics: a decoding error (bad opcode, bad register, truncated
 //!   operands or table) yields one [`InstructionKind::Undecodable`]
 //!   instruction covering the rest of the body.
+//! - Older Wasmtimes number the ops differently ([`PulleyTable`]):
+//!   [`PulleyTableDecoder`] rewrites each opcode to 48.0.8's numbering
+//!   (`tables::translate`) and decodes the same way; [`PulleyDecoder`] is the
+//!   latest table.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use pulley_interpreter::decode::{Decoder, OpVisitor, SafeBytecodeStream};
@@ -25,6 +30,7 @@ use pulley_interpreter::disas::Disassembler;
 use pulley_interpreter::op::MaterializeOpsVisitor;
 use pulley_interpreter::{ExtendedOp, Op, PcRelOffset};
 
+use super::tables::{PulleyTable, Translation, translate};
 use crate::disasm::{Instruction, InstructionDecoder, InstructionKind};
 
 /// Mnemonic of undecodable bytes.
@@ -34,7 +40,8 @@ const UNDECODABLE_HEX_BYTES: usize = 16;
 /// Bytes per `br_table32` table entry (a `PcRelOffset`).
 const TABLE_ENTRY_BYTES: usize = 4;
 
-/// Decodes Pulley bytecode (as run by `pulley_interpreter`) into instructions.
+/// Decodes Pulley bytecode (as run by `pulley_interpreter`) into instructions,
+/// with the latest table ([`PulleyTable::LATEST`]).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PulleyDecoder;
 
@@ -44,10 +51,45 @@ impl InstructionDecoder for PulleyDecoder {
     }
 
     fn decode(&self, code: &[u8]) -> Vec<Instruction> {
+        PulleyTableDecoder::new(PulleyTable::LATEST).decode(code)
+    }
+}
+
+/// Decodes Pulley bytecode written by the Wasmtime versions of `table`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PulleyTableDecoder {
+    /// The opcode numbering of the Wasmtime that wrote the bytecode.
+    table: PulleyTable,
+}
+
+impl PulleyTableDecoder {
+    /// A decoder for bytecode numbered by `table`.
+    pub fn new(table: PulleyTable) -> Self {
+        Self { table }
+    }
+
+    /// The table this decodes with.
+    pub fn table(&self) -> PulleyTable {
+        self.table
+    }
+}
+
+impl From<PulleyTable> for PulleyTableDecoder {
+    fn from(table: PulleyTable) -> Self {
+        Self::new(table)
+    }
+}
+
+impl InstructionDecoder for PulleyTableDecoder {
+    fn name(&self) -> &'static str {
+        "pulley"
+    }
+
+    fn decode(&self, code: &[u8]) -> Vec<Instruction> {
         let mut instructions = Vec::new();
         let mut offset = 0;
         while offset < code.len() {
-            match decode_one(code, offset) {
+            match decode_one(code, offset, self.table) {
                 Some(instruction) => {
                     offset += instruction.len as usize;
                     instructions.push(instruction);
@@ -62,28 +104,105 @@ impl InstructionDecoder for PulleyDecoder {
     }
 }
 
-/// Decodes the instruction at `code[offset..]`, or `None` if it is invalid or
-/// truncated. `offset < code.len()`.
-fn decode_one(code: &[u8], offset: usize) -> Option<Instruction> {
-    let rest = code.get(offset..)?;
-    let mut visitor = MaterializeOpsVisitor::new(SafeBytecodeStream::new(rest));
-    let op = Decoder::new().decode_one(&mut visitor).ok()?;
-    let mut len = visitor.bytecode().position();
+/// One instruction, decoded only as far as needed to know its length.
+enum Measured<'a> {
+    /// An op of 48.0.8.
+    Op {
+        /// The op, as 48.0.8 decodes it.
+        op: Op,
+        /// The instruction's bytes in 48.0.8's numbering, from its start;
+        /// at least its `op_len` bytes (not the `br_table32` table).
+        bytes: Cow<'a, [u8]>,
+        /// Bytes of the op itself.
+        op_len: usize,
+        /// Bytes of the instruction: the op, and the table of a
+        /// `br_table32`.
+        len: usize,
+    },
+    /// The 3-byte extended `nop` of Wasmtime 31-39, which has no 3-byte
+    /// form in 48.0.8.
+    ExtendedNop,
+}
 
-    // The table of `br_table32` follows the op and is part of it.
-    let mut table_targets = Vec::new();
-    if let Op::BrTable32(table) = op {
+/// Bytes of the extended `nop` of Wasmtime 31-39.
+const EXTENDED_NOP_BYTES: usize = 3;
+
+/// Measures the instruction at `code[offset..]` under `table`, or `None` if
+/// it is invalid or truncated.
+fn measure(code: &[u8], offset: usize, table: PulleyTable) -> Option<Measured<'_>> {
+    let rest = code.get(offset..).filter(|rest| !rest.is_empty())?;
+    let bytes = match translate(table, rest) {
+        Translation::Same(bytes) => Cow::Borrowed(bytes),
+        Translation::Rewritten(bytes) => Cow::Owned(bytes),
+        Translation::ExtendedNop => return Some(Measured::ExtendedNop),
+        Translation::Invalid => return None,
+    };
+    let (op, op_len) = {
+        let mut visitor = MaterializeOpsVisitor::new(SafeBytecodeStream::new(&bytes));
+        let op = Decoder::new().decode_one(&mut visitor).ok()?;
+        (op, visitor.bytecode().position())
+    };
+    let mut len = op_len;
+    // The table of `br_table32` follows the op and is part of it. A rewritten
+    // opcode keeps its length, so the table is at the same place in `rest`.
+    if let Op::BrTable32(table) = &op {
         let table_len = (table.amt as usize).checked_mul(TABLE_ENTRY_BYTES)?;
-        let table_bytes = rest.get(len..len.checked_add(table_len)?)?;
-        for (i, entry) in table_bytes.chunks_exact(TABLE_ENTRY_BYTES).enumerate() {
-            let rel = i32::from_le_bytes(entry.try_into().ok()?);
-            // Each entry is relative to its own position.
-            table_targets.push(target(offset + len + i * TABLE_ENTRY_BYTES, rel));
-        }
-        len += table_len;
+        len = len.checked_add(table_len)?;
+        rest.get(..len)?;
     }
+    Some(Measured::Op {
+        op,
+        bytes,
+        op_len,
+        len,
+    })
+}
 
-    let text = disassemble(&rest[..len], offset, &table_targets)?;
+/// Length of the instruction at `code[offset..]` under `table`, or `None` if
+/// it is invalid or truncated. Cheaper than [`decode_one`]: no text.
+pub(super) fn instruction_len(code: &[u8], offset: usize, table: PulleyTable) -> Option<usize> {
+    match measure(code, offset, table)? {
+        Measured::Op { len, .. } => Some(len),
+        Measured::ExtendedNop => Some(EXTENDED_NOP_BYTES),
+    }
+}
+
+/// Decodes the instruction at `code[offset..]` under `table`, or `None` if
+/// it is invalid or truncated.
+fn decode_one(code: &[u8], offset: usize, table: PulleyTable) -> Option<Instruction> {
+    let (op, bytes, op_len, len) = match measure(code, offset, table)? {
+        Measured::Op {
+            op,
+            bytes,
+            op_len,
+            len,
+        } => (op, bytes, op_len, len),
+        Measured::ExtendedNop => {
+            return Some(Instruction {
+                offset: offset as u32,
+                len: EXTENDED_NOP_BYTES as u32,
+                opcode: "nop".to_string(),
+                text: "nop".to_string(),
+                kind: InstructionKind::Plain,
+            });
+        }
+    };
+    // `measure` checked that the instruction fits.
+    let table_bytes = code.get(offset + op_len..offset + len)?;
+    let table_targets: Vec<i64> = table_bytes
+        .chunks_exact(TABLE_ENTRY_BYTES)
+        .enumerate()
+        .map(|(i, entry)| {
+            let rel = i32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]);
+            // Each entry is relative to its own position.
+            target(offset + op_len + i * TABLE_ENTRY_BYTES, rel)
+        })
+        .collect();
+
+    // The disassembler reads the table after the op, as the interpreter does.
+    let mut instruction_bytes = bytes.get(..op_len)?.to_vec();
+    instruction_bytes.extend_from_slice(table_bytes);
+    let text = disassemble(&instruction_bytes, offset, &table_targets)?;
     let kind = classify(&op, offset, &table_targets, code.len());
     Some(Instruction {
         offset: offset as u32,
@@ -444,7 +563,8 @@ mod tests {
         let mut seen = 0;
         for mut bytes in encodings {
             bytes.resize(bytes.len() + 64, 0);
-            let inst = decode_one(&bytes, 0).unwrap_or_else(|| panic!("{bytes:?}"));
+            let inst =
+                decode_one(&bytes, 0, PulleyTable::LATEST).unwrap_or_else(|| panic!("{bytes:?}"));
             let name = inst.opcode.as_str();
             assert_eq!(inst.text.split_whitespace().next(), Some(name));
             let expected = if name.starts_with("br_if") {

@@ -24,6 +24,8 @@ pub mod profile;
 pub mod report;
 pub mod sequences;
 pub mod suite;
+#[cfg(feature = "pulley")]
+pub mod tables;
 pub mod text;
 
 pub use profile::{

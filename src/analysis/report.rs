@@ -28,8 +28,10 @@ use super::text::{bytes_text, counted, duration_fixed_text, share};
 // Decoder selection lives beside the decoders; re-exported for the paths
 // embedders already use.
 pub use crate::disasm::{
-    DecoderChoice, Listing, ListingCache, decode_function, instruction_hits, instruction_totals,
+    DecoderChoice, Listing, ListingCache, WHOLE_LISTING_BYTES, decode_function, instruction_hits,
+    instruction_totals,
 };
+use crate::disasm::{Instruction, InstructionKind, inside_samples};
 use crate::format::Format;
 
 /// Options of [`write_report`].
@@ -47,6 +49,13 @@ pub struct ReportOptions {
     pub decoder: DecoderChoice,
     /// Emit ANSI colours.
     pub color: bool,
+    /// List every instruction: no run of unsampled instructions is folded
+    /// into one line (code over [`WHOLE_LISTING_BYTES`] still lists only
+    /// its sampled blocks).
+    pub all_instructions: bool,
+    /// A line on how the bytecode was decoded (which Pulley table, and
+    /// why), for the summary.
+    pub decoder_note: Option<String>,
 }
 
 impl Default for ReportOptions {
@@ -57,6 +66,8 @@ impl Default for ReportOptions {
             top: None,
             decoder: DecoderChoice::Auto,
             color: false,
+            all_instructions: false,
+            decoder_note: None,
         }
     }
 }
@@ -79,41 +90,144 @@ pub struct ReportTotals {
 const RESET: &str = "\x1b[0m";
 const BOLD: &str = "\x1b[1m";
 
+/// Runs of at least this many unsampled instructions print as one line.
+pub const FOLD_RUN: usize = 8;
+
+/// How the report names functions: a name shared by several functions
+/// gets the function's address (and its index, if the address is shared
+/// too: generations of code reloaded at one address), and a call's target
+/// address is looked up among the functions.
+#[derive(Debug)]
+pub struct FunctionNames<'a> {
+    profile: &'a Profile,
+    shared: std::collections::HashMap<&'a str, usize>,
+    /// Functions by address: (start, end, index), the latest loaded last.
+    by_addr: Vec<(u64, u64, usize)>,
+}
+
+impl<'a> FunctionNames<'a> {
+    /// The names of `profile`'s functions.
+    pub fn new(profile: &'a Profile) -> FunctionNames<'a> {
+        let mut shared = std::collections::HashMap::new();
+        for f in &profile.functions {
+            *shared.entry(f.name.as_str()).or_insert(0) += 1;
+        }
+        shared.retain(|_, n| *n > 1);
+        let mut by_addr: Vec<(u64, u64, usize)> = profile
+            .functions
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.addr, f.addr.saturating_add(f.code_len), i))
+            .collect();
+        by_addr.sort_unstable();
+        FunctionNames {
+            profile,
+            shared,
+            by_addr,
+        }
+    }
+
+    /// The name of function `index`, told apart from others of that name.
+    pub fn name(&self, index: usize) -> String {
+        let f = &self.profile.functions[index];
+        if !self.shared.contains_key(f.name.as_str()) {
+            return f.name.clone();
+        }
+        let same_addr = self
+            .by_addr
+            .iter()
+            .filter(|&&(a, _, i)| a == f.addr && self.profile.functions[i].name == f.name)
+            .count();
+        if same_addr > 1 {
+            format!("{}@{:#x}#{index}", f.name, f.addr)
+        } else {
+            format!("{}@{:#x}", f.name, f.addr)
+        }
+    }
+
+    /// The function holding absolute address `addr` (the last loaded).
+    pub fn at(&self, addr: u64) -> Option<usize> {
+        let i = self.by_addr.partition_point(|&(a, _, _)| a <= addr);
+        self.by_addr[..i]
+            .iter()
+            .rev()
+            .take(8)
+            .find(|&&(a, end, _)| addr >= a && addr < end)
+            .map(|&(_, _, i)| i)
+    }
+
+    /// ` -> callee` for a direct call of function `caller`, from the target
+    /// its text gives (`// target = 0x147`, relative to the caller's
+    /// start); empty when unknown.
+    pub fn callee_note(&self, caller: usize, ins: &Instruction) -> String {
+        if ins.kind != InstructionKind::Call {
+            return String::new();
+        }
+        let Some(rel) = call_target(&ins.text) else {
+            return String::new();
+        };
+        let base = self.profile.functions[caller].addr;
+        let Some(addr) = base.checked_add_signed(rel) else {
+            return String::new();
+        };
+        match self.at(addr) {
+            Some(i) if self.profile.functions[i].addr == addr => format!(" -> {}", self.name(i)),
+            Some(i) => format!(
+                " -> {}+{:#x}",
+                self.name(i),
+                addr - self.profile.functions[i].addr
+            ),
+            None => String::new(),
+        }
+    }
+}
+
+/// The target of a direct call as Pulley's disassembly prints it
+/// (`target = 0x147`, or `-0x20`), relative to the function's start.
+pub fn call_target(text: &str) -> Option<i64> {
+    let (_, t) = text.split_once("target = ")?;
+    let t = t.split_whitespace().next()?;
+    let (neg, hex) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t),
+    };
+    let v = i64::from_str_radix(hex.strip_prefix("0x")?, 16).ok()?;
+    Some(if neg { -v } else { v })
+}
+
 /// Writes the report of `profile` to `out`.
 pub fn write_report(
     out: &mut dyn Write,
     profile: &Profile,
     options: &ReportOptions,
 ) -> io::Result<ReportTotals> {
-    let functions = profile.functions_by_heat();
-    // Every function with samples is decoded, since the mid-instruction
-    // count covers them all, listed or not; but a listing is kept only
-    // while it is used, and code seen before (a function reloaded many
-    // times) is decoded once, so memory and time follow the distinct code.
+    let functions = profile.functions_by_heat_indexed();
+    // Every function with samples is outlined (no text), since the
+    // mid-instruction count covers them all, listed or not; only the
+    // functions shown are decoded, and code seen before (a function
+    // reloaded many times) is decoded once.
     let mut memo = ListingCache::default();
     let mut totals = ReportTotals {
         samples: profile.total_samples,
         outside_functions: profile.unresolved,
         ..ReportTotals::default()
     };
-    for f in functions.iter().filter(|f| f.samples > 0) {
-        let l = memo.decode(
+    for &(_, f) in functions.iter().filter(|f| f.1.samples > 0) {
+        let (inside, fell_back) = inside_samples(
             &options.decoder,
             &f.code,
             f.listing.as_deref(),
             f.hits.as_slice(),
         );
-        totals.hex_fallbacks += usize::from(l.fell_back);
-        totals.inside_instructions += instruction_hits(&l.instructions, f.hits.as_slice())
-            .iter()
-            .map(|&(_, inside)| inside)
-            .sum::<u64>();
+        totals.hex_fallbacks += usize::from(fell_back);
+        totals.inside_instructions += inside;
     }
 
     write_summary(out, profile, &totals, options)?;
 
+    let names = FunctionNames::new(profile);
     let mut shown = 0;
-    for f in &functions {
+    for &(index, f) in &functions {
         let pct = profile.percent(f.samples);
         if pct < options.threshold || options.top.is_some_and(|n| shown >= n) {
             continue;
@@ -127,7 +241,7 @@ pub fn write_report(
                 f.hits.as_slice(),
             )
         });
-        write_function(out, profile, f, listing.as_deref(), options)?;
+        write_function(out, &names, (index, f), listing.as_deref(), options)?;
     }
     totals.functions_shown = shown;
     if profile.total_samples == 0 {
@@ -179,7 +293,13 @@ fn write_summary(
             totals.hex_fallbacks
         )?;
     }
-    if matches!(options.decoder, DecoderChoice::Auto) {
+    if let Some(note) = &options.decoder_note {
+        writeln!(out, "decoder: {note}")?;
+    }
+    if matches!(
+        options.decoder,
+        DecoderChoice::Auto | DecoderChoice::AutoWith(_)
+    ) {
         let isas: std::collections::BTreeSet<&str> = profile
             .functions
             .iter()
@@ -303,11 +423,12 @@ fn write_run(out: &mut dyn Write, profile: &Profile) -> io::Result<()> {
 
 fn write_function(
     out: &mut dyn Write,
-    profile: &Profile,
-    f: &FunctionProfile,
+    names: &FunctionNames<'_>,
+    (index, f): (usize, &FunctionProfile),
     listing: Option<&Listing>,
     options: &ReportOptions,
 ) -> io::Result<()> {
+    let profile = names.profile;
     let pct = profile.percent(f.samples);
     let (bold, reset) = if options.color {
         (BOLD, RESET)
@@ -321,7 +442,7 @@ fn write_function(
     writeln!(
         out,
         "{bold}{pct:6.2}% {}{reset}  ({}){note}",
-        f.name,
+        names.name(index),
         counted(f.samples, "sample")
     )?;
     if !options.instructions {
@@ -350,23 +471,37 @@ fn write_function(
         .collect();
     let min = hot.iter().copied().min().unwrap_or(0);
     let max = hot.iter().copied().max().unwrap_or(0);
-    for (ins, &(at, inside)) in listing.instructions.iter().zip(&hits) {
+    // Unsampled instructions wait here; a long run (or one the listing
+    // elided) prints as one line.
+    let mut run = Fold::default();
+    let mut elided = listing.elided.iter().peekable();
+    for (k, (ins, &(at, inside))) in listing.instructions.iter().zip(&hits).enumerate() {
+        while let Some(e) = elided.next_if(|e| e.at <= k) {
+            run.elided(e.instructions, e.bytes);
+        }
         let h = at + inside;
+        if h == 0 {
+            run.push(k, ins);
+            continue;
+        }
+        run.flush(out, listing, names, index, options, ins.offset)?;
+        run.printed(ins);
         let p = share(h, f.samples);
         let inside_note = if inside > 0 {
             format!("    ({inside} inside)")
         } else {
             String::new()
         };
+        let callee = names.callee_note(index, ins);
         if !annotated(h) {
             writeln!(
                 out,
-                "\t        {:6x}: {}{inside_note}",
+                "\t        {:6x}: {}{callee}{inside_note}",
                 ins.offset, ins.text
             )?;
             continue;
         }
-        if options.color && h > 0 {
+        if options.color {
             // Red for the hottest, green for the coolest annotated one.
             let t = if max == min {
                 1.0
@@ -378,16 +513,105 @@ fn write_function(
             let b = if h == max { BOLD } else { "" };
             writeln!(
                 out,
-                "{b}\x1b[38;2;{r};{g};0m\t{p:6.2}% {:6x}: {}{inside_note}{RESET}",
+                "{b}\x1b[38;2;{r};{g};0m\t{p:6.2}% {:6x}: {}{callee}{inside_note}{RESET}",
                 ins.offset, ins.text
             )?;
         } else {
             writeln!(
                 out,
-                "\t{p:6.2}% {:6x}: {}{inside_note}",
+                "\t{p:6.2}% {:6x}: {}{callee}{inside_note}",
                 ins.offset, ins.text
             )?;
         }
     }
+    for e in elided {
+        run.elided(e.instructions, e.bytes);
+    }
+    let end = u32::try_from(f.code_len).unwrap_or(u32::MAX);
+    run.flush(out, listing, names, index, options, end)?;
     Ok(())
+}
+
+/// A run of unsampled instructions being gathered by the report.
+#[derive(Default)]
+struct Fold {
+    /// Listed instructions of the run (indices in the listing).
+    listed: Vec<usize>,
+    /// Instructions and bytes the listing left out within the run.
+    elided_instructions: u64,
+    elided_bytes: u64,
+    /// Bytes of the listed ones.
+    listed_bytes: u64,
+    /// Where the run starts: the offset after the last instruction printed.
+    start: Option<u32>,
+    /// The offset after the last instruction seen.
+    next: u32,
+}
+
+impl Fold {
+    fn push(&mut self, k: usize, ins: &Instruction) {
+        self.start.get_or_insert(self.next);
+        self.listed.push(k);
+        self.listed_bytes += u64::from(ins.len);
+        self.next = ins.offset.saturating_add(ins.len);
+    }
+
+    /// An instruction printed on its own line: a run starts after it.
+    fn printed(&mut self, ins: &Instruction) {
+        self.next = ins.offset.saturating_add(ins.len);
+    }
+
+    fn elided(&mut self, instructions: u64, bytes: u64) {
+        self.start.get_or_insert(self.next);
+        self.elided_instructions += instructions;
+        self.elided_bytes += bytes;
+    }
+
+    /// Prints the run before the instruction at `until`: one line when it
+    /// is long or has elided parts, else its instructions.
+    fn flush(
+        &mut self,
+        out: &mut dyn Write,
+        listing: &Listing,
+        names: &FunctionNames<'_>,
+        caller: usize,
+        options: &ReportOptions,
+        until: u32,
+    ) -> io::Result<()> {
+        let Some(start) = self.start.take() else {
+            return Ok(());
+        };
+        let count = self.listed.len() as u64 + self.elided_instructions;
+        let fold =
+            self.elided_bytes > 0 || (!options.all_instructions && self.listed.len() >= FOLD_RUN);
+        if fold {
+            let bytes = self.listed_bytes + self.elided_bytes;
+            let what = if listing.is_hex() && self.listed.is_empty() {
+                String::new()
+            } else {
+                format!("{}, ", counted(count, "instruction"))
+            };
+            writeln!(
+                out,
+                "\t        {start:6x}: ... {what}{} not sampled (to {until:#x})",
+                counted(bytes, "byte")
+            )?;
+        } else {
+            for &k in &self.listed {
+                let ins = &listing.instructions[k];
+                writeln!(
+                    out,
+                    "\t        {:6x}: {}{}",
+                    ins.offset,
+                    ins.text,
+                    names.callee_note(caller, ins)
+                )?;
+            }
+        }
+        self.listed.clear();
+        self.listed_bytes = 0;
+        self.elided_instructions = 0;
+        self.elided_bytes = 0;
+        Ok(())
+    }
 }

@@ -63,6 +63,34 @@ enum Command {
     Merge(merge::MergeArgs),
 }
 
+/// `--pulley-version`: a Wasmtime major version, or `auto`.
+#[derive(Debug, Clone, Copy)]
+pub struct PulleyVersion(Option<pcprof::pulley::PulleyTable>);
+
+impl std::str::FromStr for PulleyVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(PulleyVersion(None));
+        }
+        s.parse()
+            .map(|t| PulleyVersion(Some(t)))
+            .map_err(|e| format!("{e}"))
+    }
+}
+
+impl PulleyVersion {
+    /// The decoder for `profile`, with the table asked for or detected, and
+    /// the report's line on it.
+    pub fn choose(
+        self,
+        profile: &Profile,
+        decoder: pcprof::disasm::DecoderChoice,
+    ) -> (pcprof::disasm::DecoderChoice, Option<String>) {
+        pcprof::analysis::tables::with_pulley_table(profile, decoder, self.0)
+    }
+}
+
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {

@@ -46,6 +46,15 @@ pub struct ReportArgs {
     /// hex), pulley or hex.
     #[arg(long, default_value = "auto")]
     decoder: DecoderChoice,
+    /// The Wasmtime version whose Pulley opcode table decodes the bytecode
+    /// (a major version, 31 to 51), or auto: detected from the samples.
+    #[arg(long, value_name = "VERSION", default_value = "auto")]
+    pulley_version: super::PulleyVersion,
+    /// List every instruction: runs of unsampled instructions are not
+    /// folded into one line (functions over 256 KiB still list only their
+    /// sampled basic blocks).
+    #[arg(long)]
+    all_instructions: bool,
 }
 
 /// Parses a percentage in 0..=100.
@@ -61,18 +70,24 @@ pub(crate) fn parse_percent(s: &str) -> Result<f64, String> {
 
 /// Runs `pcprof report`.
 pub fn run(args: ReportArgs) -> CliResult {
-    let options = ReportOptions {
+    let mut options = ReportOptions {
         threshold: args.threshold,
         instructions: args.instructions,
         top: args.top,
-        decoder: args.decoder,
+        decoder: args.decoder.clone(),
         color: super::stdout_color(),
+        all_instructions: args.all_instructions,
+        decoder_note: None,
     };
     if let [file] = args.files.as_slice() {
         let profile = super::load_filtered(file, args.interp)?;
+        (options.decoder, options.decoder_note) =
+            args.pulley_version.choose(&profile, args.decoder);
         return run_one(&profile, &options);
     }
     let suite = super::load_suite_filtered(&args.files, args.interp)?;
+    (options.decoder, options.decoder_note) =
+        args.pulley_version.choose(&suite.profile, args.decoder);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     write_report(&mut out, &suite.profile, &options)?;

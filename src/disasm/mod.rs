@@ -22,7 +22,10 @@ pub mod choice;
 pub mod hex;
 pub mod listed;
 
-pub use choice::{DecoderChoice, Listing, ListingCache, decode_function};
+pub use choice::{
+    DecoderChoice, Elided, Listing, ListingCache, WHOLE_LISTING_BYTES, decode_function,
+    inside_samples,
+};
 pub use hex::HexDecoder;
 pub use listed::{RecordedDecoder, listed_instructions};
 
@@ -55,6 +58,25 @@ pub trait InstructionDecoder: Send + Sync + fmt::Debug {
     /// Decodes `code` completely. Instructions are in offset order, do not
     /// overlap and cover `code` from offset 0 to its end.
     fn decode(&self, code: &[u8]) -> Vec<Instruction>;
+
+    /// The instructions of `code` without their text, each as (offset,
+    /// length, control flow), in the order of [`InstructionDecoder::decode`]:
+    /// the cheap pass over code too big to list whole (a function of tens
+    /// of megabytes), whose sampled instructions alone are then decoded
+    /// with [`InstructionDecoder::decode_at`]. The default decodes
+    /// everything; decoders of big code override it.
+    fn outline(&self, code: &[u8], each: &mut dyn FnMut(u32, u32, &InstructionKind)) {
+        for i in self.decode(code) {
+            each(i.offset, i.len, &i.kind);
+        }
+    }
+
+    /// The instruction starting at `offset` (one that
+    /// [`InstructionDecoder::outline`] reports), with its text. The default
+    /// decodes everything.
+    fn decode_at(&self, code: &[u8], offset: u32) -> Option<Instruction> {
+        self.decode(code).into_iter().find(|i| i.offset == offset)
+    }
 }
 
 /// Index of the instruction that starts exactly at `offset`, if any.

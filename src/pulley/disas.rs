@@ -53,6 +53,14 @@ impl InstructionDecoder for PulleyDecoder {
     fn decode(&self, code: &[u8]) -> Vec<Instruction> {
         PulleyTableDecoder::new(PulleyTable::LATEST).decode(code)
     }
+
+    fn outline(&self, code: &[u8], each: &mut dyn FnMut(u32, u32, &InstructionKind)) {
+        PulleyTableDecoder::new(PulleyTable::LATEST).outline(code, each)
+    }
+
+    fn decode_at(&self, code: &[u8], offset: u32) -> Option<Instruction> {
+        decode_one(code, offset as usize, PulleyTable::LATEST)
+    }
 }
 
 /// Decodes Pulley bytecode written by the Wasmtime versions of `table`.
@@ -101,6 +109,38 @@ impl InstructionDecoder for PulleyTableDecoder {
             }
         }
         instructions
+    }
+
+    fn outline(&self, code: &[u8], each: &mut dyn FnMut(u32, u32, &InstructionKind)) {
+        let mut offset = 0;
+        while offset < code.len() {
+            let Some(m) = measure(code, offset, self.table) else {
+                each(
+                    offset as u32,
+                    (code.len() - offset) as u32,
+                    &InstructionKind::Undecodable,
+                );
+                return;
+            };
+            let (len, kind) = match m {
+                Measured::Op {
+                    op, op_len, len, ..
+                } => {
+                    let targets = match &op {
+                        Op::BrTable32(_) => table_targets(code, offset, op_len, len),
+                        _ => Vec::new(),
+                    };
+                    (len, classify(&op, offset, &targets, code.len()))
+                }
+                Measured::ExtendedNop => (EXTENDED_NOP_BYTES, InstructionKind::Plain),
+            };
+            each(offset as u32, len as u32, &kind);
+            offset += len;
+        }
+    }
+
+    fn decode_at(&self, code: &[u8], offset: u32) -> Option<Instruction> {
+        decode_one(code, offset as usize, self.table)
     }
 }
 
@@ -189,15 +229,7 @@ fn decode_one(code: &[u8], offset: usize, table: PulleyTable) -> Option<Instruct
     };
     // `measure` checked that the instruction fits.
     let table_bytes = code.get(offset + op_len..offset + len)?;
-    let table_targets: Vec<i64> = table_bytes
-        .chunks_exact(TABLE_ENTRY_BYTES)
-        .enumerate()
-        .map(|(i, entry)| {
-            let rel = i32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]);
-            // Each entry is relative to its own position.
-            target(offset + op_len + i * TABLE_ENTRY_BYTES, rel)
-        })
-        .collect();
+    let table_targets = table_targets(code, offset, op_len, len);
 
     // The disassembler reads the table after the op, as the interpreter does.
     let mut instruction_bytes = bytes.get(..op_len)?.to_vec();
@@ -211,6 +243,21 @@ fn decode_one(code: &[u8], offset: usize, table: PulleyTable) -> Option<Instruct
         text,
         kind,
     })
+}
+
+/// The destinations of the `br_table32` at `offset` (`op_len` bytes of op,
+/// `len` with its table), relative to the function start.
+fn table_targets(code: &[u8], offset: usize, op_len: usize, len: usize) -> Vec<i64> {
+    code.get(offset + op_len..offset + len)
+        .unwrap_or(&[])
+        .chunks_exact(TABLE_ENTRY_BYTES)
+        .enumerate()
+        .map(|(i, entry)| {
+            let rel = i32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]);
+            // Each entry is relative to its own position.
+            target(offset + op_len + i * TABLE_ENTRY_BYTES, rel)
+        })
+        .collect()
 }
 
 /// Pulley's own disassembly of the single instruction `bytes`, which starts at

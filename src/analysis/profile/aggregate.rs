@@ -51,6 +51,10 @@ struct Slot {
     function: u32,
 }
 
+/// A function moves its counters to the arena once it has a sample for
+/// every this many bytes of its code.
+const DENSE_EVERY: u64 = 4;
+
 /// A function's counters: where in the arena, or in the map.
 const SPARSE: u32 = u32::MAX;
 /// Not sampled yet.
@@ -71,9 +75,10 @@ const NONE_YET: u32 = u32::MAX - 1;
 /// A function's index must fit in 32 bits less two (the markers).
 pub(super) struct Tally {
     resolver: Resolver,
-    /// Per function: address, code length, and where its counters are (an
-    /// index in `arena`, [`SPARSE`] or [`NONE_YET`]).
-    functions: Vec<(u64, u64, u32)>,
+    /// Per function: address, code length, where its counters are (an
+    /// index in `arena`, [`SPARSE`] or [`NONE_YET`]), and its samples while
+    /// they are in `sparse`.
+    functions: Vec<(u64, u64, u32, u32)>,
     arena: Vec<u16>,
     /// Arena index → multiples of 65 536 carried out of its counter.
     overflow: FoldMap<u32, u64>,
@@ -123,7 +128,7 @@ impl Tally {
     pub(super) fn add_function(&mut self, addr: u64, len: u64, loaded_ns: u64) {
         self.resolver
             .add(self.functions.len(), addr, len, loaded_ns);
-        self.functions.push((addr, len, NONE_YET));
+        self.functions.push((addr, len, NONE_YET, 0));
         self.lo = self.lo.min(addr);
         self.hi = self.hi.max(addr.saturating_add(len));
     }
@@ -172,7 +177,7 @@ impl Tally {
         };
         // The resolver answers only for PCs inside the function; the checks
         // keep a bad answer (or a function past u32 indices) from counting.
-        let Some(&(addr, len, at)) = self.functions.get(hit.index) else {
+        let Some(&(addr, len, at, _)) = self.functions.get(hit.index) else {
             self.unresolved += n;
             return OTHER;
         };
@@ -206,28 +211,33 @@ impl Tally {
         function
     }
 
-    /// The first sample of a function, or one of a big function.
+    /// A sample of a function whose counters are in the map: a function
+    /// starts there, and moves to the arena once it has a sample for every
+    /// [`DENSE_EVERY`] bytes of its code (if small), so the counters of a
+    /// function hit a few times hold its sampled offsets only.
     #[cold]
     fn count_slow(&mut self, index: usize, offset: u64, n: u64) {
-        let (_, len, at) = self.functions[index];
-        if at == NONE_YET {
-            let base = self.arena.len() as u64;
-            let at = if len <= DENSE_CODE_BYTES && base + len < u64::from(NONE_YET) {
-                self.arena.resize((base + len) as usize, 0);
-                base as u32
-            } else {
-                SPARSE
-            };
-            self.functions[index].2 = at;
-            if at != SPARSE {
-                self.bump(at as usize + offset as usize, n);
-                return;
-            }
-        }
         *self
             .sparse
             .entry(((index as u64) << 32) | offset)
             .or_insert(0) += n;
+        let (_, len, _, samples) = &mut self.functions[index];
+        *samples = samples.saturating_add(n.min(u64::from(u32::MAX)) as u32);
+        let (len, samples) = (*len, u64::from(*samples));
+        self.functions[index].2 = SPARSE;
+        let base = self.arena.len() as u64;
+        if len <= DENSE_CODE_BYTES
+            && samples.saturating_mul(DENSE_EVERY) >= len
+            && base + len < u64::from(NONE_YET)
+        {
+            self.arena.resize((base + len) as usize, 0);
+            self.functions[index].2 = base as u32;
+            for o in 0..len {
+                if let Some(c) = self.sparse.remove(&(((index as u64) << 32) | o)) {
+                    self.bump(base as usize + o as usize, c);
+                }
+            }
+        }
     }
 
     /// `pcs` into `out` in address order, near enough: a counting sort on
@@ -278,7 +288,7 @@ impl Tally {
     /// Every (function, offset, samples) counted, in no order.
     fn counts(&self) -> Vec<(usize, u32, u64)> {
         let mut out = Vec::new();
-        for (fi, &(_, len, at)) in self.functions.iter().enumerate() {
+        for (fi, &(_, len, at, _)) in self.functions.iter().enumerate() {
             if at >= NONE_YET {
                 continue;
             }
@@ -315,15 +325,9 @@ impl Tally {
         if n == 0 {
             return;
         }
-        // Merged counts go to the map: exact whatever their size.
         let at = self.functions[index].2;
         if at < NONE_YET {
-            let i = at as usize + offset as usize;
-            let sum = u64::from(self.arena[i]) + n;
-            self.arena[i] = sum as u16;
-            if sum >> 16 > 0 {
-                *self.overflow.entry(i as u32).or_insert(0) += sum >> 16;
-            }
+            self.bump(at as usize + offset as usize, n);
         } else {
             *self
                 .sparse

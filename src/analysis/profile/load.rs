@@ -183,6 +183,8 @@ const BLOCK_EVENTS: usize = 1024;
 /// Pulley files smaller than this are tallied on one thread: below it, a
 /// second thread costs more than it saves.
 const PARALLEL_MIN_BYTES: u64 = 16 << 20;
+/// Samples a Pulley file shows before more threads join the tally.
+const PARALLEL_AFTER_SAMPLES: u64 = 1 << 20;
 
 /// What the reading thread hands over: events in file order, each with the
 /// end of its samples in `samples` / `pcs` and, for a function, where its
@@ -296,38 +298,55 @@ fn aggregate_pipelined<R: Read + Send>(
                 }
             }
         });
-        // Tally threads: each counts the chunks sent to it.
-        let mut to_helpers = Vec::new();
+        // Tally threads, started once the file has shown many samples (a
+        // file of code and few samples gains nothing from them): each
+        // counts the chunks sent to it.
+        let mut to_helpers: Vec<std::sync::mpsc::SyncSender<TallyMsg>> = Vec::new();
         let mut joins = Vec::new();
-        for _ in 0..helpers {
-            let (tx, rx) = sync_channel::<TallyMsg>(64);
-            to_helpers.push(tx);
-            joins.push(scope.spawn(move || {
-                let mut tally = Tally::new();
-                let mut timeline = TimelineBuilder::new(true, buckets);
-                for msg in rx {
-                    match msg {
-                        TallyMsg::Function { addr, len } => tally.add_function(addr, len, 0),
-                        TallyMsg::Chunk {
-                            pcs,
-                            from,
-                            to,
-                            first,
-                        } => tally_indexed(
-                            &mut tally,
-                            &mut timeline,
-                            0,
-                            first,
-                            pcs.get(from..to).unwrap_or(&[]),
-                            |pc| u64::from_le_bytes(*pc),
-                        ),
+        let mut start_helpers = |p: &Profile, to_helpers: &mut Vec<_>| {
+            for _ in 0..helpers {
+                let (tx, rx) = sync_channel::<TallyMsg>(64);
+                joins.push(scope.spawn(move || {
+                    let mut tally = Tally::new();
+                    let mut timeline = TimelineBuilder::new(true, buckets);
+                    for msg in rx {
+                        match msg {
+                            TallyMsg::Function { addr, len } => tally.add_function(addr, len, 0),
+                            TallyMsg::Chunk {
+                                pcs,
+                                from,
+                                to,
+                                first,
+                            } => tally_indexed(
+                                &mut tally,
+                                &mut timeline,
+                                0,
+                                first,
+                                pcs.get(from..to).unwrap_or(&[]),
+                                |pc| u64::from_le_bytes(*pc),
+                            ),
+                        }
                     }
+                    (tally, timeline)
+                }));
+                // The functions read so far, once the thread runs to take
+                // them (the channel is bounded).
+                for f in &p.functions {
+                    // A helper has gone only if it panicked; the join below
+                    // reports it.
+                    let _ = tx.send(TallyMsg::Function {
+                        addr: f.addr,
+                        len: f.code_len,
+                    });
                 }
-                (tally, timeline)
-            }));
-        }
+                to_helpers.push(tx);
+            }
+        };
         let mut turn = 0usize;
         for mut block in full_rx {
+            if helpers > 0 && to_helpers.is_empty() && agg.next_index() > PARALLEL_AFTER_SAMPLES {
+                start_helpers(&p, &mut to_helpers);
+            }
             let (mut s0, mut p0) = (0, 0);
             let pcs = block.pcs.clone();
             for (ev, s1, p1, code_at) in block.events.drain(..) {

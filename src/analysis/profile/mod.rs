@@ -292,6 +292,18 @@ impl Profile {
         v
     }
 
+    /// [`Profile::functions_by_heat`], with each function's index in
+    /// [`Profile::functions`].
+    pub fn functions_by_heat_indexed(&self) -> Vec<(usize, &FunctionProfile)> {
+        let mut v: Vec<(usize, &FunctionProfile)> = self.functions.iter().enumerate().collect();
+        v.sort_by(|a, b| {
+            b.1.samples
+                .cmp(&a.1.samples)
+                .then_with(|| a.1.name.cmp(&b.1.name))
+        });
+        v
+    }
+
     /// Share of all samples, in percent.
     pub fn percent(&self, samples: u64) -> f64 {
         if self.total_samples == 0 {

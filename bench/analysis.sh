@@ -55,3 +55,38 @@ for _ in $(seq 1 "$ROUNDS"); do
   done
 done | sort -k1,1 -k2,2n
 echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- Real shapes (issue 19): samples that hop between functions on every
+# sample (8, 1 000 and 50 000 functions, 50 M samples), and a file shaped
+# like Wasmtime's profile of Yosys (54 649 functions, 136 MB of code, one
+# function of 23.5 MB that takes 3 samples in 10, 9 335 samples). Median of
+# $ROUNDS interleaved rounds for every command, side by side with the
+# viewer and the page-cache read.
+[ -s "$DIR/hop8.pulley" ] || "$G" "$DIR/hop8.pulley" --functions 8 --hop --record 1000000 >&2
+[ -s "$DIR/hop1000.pulley" ] || "$G" "$DIR/hop1000.pulley" --functions 1000 --hop --record 1000000 >&2
+[ -s "$DIR/hop50000.pulley" ] || "$G" "$DIR/hop50000.pulley" --functions 50000 --hop --record 1000000 >&2
+[ -s "$DIR/yosys.pulley" ] || "$G" "$DIR/yosys.pulley" --functions 54649 --code-bytes 136000000 \
+  --big 23500000 --samples 9335 --hop --record 20000 >&2
+echo "# real shapes, median of $ROUNDS rounds: file command wall(s) cpu(s) maxrss(MB)"
+for f in hop8 hop1000 hop50000 yosys; do
+  F="$DIR/$f.pulley"
+  cat "$F" >/dev/null
+  for _ in $(seq 1 "$ROUNDS"); do
+    for c in viewer report report-noinstr sequences html dd; do
+      case $c in
+        viewer) cmd=("$P" "$F") ;;
+        report) cmd=("$B" report "$F") ;;
+        report-noinstr) cmd=("$B" report "$F" --instructions false) ;;
+        sequences) cmd=("$B" sequences "$F") ;;
+        html) cmd=("$B" html "$F" -o "$DIR/$f.html") ;;
+        dd) cmd=(dd if="$F" of=/dev/null bs=512K) ;;
+      esac
+      /usr/bin/time -f "$f $c %e %U %S %M" -o "$DIR/one" "${cmd[@]}" >/dev/null 2>&1 || true
+      cat "$DIR/one"
+    done
+  done
+done | awk '{k=$1" "$2; n[k]++; w[k,n[k]]=$3; c[k,n[k]]=$4+$5; m[k,n[k]]=$6}
+  END {for (k in n) {cnt=n[k]; for(i=1;i<=cnt;i++) ws[i]=w[k,i]; asort(ws);
+    mid=int((cnt+1)/2); for(i=1;i<=cnt;i++) if (w[k,i]==ws[mid]) {j=i}
+    printf "%-26s %7.2f %7.2f %9.1f\n", k, w[k,j], c[k,j], m[k,j]/1024}}' | sort
+echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -375,7 +375,7 @@ fn a_profile_loads_from_any_reader() {
     assert_eq!(profile.file_bytes, bytes.len() as u64);
     assert_eq!(profile.path, std::path::Path::new("<memory>"));
     let f = &profile.functions[0];
-    assert_eq!((f.name.as_str(), f.samples, f.hits[3]), ("f", 7, 7));
+    assert_eq!((f.name.as_str(), f.samples, f.hits.get(3)), ("f", 7, 7));
     assert!(profile.summary.is_some());
 }
 

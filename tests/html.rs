@@ -398,9 +398,13 @@ fn browser_shows_hottest_first_and_sorts() {
     // A third function with samples, so that every sort order differs.
     let input = dir.path("fixture.pcprof");
     write_fixture(&input, NASTY);
-    let mut profile = load(&input, &LoadOptions::default(), |_| {}).unwrap();
+    let all_code = LoadOptions {
+        keep_all_code: true,
+        ..LoadOptions::default()
+    };
+    let mut profile = load(&input, &all_code, |_| {}).unwrap();
     profile.functions[2].samples = 5;
-    profile.functions[2].hits[0] = 5;
+    profile.functions[2].hits = pcprof::analysis::profile::Hits::from_pairs(vec![(0, 5)]);
     profile.total_samples += 5;
     let page = dir.path("report.html");
     write_report(&profile, &options(), &page).unwrap();

@@ -92,7 +92,7 @@ fn a_recorded_instruction_set_names_instructions_and_cuts_blocks() {
         first.listing.as_ref().unwrap(),
         last.listing.as_ref().unwrap()
     ));
-    assert_eq!(last.hits, vec![2, 2, 2, 0, 2, 2]);
+    assert_eq!(last.hits.dense(6), vec![2, 2, 2, 0, 2, 2]);
 
     let mut out = Vec::new();
     write_report(

@@ -269,8 +269,8 @@ fn unload_and_address_reuse_resolve_by_time() {
         .collect();
     assert_eq!(by_name, [("old", 5), ("new", 3)]);
     assert_eq!(profile.unresolved, 0);
-    assert_eq!(profile.functions[0].hits[5], 5);
-    assert_eq!(profile.functions[1].hits[5], 3);
+    assert_eq!(profile.functions[0].hits.get(5), 5);
+    assert_eq!(profile.functions[1].hits.get(5), 3);
 }
 
 #[test]

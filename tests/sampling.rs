@@ -95,7 +95,7 @@ fn hits_at(profile: &Profile, name: &str, offset: usize) -> u64 {
         .functions
         .iter()
         .filter(|f| f.name == name)
-        .map(|f| f.hits.get(offset).copied().unwrap_or(0))
+        .map(|f| f.hits.get(offset as u32))
         .sum()
 }
 

@@ -64,7 +64,7 @@ fn a_large_pulley_section_streams_in_bounded_chunks() {
     let p = load_bytes(&bytes, &LoadOptions::default(), |_| {}).unwrap();
     assert_eq!(p.total_samples, n);
     assert_eq!(p.functions[0].samples, n);
-    assert_eq!(p.functions[0].hits[63], n / 64);
+    assert_eq!(p.functions[0].hits.get(63), n / 64);
     assert_eq!(p.timeline.total(), n);
 }
 

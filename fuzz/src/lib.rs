@@ -309,6 +309,7 @@ pub fn load(data: &[u8]) {
         let options = LoadOptions {
             interp: Some(id),
             timeline_buckets: 7,
+            ..LoadOptions::default()
         };
         let q = load_bytes(data, &options, |_| {}).expect("loaded once already");
         check_profile(&q, len, &options);
@@ -330,8 +331,12 @@ fn check_profile(p: &Profile, len: u64, options: &LoadOptions) {
     assert_eq!(p.file_bytes, len);
     let mut in_functions = 0u64;
     for f in &p.functions {
-        assert_eq!(f.hits.len(), f.code.len());
-        assert_eq!(f.samples, f.hits.iter().sum::<u64>());
+        assert!(f.hits.iter().all(|(o, _)| u64::from(o) < f.code_len));
+        assert_eq!(f.samples, f.hits.total());
+        assert!(
+            f.samples == 0 || f.has_code(),
+            "a sampled function keeps its code"
+        );
         in_functions += f.samples;
     }
     assert_eq!(in_functions + p.unresolved, p.total_samples);

@@ -122,15 +122,21 @@ pub struct ProfileDiff {
 }
 
 /// A function name's samples and code in one profile.
+#[derive(Clone)]
 struct Named<'a> {
     samples: u64,
+    /// The first generation's: its code (empty if not kept), length and CRC.
     code: &'a [u8],
+    code_id: (u64, u32),
     /// The file's listing of that code, if any.
     listing: Option<&'a crate::format::ListingRecord>,
     /// Borrowed from the profile unless generations had to be summed.
     hits: std::borrow::Cow<'a, crate::analysis::profile::Hits>,
     /// Samples of generations whose code differs from the first one's.
     other_code_samples: u64,
+    /// Offsets that shape the listing of big code, when they are not
+    /// `hits` (both sides of a diff).
+    shape: Option<crate::analysis::profile::Hits>,
 }
 
 fn by_name(p: &Profile) -> BTreeMap<&str, Named<'_>> {
@@ -147,7 +153,8 @@ fn decoded<'a>(
     decoder: &DecoderChoice,
     n: &Named<'a>,
 ) -> (std::rc::Rc<crate::disasm::Listing>, Vec<(u64, u64)>) {
-    let l = cache.decode(decoder, n.code, n.listing, &[]);
+    let shape = n.shape.as_ref().unwrap_or(&n.hits);
+    let l = cache.decode(decoder, n.code, n.listing, shape.as_slice());
     let h = instruction_hits(&l.instructions, n.hits.as_slice());
     (l, h)
 }
@@ -160,21 +167,44 @@ fn add_generation<'a>(m: &mut BTreeMap<&'a str, Named<'a>>, f: &'a FunctionProfi
                 Named {
                     samples: f.samples,
                     code: &f.code,
+                    code_id: (f.code_len, f.code_crc),
                     listing: f.listing.as_deref(),
                     hits: std::borrow::Cow::Borrowed(&f.hits),
                     other_code_samples: 0,
+                    shape: None,
                 },
             );
         }
         Some(n) => {
             n.samples += f.samples;
-            if n.code == f.code.as_slice() {
+            if n.code_id == (f.code_len, f.code_crc) {
+                // Only sampled generations keep their code.
+                if n.code.is_empty() {
+                    n.code = &f.code;
+                }
                 n.hits.to_mut().add(&f.hits);
             } else {
                 n.other_code_samples += f.samples;
             }
         }
     }
+}
+
+/// Two sides of the same code, made to list alike: each gets the bytes of
+/// whichever kept them, and the listing is cut (for big code) at the
+/// samples of both, each side counting its own.
+fn both_sides<'a>(x: &Named<'a>, y: &Named<'a>) -> (Named<'a>, Named<'a>) {
+    let code = if x.code.is_empty() { y.code } else { x.code };
+    let (mut x, mut y) = (x.clone(), y.clone());
+    x.code = code;
+    y.code = code;
+    if code.len() > crate::disasm::WHOLE_LISTING_BYTES {
+        let mut union = x.hits.clone().into_owned();
+        union.add(&y.hits);
+        x.shape = Some(union.clone());
+        y.shape = Some(union);
+    }
+    (x, y)
 }
 
 fn side(samples: u64, total: u64) -> Side {
@@ -212,11 +242,19 @@ pub fn diff(before: &Profile, after: &Profile, options: &DiffOptions) -> Profile
                         ));
                     }
                 }
-                let (lb, hb) = decoded(&mut cache, &options.decoder, x);
+                let same = x.code_id == y.code_id;
+                // The same code is listed alike on both sides: with either
+                // side's bytes (a side without samples kept none), and for
+                // code listed by its sampled blocks, the blocks of both.
+                let (x, y) = match same {
+                    true => both_sides(x, y),
+                    false => (x.clone(), y.clone()),
+                };
+                let (lb, hb) = decoded(&mut cache, &options.decoder, &x);
                 let ib = &lb.instructions;
-                let (la, ha) = decoded(&mut cache, &options.decoder, y);
+                let (la, ha) = decoded(&mut cache, &options.decoder, &y);
                 let ia = &la.instructions;
-                if x.code == y.code {
+                if same {
                     for (k, ins) in ib.iter().enumerate() {
                         let sb = hb[k].0 + hb[k].1;
                         let sa = ha.get(k).map_or(0, |h| h.0 + h.1);

@@ -130,7 +130,8 @@ impl<'a> ListingCache<'a> {
             return l.clone();
         }
         let l = std::rc::Rc::new(decode_function(choice, code, listed, hits));
-        if !l.is_hex() {
+        // Hex lines, and the blocks listed of big code, follow the samples.
+        if !l.is_hex() && l.elided.is_empty() && code.len() <= WHOLE_LISTING_BYTES {
             if self.by_code.len() >= Self::MAX {
                 self.by_code.clear();
             }

@@ -234,7 +234,19 @@ fn decode_one(code: &[u8], offset: usize, table: PulleyTable) -> Option<Instruct
     // The disassembler reads the table after the op, as the interpreter does.
     let mut instruction_bytes = bytes.get(..op_len)?.to_vec();
     instruction_bytes.extend_from_slice(table_bytes);
-    let text = disassemble(&instruction_bytes, offset, &table_targets)?;
+    let mut text = disassemble(&instruction_bytes, offset, &table_targets)?;
+    // Pulley prints a float constant's bits as an integer; a reader wants
+    // the number.
+    let float = match &op {
+        Op::ExtendedOp(ExtendedOp::FConst32(c)) => Some(format!("{:?}", f32::from_bits(c.bits))),
+        Op::ExtendedOp(ExtendedOp::FConst64(c)) => Some(format!("{:?}", f64::from_bits(c.bits))),
+        _ => None,
+    };
+    if let Some(v) = float
+        && let Some((head, _)) = text.rsplit_once(", ")
+    {
+        text = format!("{head}, {v}");
+    }
     let kind = classify(&op, offset, &table_targets, code.len());
     Some(Instruction {
         offset: offset as u32,
@@ -471,6 +483,52 @@ mod tests {
             end += inst.len;
         }
         assert_eq!(end as usize, code.len());
+    }
+
+    #[test]
+    fn float_constants_read_as_floats() {
+        let mut code = Vec::new();
+        pulley_interpreter::encode::fconst32(
+            &mut code,
+            pulley_interpreter::FReg::f1,
+            1.5f32.to_bits(),
+        );
+        pulley_interpreter::encode::fconst64(
+            &mut code,
+            pulley_interpreter::FReg::f2,
+            (-0.1f64).to_bits(),
+        );
+        let ins = PulleyDecoder.decode(&code);
+        assert_eq!(ins[0].text, "fconst32 f1, 1.5");
+        assert_eq!(ins[1].text, "fconst64 f2, -0.1");
+    }
+
+    #[test]
+    fn outline_and_decode_at_agree_with_decode() {
+        let program = DemoProgram::new();
+        for (name, body) in program.function_bodies() {
+            let full = PulleyDecoder.decode(body);
+            let mut outline = Vec::new();
+            PulleyDecoder.outline(body, &mut |o, l, k| outline.push((o, l, k.clone())));
+            let expected: Vec<_> = full
+                .iter()
+                .map(|i| (i.offset, i.len, i.kind.clone()))
+                .collect();
+            assert_eq!(outline, expected, "{name}");
+            for i in &full {
+                assert_eq!(
+                    PulleyDecoder.decode_at(body, i.offset).as_ref(),
+                    Some(i),
+                    "{name}"
+                );
+            }
+        }
+        // Undecodable bytes end the outline as one instruction, as in decode.
+        let mut outline = Vec::new();
+        PulleyDecoder.outline(&[0xff, 0xff, 0x01], &mut |o, l, k| {
+            outline.push((o, l, k.clone()))
+        });
+        assert_eq!(outline, vec![(0, 3, InstructionKind::Undecodable)]);
     }
 
     #[test]

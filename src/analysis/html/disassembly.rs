@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use super::functions::{heat, share_bar};
 use super::{HtmlOptions, Listed};
 use crate::analysis::profile::Profile;
+use crate::analysis::report::FunctionNames;
 use crate::analysis::text::{escape, thousands};
 
 /// Instructions of context shown around a hot instruction when a function
@@ -34,6 +35,7 @@ pub(super) fn disassembly(
         out.push_str("<p class=\"note\">Nothing to show.</p>\n");
     }
     let max = listed.first().map_or(0, |l| l.function.samples);
+    let names = FunctionNames::new(profile);
     for (rank, l) in listed.iter().take(shown).enumerate() {
         let f = l.function;
         let _ = write!(
@@ -42,10 +44,10 @@ pub(super) fn disassembly(
              <span class=\"fname\">{name}</span><span class=\"fstat\">{samples} samples · \
              {size} bytes · {addr:#x}{unloaded}</span>{bar}</summary>\n",
             idx = l.index,
-            name = escape(&f.name),
+            name = escape(&names.name(l.index)),
             open = if rank < 3 { " open" } else { "" },
             samples = thousands(f.samples),
-            size = f.code.len(),
+            size = f.code_len,
             addr = f.addr,
             unloaded = if f.unloaded_ns.is_some() {
                 " · unloaded"
@@ -54,7 +56,7 @@ pub(super) fn disassembly(
             },
             bar = share_bar(f.samples, max, profile.percent(f.samples)),
         );
-        listing(out, profile, l, options.max_lines_per_function);
+        listing(out, profile, &names, l, options.max_lines_per_function);
         out.push_str("</details>\n");
     }
     out.push_str("</section>\n");
@@ -62,7 +64,13 @@ pub(super) fn disassembly(
 
 /// The instructions of one function with their heat; long functions are cut
 /// to windows around their hottest instructions.
-fn listing(out: &mut String, profile: &Profile, l: &Listed<'_>, max_lines: usize) {
+fn listing(
+    out: &mut String,
+    profile: &Profile,
+    names: &FunctionNames<'_>,
+    l: &Listed<'_>,
+    max_lines: usize,
+) {
     let n = l.instructions.len();
     let shown = lines_to_show(&l.hits, max_lines.max(1));
     let fmax = l.hits.iter().copied().max().unwrap_or(0);
@@ -115,7 +123,7 @@ fn listing(out: &mut String, profile: &Profile, l: &Listed<'_>, max_lines: usize
             )),
             off = ins.offset,
             cnt = if h > 0 { thousands(h) } else { String::new() },
-            text = escape(&ins.text),
+            text = escape(&format!("{}{}", ins.text, names.callee_note(l.index, ins))),
         );
     }
     if n > next && next > 0 {

@@ -96,7 +96,7 @@ pub(super) fn functions_table(
             name = escape(&f.name),
             samples = f.samples,
             samples_text = thousands(f.samples),
-            size = f.code.len(),
+            size = f.code_len,
             addr = f.addr,
             bar = share_bar(f.samples, max, pct),
             hottest = escape(&hottest),

@@ -285,37 +285,37 @@ impl Tally {
         }
     }
 
-    /// Every (function, offset, samples) counted, in no order.
-    fn counts(&self) -> Vec<(usize, u32, u64)> {
-        let mut out = Vec::new();
-        for (fi, &(_, len, at, _)) in self.functions.iter().enumerate() {
-            if at >= NONE_YET {
-                continue;
-            }
-            let at = at as usize;
-            for (o, &c) in self.arena[at..at + len as usize].iter().enumerate() {
-                let carried = match self.overflow.is_empty() {
-                    true => 0,
-                    false => self.overflow.get(&((at + o) as u32)).copied().unwrap_or(0),
-                };
-                let n = u64::from(c) + (carried << 16);
-                if n > 0 {
-                    out.push((fi, o as u32, n));
-                }
+    /// The counts of function `fi`'s arena counters, as (offset, samples).
+    fn dense_counts(&self, fi: usize, out: &mut Vec<(u32, u64)>) {
+        let (_, len, at, _) = self.functions[fi];
+        if at >= NONE_YET {
+            return;
+        }
+        let at = at as usize;
+        for (o, &c) in self.arena[at..at + len as usize].iter().enumerate() {
+            let carried = match self.overflow.is_empty() {
+                true => 0,
+                false => self.overflow.get(&((at + o) as u32)).copied().unwrap_or(0),
+            };
+            let n = u64::from(c) + (carried << 16);
+            if n > 0 {
+                out.push((o as u32, n));
             }
         }
-        out.extend(
-            self.sparse
-                .iter()
-                .map(|(&k, &n)| ((k >> 32) as usize, k as u32, n)),
-        );
-        out
     }
 
     /// Adds the counts of another thread's tally of the same file.
     pub(super) fn merge(&mut self, other: Tally) {
-        for (fi, off, n) in other.counts() {
-            self.add_count(fi, u64::from(off), n);
+        let mut one = Vec::new();
+        for fi in 0..other.functions.len().min(self.functions.len()) {
+            one.clear();
+            other.dense_counts(fi, &mut one);
+            for &(off, n) in &one {
+                self.add_count(fi, u64::from(off), n);
+            }
+        }
+        for (&k, &n) in &other.sparse {
+            self.add_count((k >> 32) as usize, k & 0xffff_ffff, n);
         }
         self.unresolved += other.unresolved;
     }
@@ -337,14 +337,29 @@ impl Tally {
     }
 
     /// Each function's hits, by index (`functions` of them).
-    fn into_hits(self, functions: usize) -> Vec<Hits> {
-        let mut per: Vec<Vec<(u32, u64)>> = vec![Vec::new(); functions];
-        for (fi, off, n) in self.counts() {
-            if let Some(v) = per.get_mut(fi) {
-                v.push((off, n));
+    fn into_hits(mut self, functions: usize) -> Vec<Hits> {
+        let mut sparse: Vec<(u64, u64)> = self.sparse.drain().collect();
+        sparse.sort_unstable_by_key(|e| e.0);
+        let mut sparse = sparse.into_iter().peekable();
+        let mut hits = Vec::with_capacity(functions);
+        let mut one = Vec::new();
+        for fi in 0..functions {
+            one.clear();
+            if fi < self.functions.len() {
+                self.dense_counts(fi, &mut one);
             }
+            while let Some((k, n)) = sparse.next_if(|e| (e.0 >> 32) as usize <= fi) {
+                if (k >> 32) as usize == fi {
+                    one.push((k as u32, n));
+                }
+            }
+            hits.push(if one.is_empty() {
+                Hits::new()
+            } else {
+                Hits::from_pairs(one.clone())
+            });
         }
-        per.into_iter().map(Hits::from_pairs).collect()
+        hits
     }
 }
 
@@ -528,6 +543,7 @@ impl Aggregator {
     fn add_function(&mut self, p: &mut Profile, f: FunctionRecord, code_at: Option<u64>) {
         let len = f.code.len() as u64;
         self.tally.add_function(f.addr, len, f.loaded_ns);
+        let crc = crc32fast::hash(&f.code);
         let keeper = &mut self.code;
         let code = match code_at {
             Some(at)
@@ -535,9 +551,7 @@ impl Aggregator {
                     && !keeper.keep_all
                     && keeper.kept.saturating_add(len) > KEEP_CODE_BYTES =>
             {
-                keeper
-                    .dropped
-                    .push((p.functions.len(), at, crc32fast::hash(&f.code)));
+                keeper.dropped.push((p.functions.len(), at, crc));
                 Vec::new()
             }
             _ => {
@@ -551,6 +565,7 @@ impl Aggregator {
             addr: f.addr,
             code,
             code_len: len,
+            code_crc: crc,
             loaded_ns: f.loaded_ns,
             unloaded_ns: None,
             samples: 0,

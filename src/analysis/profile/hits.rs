@@ -46,6 +46,18 @@ impl Hits {
         )
     }
 
+    /// A counter per byte offset of code `len` bytes long (tests, and
+    /// comparisons with hand-written tables).
+    pub fn dense(&self, len: usize) -> Vec<u64> {
+        let mut v = vec![0; len];
+        for &(o, n) in &self.0 {
+            if let Some(c) = v.get_mut(o as usize) {
+                *c += n;
+            }
+        }
+        v
+    }
+
     /// Samples at `offset`.
     pub fn get(&self, offset: u32) -> u64 {
         self.0

@@ -74,6 +74,9 @@ pub struct FunctionProfile {
     pub code: Vec<u8>,
     /// Length of its bytecode in bytes.
     pub code_len: u64,
+    /// CRC-32 of its bytecode: with `code_len`, which functions share
+    /// code, kept or not.
+    pub code_crc: u32,
     /// Load time (ns since the profile's start; 0 in Pulley files).
     pub loaded_ns: u64,
     /// Unload time, if unloaded.
@@ -91,6 +94,12 @@ impl FunctionProfile {
     /// Offsets with at least one sample, with their counts, in offset order.
     pub fn hot_offsets(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
         self.hits.iter()
+    }
+
+    /// Whether `other` has the same bytecode (by length and CRC-32, so
+    /// also when either's code was not kept).
+    pub fn same_code(&self, other: &FunctionProfile) -> bool {
+        (self.code_len, self.code_crc) == (other.code_len, other.code_crc)
     }
 
     /// Whether its code is at hand (see [`FunctionProfile::code`]).

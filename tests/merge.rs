@@ -250,7 +250,8 @@ fn the_library_reports_each_source() {
 
 /// The Pulley fixture written by Wasmtime 48, gunzipped into `dir`.
 fn flite(dir: &TempDir) -> String {
-    let gz = std::path::Path::new("/work/shared/fixtures/flite-slt-1khz.data.gz");
+    let gz = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/flite-slt-1khz.data.gz");
     let out = dir.path("flite.data");
     let status = std::process::Command::new("gzip")
         .arg("-dc")

@@ -28,6 +28,9 @@ mod merge;
 mod outputs;
 /// The Pulley adapter on the real interpreter.
 mod pulley_adapter;
+/// Profiles shaped like real programs': Wasmtime's fixture, big code,
+/// many threads' tallies.
+mod real;
 /// The recording runtime: virtual-clock counts, shutdown order, formats,
 /// faults, concurrency.
 mod recording;

@@ -464,6 +464,64 @@ fn carve(map: &mut BTreeMap<u64, Piece>, start: u64, end: u64, mut split: impl F
 mod tests {
     use super::*;
 
+    /// The granule table answers as a search of the whole snapshot does:
+    /// functions of every size, adjacent, apart, one far away (too wide a
+    /// span for the table), and one loaded over others.
+    #[test]
+    fn granules_answer_as_the_snapshot_search() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for far in [false, true] {
+            let mut r = Resolver::new();
+            let mut spans = Vec::new();
+            let mut addr = 0x1000u64;
+            for i in 0..500 {
+                let len = 1 + next() % 300;
+                let gap = [0, 0, 1, 16, 4096][(next() % 5) as usize];
+                addr += gap;
+                r.add(i, addr, len, 0);
+                spans.push((addr, addr + len, i));
+                addr += len;
+            }
+            if far {
+                r.add(500, 1 << 40, 64, 0);
+                spans.push((1 << 40, (1 << 40) + 64, 500));
+            }
+            // Loaded over the middle of three others: it wins there.
+            let (a, b) = (spans[100].0 + 1, spans[102].1 - 1);
+            r.add(501, a, b - a, 0);
+            let truth = |pc: u64| {
+                if (a..b).contains(&pc) {
+                    return Some(501);
+                }
+                spans
+                    .iter()
+                    .find(|&&(s, e, _)| pc >= s && pc < e)
+                    .map(|&(_, _, i)| i)
+            };
+            let hi = spans
+                .iter()
+                .map(|s| s.1)
+                .filter(|&e| e < 1 << 40)
+                .max()
+                .unwrap();
+            // Enough lookups that the snapshot and its table are built.
+            for _ in 0..20_000 {
+                let pc = 0x0f00 + next() % (hi - 0x0f00 + 64);
+                assert_eq!(r.resolve(pc, 0), truth(pc), "pc {pc:#x}, far {far}");
+            }
+            for pc in [(1 << 40) - 1, 1 << 40, (1 << 40) + 63, (1 << 40) + 64] {
+                assert_eq!(r.resolve(pc, 0), truth(pc), "pc {pc:#x}");
+            }
+            assert_eq!(r.granules.is_empty(), far, "a far function leaves no table");
+        }
+    }
+
     #[test]
     fn disjoint_functions() {
         let mut r = Resolver::new();

@@ -52,7 +52,7 @@ pub fn with_pulley_table(
     if sampled.is_empty() {
         return (apply(PulleyTable::LATEST), None);
     }
-    sampled.sort_by(|a, b| b.samples.cmp(&a.samples));
+    sampled.sort_by_key(|f| std::cmp::Reverse(f.samples));
     let offsets: Vec<Vec<u32>> = sampled
         .iter()
         .map(|f| f.hits.iter().map(|(o, _)| o).collect())

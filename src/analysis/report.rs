@@ -202,23 +202,51 @@ pub fn write_report(
     options: &ReportOptions,
 ) -> io::Result<ReportTotals> {
     let functions = profile.functions_by_heat_indexed();
+    // The functions shown: over the threshold, at most `top`.
+    let shown_count = functions
+        .iter()
+        .take_while(|f| profile.percent(f.1.samples) >= options.threshold)
+        .count()
+        .min(options.top.unwrap_or(usize::MAX));
     // Every function with samples is outlined (no text), since the
     // mid-instruction count covers them all, listed or not; only the
-    // functions shown are decoded, and code seen before (a function
-    // reloaded many times) is decoded once.
+    // functions shown are decoded, code seen before (a function reloaded
+    // many times) once, and big code shown is listed here already (its
+    // listing follows the samples, so it is outlined once, not twice).
     let mut memo = ListingCache::default();
+    let mut big = std::collections::HashMap::new();
     let mut totals = ReportTotals {
         samples: profile.total_samples,
         outside_functions: profile.unresolved,
         ..ReportTotals::default()
     };
-    for &(_, f) in functions.iter().filter(|f| f.1.samples > 0) {
-        let (inside, fell_back) = inside_samples(
-            &options.decoder,
-            &f.code,
-            f.listing.as_deref(),
-            f.hits.as_slice(),
-        );
+    for (rank, &(index, f)) in functions.iter().enumerate() {
+        if f.samples == 0 {
+            continue;
+        }
+        let (inside, fell_back) =
+            if options.instructions && rank < shown_count && f.code.len() > WHOLE_LISTING_BYTES {
+                let l = decode_function(
+                    &options.decoder,
+                    &f.code,
+                    f.listing.as_deref(),
+                    f.hits.as_slice(),
+                );
+                let inside = instruction_hits(&l.instructions, f.hits.as_slice())
+                    .iter()
+                    .map(|h| h.1)
+                    .sum();
+                let fell_back = l.fell_back;
+                big.insert(index, std::rc::Rc::new(l));
+                (inside, fell_back)
+            } else {
+                inside_samples(
+                    &options.decoder,
+                    &f.code,
+                    f.listing.as_deref(),
+                    f.hits.as_slice(),
+                )
+            };
         totals.hex_fallbacks += usize::from(fell_back);
         totals.inside_instructions += inside;
     }
@@ -227,19 +255,16 @@ pub fn write_report(
 
     let names = FunctionNames::new(profile);
     let mut shown = 0;
-    for &(index, f) in &functions {
-        let pct = profile.percent(f.samples);
-        if pct < options.threshold || options.top.is_some_and(|n| shown >= n) {
-            continue;
-        }
+    for &(index, f) in functions.iter().take(shown_count) {
         shown += 1;
-        let listing = (f.samples > 0).then(|| {
-            memo.decode(
+        let listing = (f.samples > 0 && options.instructions).then(|| match big.remove(&index) {
+            Some(l) => l,
+            None => memo.decode(
                 &options.decoder,
                 &f.code,
                 f.listing.as_deref(),
                 f.hits.as_slice(),
-            )
+            ),
         });
         write_function(out, &names, (index, f), listing.as_deref(), options)?;
     }

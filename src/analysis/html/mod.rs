@@ -125,15 +125,28 @@ pub fn render(profile: &Profile, options: &HtmlOptions) -> String {
         .iter()
         .filter(|f| f.samples > 0)
         .take(options.max_table_rows)
-        .map(|f| {
+        .enumerate()
+        .map(|(rank, f)| {
             let listing = decode_function(
                 &options.decoder,
                 &f.code,
                 f.listing.as_deref(),
                 f.hits.as_slice(),
             );
-            let instructions = listing.instructions;
-            let hits = instruction_totals(&instructions, f.hits.as_slice());
+            let mut instructions = listing.instructions;
+            let mut hits = instruction_totals(&instructions, f.hits.as_slice());
+            // A row that is not disassembled shows its hottest instruction
+            // only: a thousand rows keep a thousand instructions, not a
+            // thousand listings.
+            if rank >= options.max_disassembled
+                && let Some((i, _)) = hits
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
+            {
+                instructions = vec![instructions.swap_remove(i)];
+                hits = vec![hits[i]];
+            }
             decoders.insert(listing.decoder);
             Listed {
                 index: index_of

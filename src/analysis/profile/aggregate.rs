@@ -19,7 +19,10 @@ use crate::Resolver;
 use crate::format::{Event, Format, FunctionRecord, RawPc, Sample};
 
 use super::timeline::{FoldMap, OTHER, TimelineBuilder};
-use super::{FunctionProfile, Hits, InterpreterProfile, LoadOptions, Profile, Registration};
+use super::{
+    FunctionProfile, Hits, InterpreterProfile, LoadOptions, Profile, Registration,
+    TIMELINE_FUNCTIONS_PER_CELL,
+};
 
 /// Interpreter ids below this are looked up in a vector, not a map.
 const DENSE_INTERPS: usize = 1 << 16;
@@ -421,6 +424,23 @@ pub(super) fn tally_indexed<T>(
         // Sorting pays once a chunk misses on more than one PC in four.
         tally.sort_next = (tally.misses - misses) * 4 > now.len() as u64 && now.len() >= 1024;
         let mut touched = std::mem::take(&mut tally.touched);
+        // A cell keeps its hottest functions (the rest is "other", as the
+        // timeline's compaction would make it): capped here, a slice of
+        // samples hopping over thousands of functions costs the timeline a
+        // few cells, not a cell per function.
+        let keep = TIMELINE_FUNCTIONS_PER_CELL - 1;
+        if touched.len() > TIMELINE_FUNCTIONS_PER_CELL {
+            let bucket = &mut tally.bucket;
+            touched.select_nth_unstable_by_key(keep - 1, |&k| {
+                (std::cmp::Reverse(bucket[k as usize]), k)
+            });
+            let rest: u64 = touched[keep..]
+                .iter()
+                .map(|&k| std::mem::take(&mut bucket[k as usize]))
+                .sum();
+            touched.truncate(keep);
+            timeline.bump(slot, idx, OTHER, rest);
+        }
         for &k in &touched {
             let n = std::mem::take(&mut tally.bucket[k as usize]);
             let f = if k as usize == n_functions - 1 {

@@ -194,11 +194,36 @@ struct Block {
     events: Vec<(Event, usize, usize, Option<u64>)>,
     samples: Vec<Sample>,
     /// Shared with the tally thread that counts them (Pulley files).
-    pcs: Arc<Vec<RawPc>>,
+    pcs: Arc<PcBuf>,
     /// The reader's offset after the last event.
     offset: u64,
     /// Where reading stopped, in the last block.
     error: Option<ReadError>,
+}
+
+/// A block's PCs, which go back to the reading thread's pool when the last
+/// thread that counts them lets go: 400 MB of samples fault in a few
+/// buffers' pages, not 400 MB of fresh ones.
+#[derive(Default)]
+struct PcBuf {
+    pcs: Vec<RawPc>,
+    home: Option<std::sync::mpsc::Sender<Vec<RawPc>>>,
+}
+
+impl std::ops::Deref for PcBuf {
+    type Target = [RawPc];
+    fn deref(&self) -> &[RawPc] {
+        &self.pcs
+    }
+}
+
+impl Drop for PcBuf {
+    fn drop(&mut self) {
+        if let Some(home) = &self.home {
+            // The reading side has ended when this fails: nothing to reuse.
+            let _ = home.send(std::mem::take(&mut self.pcs));
+        }
+    }
 }
 
 /// What a tally thread is told, in file order.
@@ -209,7 +234,7 @@ enum TallyMsg {
     },
     /// PCs `pcs[from..to]`, the first of which has sample index `first`.
     Chunk {
-        pcs: Arc<Vec<RawPc>>,
+        pcs: Arc<PcBuf>,
         from: usize,
         to: usize,
         first: u64,
@@ -242,6 +267,7 @@ fn aggregate_pipelined<R: Read + Send>(
     let buckets = options.timeline_buckets;
     let (full_tx, full_rx) = sync_channel::<Block>(2);
     let (empty_tx, empty_rx) = channel::<Block>();
+    let (pool_tx, pool_rx) = channel::<Vec<RawPc>>();
     let mut last_progress = 0;
     std::thread::scope(|scope| {
         scope.spawn(move || {
@@ -251,15 +277,10 @@ fn aggregate_pipelined<R: Read + Send>(
                 let mut block = empty_rx.try_recv().unwrap_or_default();
                 block.events.clear();
                 block.samples.clear();
-                // A block whose PCs a tally thread still holds is not
-                // reused: it gets a new buffer.
-                match Arc::get_mut(&mut block.pcs) {
-                    Some(v) => v.clear(),
-                    None => block.pcs = Arc::default(),
-                }
-                let Some(block_pcs) = Arc::get_mut(&mut block.pcs) else {
-                    return;
-                };
+                // The PCs go in a buffer of the pool (one a tally thread
+                // let go), so that its pages are reused.
+                let mut block_pcs = pool_rx.try_recv().unwrap_or_default();
+                block_pcs.clear();
                 let mut end = false;
                 while block.events.len() < BLOCK_EVENTS
                     && block.samples.len() + block_pcs.len() < BLOCK_SAMPLES
@@ -271,7 +292,7 @@ fn aggregate_pipelined<R: Read + Send>(
                                 // No copy for the first (for Pulley files,
                                 // often the only) batch of a block.
                                 std::mem::swap(&mut samples, &mut block.samples);
-                                std::mem::swap(&mut pcs, block_pcs);
+                                std::mem::swap(&mut pcs, &mut block_pcs);
                             } else {
                                 block.samples.extend_from_slice(&samples);
                                 block_pcs.extend_from_slice(&pcs);
@@ -291,6 +312,10 @@ fn aggregate_pipelined<R: Read + Send>(
                         }
                     }
                 }
+                block.pcs = Arc::new(PcBuf {
+                    pcs: block_pcs,
+                    home: Some(pool_tx.clone()),
+                });
                 block.offset = reader.offset();
                 // The aggregating side has gone only if it panicked.
                 if full_tx.send(block).is_err() || end {
@@ -305,7 +330,8 @@ fn aggregate_pipelined<R: Read + Send>(
         let mut joins = Vec::new();
         let mut start_helpers = |p: &Profile, to_helpers: &mut Vec<_>| {
             for _ in 0..helpers {
-                let (tx, rx) = sync_channel::<TallyMsg>(64);
+                // A short queue: the PCs it holds are buffers out of the pool.
+                let (tx, rx) = sync_channel::<TallyMsg>(8);
                 joins.push(scope.spawn(move || {
                     let mut tally = Tally::new();
                     let mut timeline = TimelineBuilder::new(true, buckets);

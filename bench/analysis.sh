@@ -7,6 +7,7 @@
 #
 #   bench/analysis.sh            # everything
 #   NO_VIEWER=1 bench/analysis.sh  # without profiler-html (needs the registry)
+#   REAL_ONLY=1 bench/analysis.sh  # only the real shapes (issue 19)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DIR="${DIR:-/tmp/pcprof-scale}"
@@ -29,9 +30,11 @@ median3() { # LABEL CMD...
     awk -v l="$label" '{printf "%-28s %6.2f s wall %6.2f s cpu %8.1f MB\n", l, $1, $2+$3, $4/1024}'
 }
 echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -z "${REAL_ONLY:-}" ]; then
 for c in large-ids interpreters interleaved generations reused-ids pulley-records; do
   median3 "report $c" "$B" report "$DIR/$c.pcprof"
 done
+fi
 
 [ -n "${NO_VIEWER:-}" ] && exit 0
 V="$DIR/pulley-viewer"
@@ -42,6 +45,7 @@ fi
 P="$V/target/release/examples/profiler-html"
 F="$DIR/pulley-records.pcprof"
 cat "$F" >/dev/null
+if [ -z "${REAL_ONLY:-}" ]; then
 echo "# side by side, $ROUNDS interleaved rounds: label wall user sys maxrss(KB)"
 for _ in $(seq 1 "$ROUNDS"); do
   for c in profiler-html pcprof dd; do
@@ -55,6 +59,7 @@ for _ in $(seq 1 "$ROUNDS"); do
   done
 done | sort -k1,1 -k2,2n
 echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+fi
 
 # --- Real shapes (issue 19): samples that hop between functions on every
 # sample (8, 1 000 and 50 000 functions, 50 M samples), and a file shaped
@@ -85,8 +90,10 @@ for f in hop8 hop1000 hop50000 yosys; do
       cat "$DIR/one"
     done
   done
-done | awk '{k=$1" "$2; n[k]++; w[k,n[k]]=$3; c[k,n[k]]=$4+$5; m[k,n[k]]=$6}
-  END {for (k in n) {cnt=n[k]; for(i=1;i<=cnt;i++) ws[i]=w[k,i]; asort(ws);
-    mid=int((cnt+1)/2); for(i=1;i<=cnt;i++) if (w[k,i]==ws[mid]) {j=i}
-    printf "%-26s %7.2f %7.2f %9.1f\n", k, w[k,j], c[k,j], m[k,j]/1024}}' | sort
+done > "$DIR/real.raw"
+mid=$(( (ROUNDS + 1) / 2 ))
+cut -d' ' -f1,2 "$DIR/real.raw" | sort -u | while read -r f c; do
+  grep "^$f $c " "$DIR/real.raw" | sort -k3,3n | sed -n "${mid}p" |
+    awk '{printf "%-9s %-15s %7.2f %7.2f %9.1f\n", $1, $2, $3, $4 + $5, $6 / 1024}'
+done
 echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg)"

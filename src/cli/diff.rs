@@ -44,6 +44,11 @@ pub struct DiffArgs {
     /// hex), pulley or hex.
     #[arg(long, default_value = "auto")]
     decoder: DecoderChoice,
+    /// The Wasmtime version whose Pulley opcode table decodes the bytecode
+    /// (a major version, 31 to 51), or auto: detected from the samples (of
+    /// the first profile).
+    #[arg(long, value_name = "VERSION", default_value = "auto")]
+    pulley_version: super::PulleyVersion,
 }
 
 /// Runs `pcprof diff`.
@@ -67,7 +72,7 @@ pub fn run(args: DiffArgs) -> CliResult {
     let before = super::load_profile(before, &load)?;
     let after = super::load_profile(after, &load)?;
     let options = DiffOptions {
-        decoder: args.decoder,
+        decoder: args.pulley_version.choose(&before, args.decoder.clone()).0,
         ..DiffOptions::default()
     };
     let d = diff(&before, &after, &options);
@@ -106,7 +111,10 @@ fn run_suites(args: &DiffArgs) -> CliResult {
     let before = super::load_suite_filtered(&args.files, None)?;
     let after = super::load_suite_filtered(&args.after, None)?;
     let options = DiffOptions {
-        decoder: args.decoder.clone(),
+        decoder: args
+            .pulley_version
+            .choose(&before.profile, args.decoder.clone())
+            .0,
         ..DiffOptions::default()
     };
     let d = diff(&before.profile, &after.profile, &options);

@@ -44,6 +44,10 @@ pub struct HtmlArgs {
     /// hex), pulley or hex.
     #[arg(long, default_value = "auto")]
     decoder: DecoderChoice,
+    /// The Wasmtime version whose Pulley opcode table decodes the bytecode
+    /// (a major version, 31 to 51), or auto: detected from the samples.
+    #[arg(long, value_name = "VERSION", default_value = "auto")]
+    pulley_version: super::PulleyVersion,
     /// How many hot sequences to show.
     #[arg(long, value_name = "N", default_value_t = 20)]
     sequences: usize,
@@ -74,10 +78,11 @@ pub fn run(args: HtmlArgs) -> CliResult {
         name.push(".html");
         PathBuf::from(name)
     });
-    let (sequences, sequences_note) = hot_sequences(&profile, &args.decoder, args.sequences);
+    let (decoder, _) = args.pulley_version.choose(&profile, args.decoder);
+    let (sequences, sequences_note) = hot_sequences(&profile, &decoder, args.sequences);
     let options = HtmlOptions {
         title: args.title,
-        decoder: args.decoder,
+        decoder,
         max_disassembled: args.functions,
         sequences,
         sequences_note,

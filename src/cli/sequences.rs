@@ -47,6 +47,10 @@ pub struct SequencesArgs {
     /// instructions start.
     #[arg(long, default_value = "auto", value_parser = parse_sequence_decoder)]
     decoder: DecoderChoice,
+    /// The Wasmtime version whose Pulley opcode table decodes the bytecode
+    /// (a major version, 31 to 51), or auto: detected from the samples.
+    #[arg(long, value_name = "VERSION", default_value = "auto")]
+    pulley_version: super::PulleyVersion,
 }
 
 /// The longest sequence `--max-len` and `--min-len` accept.
@@ -93,6 +97,8 @@ pub fn run(args: SequencesArgs) -> CliResult {
         return run_suite(&args.files, &options);
     }
     let profile = super::load_filtered(&args.files[0], args.interp)?;
+    let mut options = options;
+    options.decoder = args.pulley_version.choose(&profile, options.decoder).0;
     let seqs = mine(&profile, &options);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

@@ -4,12 +4,11 @@
 
 use pcprof::analysis::{LoadOptions, Profile, load, load_bytes};
 use pcprof::disasm::InstructionDecoder;
-use pcprof::format::{Encoder, FunctionRecord, Record, Sample};
 use pcprof::pulley::PulleyDecoder;
 use pcprof::pulley::workload::DemoProgram;
 
 use crate::common::TempDir;
-use crate::report::pcprof_exit;
+use crate::report::{pcprof_exit, pulley_file};
 
 /// The Pulley fixture written by Wasmtime 48 (beside the repository, in
 /// `../shared/fixtures/`), gunzipped into `dir`.
@@ -74,35 +73,20 @@ fn the_fixture_reports_its_table_its_callees_and_folds_cold_code() {
 }
 
 /// A Pulley file: `functions` as (name, code), laid out from 0x10000, and
-/// `samples` PCs.
+/// `pcs`; and the functions' addresses.
 fn pulley_bytes(functions: &[(&str, Vec<u8>)], pcs: &[u64]) -> (Vec<u8>, Vec<u64>) {
-    let mut enc = Encoder::pulley(Vec::new());
     let mut addr = 0x10000u64;
     let mut addrs = Vec::new();
-    for (name, code) in functions {
-        enc.write(&Record::Function(FunctionRecord {
-            addr,
-            name: name.to_string(),
-            code: code.clone(),
-            loaded_ns: 0,
-            listing: None,
-        }))
-        .unwrap();
+    for (_, code) in functions {
         addrs.push(addr);
         addr += code.len() as u64 + 16;
     }
-    let samples: Vec<Sample> = pcs
+    let laid: Vec<(&str, u64, &[u8])> = functions
         .iter()
-        .map(|&pc| Sample {
-            time_ns: 0,
-            interp: 0,
-            pc,
-        })
+        .zip(&addrs)
+        .map(|((n, c), &a)| (*n, a, c.as_slice()))
         .collect();
-    for chunk in samples.chunks(1 << 20) {
-        enc.write_samples(chunk).unwrap();
-    }
-    (enc.into_inner(), addrs)
+    (pulley_file(&laid, pcs, 1 << 20), addrs)
 }
 
 /// `body` repeated until the code has at least `bytes`.

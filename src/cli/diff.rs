@@ -76,9 +76,22 @@ pub fn run(args: DiffArgs) -> CliResult {
         ..DiffOptions::default()
     };
     let d = diff(&before, &after, &options);
+    write_diff(&args, &inputs, &d)?;
+    if let Some(e) = before.read_error.or(after.read_error) {
+        return Err(e.into());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the diff as text, and as HTML when asked.
+fn write_diff(
+    args: &DiffArgs,
+    inputs: &[&std::path::Path],
+    d: &pcprof::analysis::diff::ProfileDiff,
+) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = &args.html {
-        write_output(path, &inputs, |w| {
-            write_html(w, &d, Some(args.top)).map_err(|source| ConvertError::Io {
+        write_output(path, inputs, |w| {
+            write_html(w, d, Some(args.top)).map_err(|source| ConvertError::Io {
                 path: path.clone(),
                 source,
             })
@@ -86,15 +99,12 @@ pub fn run(args: DiffArgs) -> CliResult {
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    write_text(&mut out, &d, Some(args.top))?;
+    write_text(&mut out, d, Some(args.top))?;
     if let Some(path) = &args.html {
         writeln!(out, "\nHTML: {}", path.display())?;
     }
     out.flush()?;
-    if let Some(e) = before.read_error.or(after.read_error) {
-        return Err(e.into());
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// `diff A1 A2 -- B1 B2`: each side merged on the fly, then compared.
@@ -118,22 +128,7 @@ fn run_suites(args: &DiffArgs) -> CliResult {
         ..DiffOptions::default()
     };
     let d = diff(&before.profile, &after.profile, &options);
-    if let Some(path) = &args.html {
-        write_output(path, &inputs, |w| {
-            write_html(w, &d, Some(args.top)).map_err(|source| ConvertError::Io {
-                path: path.clone(),
-                source,
-            })
-        })?;
-    }
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    write_text(&mut out, &d, Some(args.top))?;
-    if let Some(path) = &args.html {
-        writeln!(out, "\nHTML: {}", path.display())?;
-    }
-    out.flush()?;
-    drop(out);
+    write_diff(args, &inputs, &d)?;
     let before_exit = super::suite_exit(&before.merge);
     let after_exit = super::suite_exit(&after.merge);
     Ok(if before.merge.all_read() {

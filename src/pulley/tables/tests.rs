@@ -109,40 +109,25 @@ fn as_ours(text: String) -> String {
 #[test]
 fn every_old_op_decodes_as_its_own_disassembler_says() {
     let mut checked = 0;
-    for bytes in every_opcode!(pulley36) {
-        let (text, len) = disassemble_one!(pulley36, &bytes).expect("36 decodes its own op");
-        let text = as_ours(text);
-        let ours = first(PulleyTable::Wasmtime31To36, &bytes);
-        assert_eq!(
-            (ours.text.as_str(), ours.len as usize),
-            (text.as_str(), len)
-        );
-        assert_eq!(text.split_whitespace().next(), Some(ours.opcode.as_str()));
-        checked += 1;
+    macro_rules! check_family {
+        ($krate:ident, $table:expr) => {
+            for bytes in every_opcode!($krate) {
+                let (text, len) = disassemble_one!($krate, &bytes).expect("decodes its own op");
+                let text = as_ours(text);
+                let ours = first($table, &bytes);
+                assert_eq!(
+                    (ours.text.as_str(), ours.len as usize),
+                    (text.as_str(), len)
+                );
+                assert_eq!(text.split_whitespace().next(), Some(ours.opcode.as_str()));
+                checked += 1;
+            }
+        };
     }
-    for bytes in every_opcode!(pulley39) {
-        let (text, len) = disassemble_one!(pulley39, &bytes).expect("39 decodes its own op");
-        let text = as_ours(text);
-        let ours = first(PulleyTable::Wasmtime37To39, &bytes);
-        assert_eq!(
-            (ours.text.as_str(), ours.len as usize),
-            (text.as_str(), len)
-        );
-        assert_eq!(text.split_whitespace().next(), Some(ours.opcode.as_str()));
-        checked += 1;
-    }
+    check_family!(pulley36, PulleyTable::Wasmtime31To36);
+    check_family!(pulley39, PulleyTable::Wasmtime37To39);
     // Wasmtime 40, the oldest of the latest table's family.
-    for bytes in every_opcode!(pulley40) {
-        let (text, len) = disassemble_one!(pulley40, &bytes).expect("40 decodes its own op");
-        let text = as_ours(text);
-        let ours = first(PulleyTable::Wasmtime40To51, &bytes);
-        assert_eq!(
-            (ours.text.as_str(), ours.len as usize),
-            (text.as_str(), len)
-        );
-        assert_eq!(text.split_whitespace().next(), Some(ours.opcode.as_str()));
-        checked += 1;
-    }
+    check_family!(pulley40, PulleyTable::Wasmtime40To51);
     assert_eq!(checked, 219 + 310 + 219 + 311 + 220 + 310);
 }
 

@@ -7,7 +7,18 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::records::Sample;
+/// One PC read at one tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Sample {
+    /// When the tick read the clock, just before reading the PCs, in ns since
+    /// the clock's epoch (the tick's deadline in files written before
+    /// 2026-11-27; 0 in Pulley files).
+    pub time_ns: u64,
+    /// The interpreter's id (0 in Pulley files).
+    pub interp: u32,
+    /// The PC read.
+    pub pc: u64,
+}
 
 /// A batch of samples as stored: struct of arrays of varints.
 ///

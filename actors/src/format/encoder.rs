@@ -7,7 +7,8 @@ use std::fmt;
 use std::io::{self, Write};
 
 use super::batch::EncodedBatch;
-use super::records::{FileHeader, ListingRecord, Record, Sample};
+use super::batch::Sample;
+use super::records::{FileHeader, ListingRecord, Record};
 use super::{Format, MAGIC, VERSION};
 
 /// Why a record could not be written.

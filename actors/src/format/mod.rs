@@ -33,18 +33,23 @@ mod pulley;
 mod reader;
 mod records;
 
-pub use batch::EncodedBatch;
+pub use batch::{EncodedBatch, Sample};
 pub use encoder::{EncodeError, Encoder};
 pub use reader::{Event, ProfileReader, RawPc, ReadError, ReadErrorKind};
 pub use records::{
     FileHeader, Flow, FunctionRecord, InterpreterRecord, ListedInstruction, ListingRecord,
-    RateRecord, Record, RetiredRecord, Sample, SamplingMode, SamplingRecord, Summary, UnloadRecord,
+    RateRecord, Record, RetiredRecord, SamplingMode, SamplingRecord, Summary, UnloadRecord,
     code_hash,
 };
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+/// Pulley format: tag of a function section.
+pub(crate) const PULLEY_FUNCTION: u8 = 1;
+/// Pulley format: tag of a samples section.
+pub(crate) const PULLEY_SAMPLES: u8 = 2;
 
 /// First bytes of a native profile.
 pub const MAGIC: [u8; 8] = *b"PCPROF\0\n";

@@ -4,10 +4,11 @@
 use std::io::{Read, Write};
 use std::sync::Arc;
 
+use super::batch::Sample;
 use super::batch::{SAMPLES_VARIANT, decode_batch_payload};
 use super::encoder::{EncodeError, Encoder};
 use super::reader::{Event, ProfileReader, ReadError, ReadErrorKind, read_full, read_up_to};
-use super::records::{Record, Sample, code_hash};
+use super::records::{Record, code_hash};
 use super::{MAX_RECORD_LEN, bincode_config};
 
 impl<W: Write> Encoder<W> {

@@ -4,16 +4,14 @@
 
 use std::io::{Read, Write};
 
+use super::batch::Sample;
 use super::encoder::{EncodeError, Encoder};
 use super::reader::{
-    Event, ProfileReader, RawPc, ReadError, ReadErrorKind, read_full, take_fixed, take_vec,
+    Event, ProfileReader, PulleySection, RawPc, ReadError, ReadErrorKind, read_full, take_fixed,
+    take_vec,
 };
-use super::records::{FunctionRecord, Record, Sample};
-
-/// Tag of a function section.
-pub(crate) const PULLEY_FUNCTION: u8 = 1;
-/// Tag of a samples section.
-pub(crate) const PULLEY_SAMPLES: u8 = 2;
+use super::records::{FunctionRecord, Record};
+use super::{PULLEY_FUNCTION, PULLEY_SAMPLES};
 
 impl<W: Write> Encoder<W> {
     /// A samples section: `2 | count: u32 | count × pc: u64`.
@@ -211,16 +209,3 @@ impl<R: Read> ProfileReader<R> {
 /// agent writes 1 000 000 samples a section), and a chunk stays in the
 /// cache while it is counted.
 pub(crate) const PULLEY_CHUNK: u32 = 1 << 16;
-
-/// Where the reader is inside a Pulley samples section.
-#[derive(Debug, Default)]
-pub(crate) struct PulleySection {
-    /// Samples the section declares.
-    count: u32,
-    /// Samples of it not yet read.
-    left: u32,
-    /// Bytes of it read so far (tag and count included).
-    pos: u64,
-    /// The error to report after the samples read before it.
-    failed: Option<ReadError>,
-}

@@ -9,14 +9,14 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::pulley::{PULLEY_FUNCTION, PULLEY_SAMPLES, PulleySection};
 use std::sync::Arc;
 
+use super::batch::Sample;
 use super::records::{
     FileHeader, FunctionRecord, InterpreterRecord, ListingRecord, RateRecord, Record,
-    RetiredRecord, Sample, SamplingRecord, Summary, UnloadRecord,
+    RetiredRecord, SamplingRecord, Summary, UnloadRecord,
 };
-use super::{Format, MAGIC, OLDEST_VERSION, VERSION};
+use super::{Format, MAGIC, OLDEST_VERSION, PULLEY_FUNCTION, PULLEY_SAMPLES, VERSION};
 
 /// What is wrong with a profile file.
 #[derive(Debug)]
@@ -516,3 +516,16 @@ impl<R: Read> Iterator for ProfileReader<R> {
 }
 
 impl<R: Read> std::iter::FusedIterator for ProfileReader<R> {}
+
+/// Where the reader is inside a Pulley samples section.
+#[derive(Debug, Default)]
+pub(crate) struct PulleySection {
+    /// Samples the section declares.
+    pub(super) count: u32,
+    /// Samples of it not yet read.
+    pub(super) left: u32,
+    /// Bytes of it read so far (tag and count included).
+    pub(super) pos: u64,
+    /// The error to report after the samples read before it.
+    pub(super) failed: Option<ReadError>,
+}

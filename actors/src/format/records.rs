@@ -361,19 +361,6 @@ impl From<SummaryV1> for Summary {
     }
 }
 
-/// One PC read at one tick.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct Sample {
-    /// When the tick read the clock, just before reading the PCs, in ns since
-    /// the clock's epoch (the tick's deadline in files written before
-    /// 2026-11-27; 0 in Pulley files).
-    pub time_ns: u64,
-    /// The interpreter's id (0 in Pulley files).
-    pub interp: u32,
-    /// The PC read.
-    pub pc: u64,
-}
-
 /// A record of a native file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Record {

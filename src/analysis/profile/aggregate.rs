@@ -5,8 +5,9 @@
 //!   (PC → function and counter), valid while the resolver's live code
 //!   stays the same, makes a sample one lookup and one increment wherever
 //!   it falls, so samples that hop between functions cost what samples in
-//!   one function do. A miss asks the [`Resolver`] and finds the counter of
-//!   (function, offset) in a map: counters exist only for sampled offsets.
+//!   one function do. A miss asks the [`Resolver`]. Counters exist only for
+//!   sampled functions: a map of their sampled offsets, and an arena of
+//!   16-bit counters for a small function once it has many samples.
 //! - [`Aggregator`] applies the file's events to the [`Profile`] in file
 //!   order; threads that tally other chunks of samples of the same file
 //!   (`load.rs`) hold only a [`Tally`] and a [`TimelineBuilder`], merged at
@@ -40,7 +41,9 @@ pub(super) const KEEP_CODE_BYTES: u64 = 16 << 20;
 /// in a map of their sampled offsets.
 const DENSE_CODE_BYTES: u64 = 64 << 10;
 
-/// log2 of the memo's slots: 16 Ki slots of 24 bytes, within a core's L2.
+/// log2 of the memo's slots: 16 Ki slots of 24 bytes, within a core's L2
+/// (64 Ki were no faster on hot code wider than the memo, and cost their
+/// pages on every load).
 const MEMO_BITS: u32 = 14;
 
 /// A memoized PC: its function and its counter in the arena, valid at
@@ -97,6 +100,8 @@ pub(super) struct Tally {
     /// chunk of PCs that mostly missed is counted in address order next.
     misses: u64,
     sort_next: bool,
+    /// Slices counted, for the memo's periodic check.
+    chunks: u64,
     lo: u64,
     hi: u64,
     /// PCs of a chunk in address order, and the counting sort's histogram.
@@ -119,6 +124,7 @@ impl Tally {
             touched: Vec::new(),
             misses: 0,
             sort_next: false,
+            chunks: 0,
             lo: u64::MAX,
             hi: 0,
             sorted: Vec::new(),
@@ -173,6 +179,13 @@ impl Tally {
         }
     }
 
+    /// Counts `n` samples of `pc` without the memo (PCs in address order,
+    /// whose resolution walks the resolver's tables in order, while the
+    /// memo's slots would each be a miss).
+    fn hit_direct(&mut self, pc: u64, n: u64) -> u32 {
+        self.miss(pc, 0, usize::MAX, n)
+    }
+
     fn miss(&mut self, pc: u64, time_ns: u64, h: usize, n: u64) -> u32 {
         let Some(hit) = self.resolver.resolve_hit(pc, time_ns) else {
             self.unresolved += n;
@@ -203,8 +216,10 @@ impl Tally {
         };
         // An answer of the nearest-in-time rule depends on the time: never
         // memoized; nor are big functions' offsets (no arena counter).
-        if hit.span.is_some() {
-            self.memo[h] = Slot {
+        if hit.span.is_some()
+            && let Some(slot) = self.memo.get_mut(h)
+        {
+            *slot = Slot {
                 pc,
                 epoch: self.resolver.epoch(),
                 counter: at as u32,
@@ -392,8 +407,15 @@ pub(super) fn tally_indexed<T>(
         if tally.bucket.len() < n_functions {
             tally.bucket.resize(n_functions, 0);
         }
+        // Sorted chunks skip the memo, but one in 16 goes through it to
+        // see whether the hot code fits it again.
+        tally.chunks += 1;
+        let sorting = tally.sort_next && tally.chunks % 16 != 0;
         let count = |tally: &mut Tally, pc: u64, n: u64| {
-            let f = tally.hit_n(pc, 0, n);
+            let f = match sorting {
+                true => tally.hit_direct(pc, n),
+                false => tally.hit_n(pc, 0, n),
+            };
             let k = if f == OTHER {
                 n_functions - 1
             } else {
@@ -406,7 +428,7 @@ pub(super) fn tally_indexed<T>(
             *c += n;
         };
         let misses = tally.misses;
-        if tally.sort_next {
+        if sorting {
             // Most PCs of the last chunk missed the memo: the hot code is
             // wider than the caches, so counting in address order turns
             // random misses into a walk, and equal PCs into one count.
@@ -422,7 +444,9 @@ pub(super) fn tally_indexed<T>(
             }
         }
         // Sorting pays once a chunk misses on more than one PC in four.
-        tally.sort_next = (tally.misses - misses) * 4 > now.len() as u64 && now.len() >= 1024;
+        if !sorting {
+            tally.sort_next = (tally.misses - misses) * 4 > now.len() as u64 && now.len() >= 1024;
+        }
         let mut touched = std::mem::take(&mut tally.touched);
         // A cell keeps its hottest functions (the rest is "other", as the
         // timeline's compaction would make it): capped here, a slice of

@@ -490,7 +490,7 @@ pub(super) struct CodeKeeper {
     pub(super) dropped: Vec<(usize, u64, u32)>,
 }
 
-/// The state of one [`super::load`] pass, applying the file's events in
+/// The state of one [`super::load()`] pass, applying the file's events in
 /// order.
 pub(super) struct Aggregator {
     format: Format,

@@ -1,6 +1,6 @@
 //! A profile file, aggregated for analysis in one streaming pass.
 //!
-//! - [`load`] reads a native or Pulley file record by record; memory holds
+//! - [`load()`] reads a native or Pulley file record by record; memory holds
 //!   the functions' names and addresses, the code of the sampled ones, a
 //!   counter per *sampled* offset ([`Hits`]), the interpreters and a
 //!   bounded timeline, never the samples: it grows with what was sampled,
@@ -35,7 +35,7 @@ mod timeline;
 pub use hits::Hits;
 pub use load::{LoadError, load, load_bytes, load_reader};
 
-/// Options for [`load`].
+/// Options for [`load()`].
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// Keep only the samples of this interpreter (native files).

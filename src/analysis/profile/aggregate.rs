@@ -410,7 +410,7 @@ pub(super) fn tally_indexed<T>(
         // Sorted chunks skip the memo, but one in 16 goes through it to
         // see whether the hot code fits it again.
         tally.chunks += 1;
-        let sorting = tally.sort_next && tally.chunks % 16 != 0;
+        let sorting = tally.sort_next && !tally.chunks.is_multiple_of(16);
         let count = |tally: &mut Tally, pc: u64, n: u64| {
             let f = match sorting {
                 true => tally.hit_direct(pc, n),

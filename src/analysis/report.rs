@@ -108,11 +108,14 @@ pub struct FunctionNames<'a> {
 impl<'a> FunctionNames<'a> {
     /// The names of `profile`'s functions.
     pub fn new(profile: &'a Profile) -> FunctionNames<'a> {
+        // Names that several functions share: sorted, not hashed (SipHash
+        // over tens of thousands of C++ names cost more than the sort).
+        let mut names: Vec<&str> = profile.functions.iter().map(|f| f.name.as_str()).collect();
+        names.sort_unstable();
         let mut shared = std::collections::HashMap::new();
-        for f in &profile.functions {
-            *shared.entry(f.name.as_str()).or_insert(0) += 1;
+        for run in names.chunk_by(|a, b| a == b).filter(|r| r.len() > 1) {
+            shared.insert(run[0], run.len());
         }
-        shared.retain(|_, n| *n > 1);
         let mut by_addr: Vec<(u64, u64, usize)> = profile
             .functions
             .iter()
@@ -220,8 +223,11 @@ pub fn write_report(
         outside_functions: profile.unresolved,
         ..ReportTotals::default()
     };
+    // Without instructions, no code is decoded at all: the count of samples
+    // inside an instruction is left out (it would cost an outline of every
+    // sampled function, the bulk of a report of a big program).
     for (rank, &(index, f)) in functions.iter().enumerate() {
-        if f.samples == 0 {
+        if f.samples == 0 || !options.instructions {
             continue;
         }
         let (inside, fell_back) =
@@ -305,11 +311,20 @@ fn write_summary(
         counted(profile.functions.len() as u64, "function"),
         with_samples
     )?;
-    writeln!(
-        out,
-        "not at an instruction: {} outside every function, {} inside an instruction rather than at its start",
-        totals.outside_functions, totals.inside_instructions
-    )?;
+    if options.instructions {
+        writeln!(
+            out,
+            "not at an instruction: {} outside every function, {} inside an instruction rather than at its start",
+            totals.outside_functions, totals.inside_instructions
+        )?;
+    } else {
+        writeln!(
+            out,
+            "not at an instruction: {} outside every function (inside an instruction: not checked \
+             without instructions)",
+            totals.outside_functions
+        )?;
+    }
     if totals.hex_fallbacks > 0 {
         writeln!(
             out,

@@ -81,13 +81,18 @@ pub fn run(args: ReportArgs) -> CliResult {
     };
     if let [file] = args.files.as_slice() {
         let profile = super::load_filtered(file, args.interp)?;
-        (options.decoder, options.decoder_note) =
-            args.pulley_version.choose(&profile, args.decoder);
+        // Without instructions nothing is decoded: no table to choose.
+        if options.instructions {
+            (options.decoder, options.decoder_note) =
+                args.pulley_version.choose(&profile, args.decoder);
+        }
         return run_one(&profile, &options);
     }
     let suite = super::load_suite_filtered(&args.files, args.interp)?;
-    (options.decoder, options.decoder_note) =
-        args.pulley_version.choose(&suite.profile, args.decoder);
+    if options.instructions {
+        (options.decoder, options.decoder_note) =
+            args.pulley_version.choose(&suite.profile, args.decoder);
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     write_report(&mut out, &suite.profile, &options)?;

@@ -268,6 +268,22 @@ pub fn mine(profile: &Profile, options: &SequenceOptions) -> Sequences {
     }
 }
 
+/// The sequence column of a table of candidates: each candidate's opcodes
+/// as text, and the column's width (at least the header's). Shared by the
+/// one-program and the suite tables so their columns line up alike.
+pub(crate) fn sequence_column<'a>(
+    candidates: impl Iterator<Item = &'a [String]>,
+) -> (Vec<String>, usize) {
+    let seqs: Vec<String> = candidates.map(|ops| ops.join(" ; ")).collect();
+    let width = seqs
+        .iter()
+        .map(|s| s.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    (seqs, width)
+}
+
 /// Writes `sequences` as a table.
 pub fn write_sequences(
     out: &mut dyn std::io::Write,
@@ -301,17 +317,7 @@ pub fn write_sequences(
         return Ok(());
     }
     writeln!(out)?;
-    let seqs: Vec<String> = sequences
-        .candidates
-        .iter()
-        .map(|c| c.opcodes.join(" ; "))
-        .collect();
-    let width = seqs
-        .iter()
-        .map(|s| s.chars().count())
-        .max()
-        .unwrap_or(8)
-        .max(8);
+    let (seqs, width) = sequence_column(sequences.candidates.iter().map(|c| &c.opcodes[..]));
     writeln!(
         out,
         "rank   share     samples  sites  {:width$}  top site",

@@ -23,7 +23,7 @@ use std::io::{self, BufReader, BufWriter, Write};
 use super::convert::ConvertError;
 use super::merge::{MergeInput, MergeOptions, MergeReport, merge_to_writer};
 use super::profile::{LoadError, LoadOptions, Profile, load_reader};
-use super::sequences::{SequenceOptions, Site, mine};
+use super::sequences::{SequenceOptions, Site, mine, sequence_column};
 use super::text::{counted, duration_fixed_text, share};
 
 /// A suite loaded as one profile.
@@ -294,17 +294,7 @@ pub fn write_suite_sequences(
         return Ok(());
     }
     writeln!(out)?;
-    let seqs: Vec<String> = sequences
-        .candidates
-        .iter()
-        .map(|c| c.opcodes.join(" ; "))
-        .collect();
-    let width = seqs
-        .iter()
-        .map(|s| s.chars().count())
-        .max()
-        .unwrap_or(8)
-        .max(8);
+    let (seqs, width) = sequence_column(sequences.candidates.iter().map(|c| &c.opcodes[..]));
     writeln!(
         out,
         "rank   share     samples  programs  sites  {:width$}  top site",

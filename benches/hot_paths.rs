@@ -34,6 +34,7 @@ fn batch() -> Vec<Sample> {
                 time_ns: t,
                 interp: i as u32,
                 pc: *pc,
+                stack: 0,
             });
         }
         t += 1_000_000;

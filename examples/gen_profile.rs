@@ -212,6 +212,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             time_ns: k * 1000,
             interp: 0,
             pc: base + rep * bodies[b].1.len() as u64 + offsets[i],
+            stack: 0,
         });
         if batch.len() == record {
             enc.write_samples(&batch)?;

@@ -41,6 +41,7 @@ pub(crate) fn fixture_samples() -> Vec<Sample> {
             time_ns: t,
             interp: 1,
             pc,
+            stack: 0,
         });
         if k <= 30 {
             let pc = if k == 29 {
@@ -54,6 +55,7 @@ pub(crate) fn fixture_samples() -> Vec<Sample> {
                 time_ns: t,
                 interp: 2,
                 pc,
+                stack: 0,
             });
         }
     }
@@ -700,6 +702,7 @@ fn speedscope_weights_follow_the_rate() {
         time_ns,
         interp: 1,
         pc,
+        stack: 0,
     };
     e.write_samples(&[at(1_000_000, HOT), at(2_000_000, HOT + 4)])
         .expect("samples");

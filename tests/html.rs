@@ -594,6 +594,7 @@ fn realistic_profile(path: &Path) {
                 time_ns: t,
                 interp,
                 pc: addr + u64::from(i.offset),
+                stack: 0,
             });
         }
         if tick % 64 == 0 || tick == 2000 {

@@ -134,6 +134,7 @@ impl SamplerCore {
                     time_ns: read_at,
                     interp,
                     pc: pc as u64,
+                    stack: 0,
                 });
                 self.samples_taken += 1;
                 i += 1;

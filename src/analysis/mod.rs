@@ -29,6 +29,7 @@ pub mod tables;
 pub mod text;
 
 pub use profile::{
-    FunctionProfile, LoadOptions, Profile, Registration, TIMELINE_FUNCTIONS_PER_CELL, Timeline,
-    TimelineCell, TimelineFunction, load, load_bytes, load_reader,
+    Frame, FunctionProfile, LoadOptions, PathNode, Profile, Registration, StackLeaf, StackTree,
+    TIMELINE_FUNCTIONS_PER_CELL, Timeline, TimelineCell, TimelineFunction, load, load_bytes,
+    load_reader,
 };

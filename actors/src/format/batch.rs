@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-/// One PC read at one tick.
+/// One PC read at one tick (24 bytes: `stack` fills what was padding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Sample {
     /// When the tick read the clock, just before reading the PCs, in ns since
@@ -18,6 +18,12 @@ pub struct Sample {
     pub interp: u32,
     /// The PC read.
     pub pc: u64,
+    /// Its call stack: a stack id introduced by an [`Event::Stacks`]
+    /// (`crate::format::Event::Stacks`) before this sample, 0 for none (the
+    /// interpreter keeps no shadow stack, or the file predates version 3).
+    /// In the runtime's batches, before the writer interns it, 1 + the
+    /// offset of the stack's frames in the batch's frame arena.
+    pub stack: u32,
 }
 
 /// A batch of samples as stored: struct of arrays of varints.
@@ -47,17 +53,17 @@ pub struct EncodedBatch {
 }
 
 #[inline]
-fn zigzag(v: i64) -> u64 {
+pub(super) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
 #[inline]
-fn unzigzag(n: u64) -> i64 {
+pub(super) fn unzigzag(n: u64) -> i64 {
     (n >> 1) as i64 ^ -((n & 1) as i64)
 }
 
 #[inline]
-fn push_leb128(out: &mut Vec<u8>, mut v: u64) {
+pub(super) fn push_leb128(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
         v >>= 7;
@@ -67,7 +73,7 @@ fn push_leb128(out: &mut Vec<u8>, mut v: u64) {
 
 /// Reads one LEB128 value at `*pos`; `None` if cut or longer than 10 bytes.
 #[inline]
-fn read_leb128(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+pub(super) fn read_leb128(bytes: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..70).step_by(7) {
         let b = *bytes.get(*pos)?;
@@ -158,14 +164,14 @@ const DENSE_LAST_PC: usize = 1 << 12;
 /// vector would be zeroed up to 8 × id bytes for every batch, on the writer's
 /// side as on the reader's.
 #[derive(Default)]
-struct LastPcs {
+pub(super) struct LastPcs {
     dense: Vec<u64>,
     sparse: HashMap<u32, u64>,
 }
 
 impl LastPcs {
     #[inline]
-    fn get_mut(&mut self, interp: u32) -> &mut u64 {
+    pub(super) fn get_mut(&mut self, interp: u32) -> &mut u64 {
         let slot = interp as usize;
         if slot < DENSE_LAST_PC {
             if slot >= self.dense.len() {
@@ -233,6 +239,7 @@ fn decode_batch(
                 time_ns: time,
                 interp,
                 pc,
+                stack: 0,
             });
         }
     }
@@ -255,9 +262,9 @@ fn decode_batch(
 pub(super) const SAMPLES_VARIANT: u8 = 5;
 
 /// A cursor over bincode's standard varints.
-struct Varints<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+pub(super) struct Varints<'a> {
+    pub(super) bytes: &'a [u8],
+    pub(super) pos: usize,
 }
 
 impl Varints<'_> {
@@ -271,7 +278,7 @@ impl Varints<'_> {
     /// An unsigned varint: < 251 in one byte, else a marker (251: u16,
     /// 252: u32, 253: u64) and the value little-endian.
     #[inline]
-    fn u64(&mut self) -> Option<u64> {
+    pub(super) fn u64(&mut self) -> Option<u64> {
         let tag = *self.bytes.get(self.pos)?;
         self.pos += 1;
         match tag {
@@ -286,7 +293,7 @@ impl Varints<'_> {
     /// A `u32` varint: as bincode, refuses the u64 marker even for a value
     /// that fits.
     #[inline]
-    fn u32(&mut self) -> Option<u32> {
+    pub(super) fn u32(&mut self) -> Option<u32> {
         if self.bytes.get(self.pos) == Some(&253) {
             return None;
         }

@@ -90,6 +90,7 @@ pub(super) fn walk<R: Read>(
     let mut functions: Vec<WalkFunction> = Vec::new();
     let mut resolver = Resolver::new();
     let mut seq: u64 = 0;
+    let mut stacked = 0u64;
     for event in reader.by_ref() {
         let event = match event {
             Ok(e) => e,
@@ -128,7 +129,7 @@ pub(super) fn walk<R: Read>(
                 }
             }
             Event::Rate(r) => step(Step::Rate(r.frequency_hz)),
-            Event::Sampling(_) => {}
+            Event::Sampling(_) | Event::Stacks(_) => {}
             Event::Summary(s) => end.stopped_ns = Some(s.stopped_ns),
             Event::Samples(samples) => {
                 for s in samples {
@@ -153,6 +154,7 @@ pub(super) fn walk<R: Read>(
                         }
                     };
                     end.report.samples += 1;
+                    stacked += u64::from(s.stack != 0);
                     step(Step::Sample {
                         interp: s.interp,
                         time_ns,
@@ -164,6 +166,12 @@ pub(super) fn walk<R: Read>(
         }
     }
     end.report.functions = functions.len() as u64;
+    if stacked > 0 {
+        end.report.notes.push(format!(
+            "Not kept: the call stacks of {stacked} samples (this export shows each sample's \
+             function and instruction only)."
+        ));
+    }
     if pulley {
         end.report.notes.push(format!(
             "The Pulley file has no times: samples are {interval} ns apart."

@@ -296,7 +296,7 @@ fn speedscope_file_meets_the_format() {
 }
 
 /// Follows a Firefox Profiler stack to its frames' names, outermost first.
-fn fx_stack_names(thread: &serde_json::Value, mut stack: usize) -> Vec<String> {
+pub(crate) fn fx_stack_names(thread: &serde_json::Value, mut stack: usize) -> Vec<String> {
     let strings = thread["stringArray"].as_array().unwrap();
     let mut names = Vec::new();
     loop {

@@ -55,3 +55,6 @@ mod threads;
 mod timeline;
 /// Every native format version loads: a fixture of each, exact figures.
 mod versions;
+/// Call-stack views: exports with stacks, call tree, callers and callees,
+/// inferno.
+mod views;

@@ -38,6 +38,7 @@ mod timeline;
 
 pub use hits::Hits;
 pub use load::{LoadError, load, load_bytes, load_reader};
+pub(crate) use stacks::StackBuilder;
 pub use stacks::{Frame, PathNode, StackLeaf, StackTree};
 
 /// Options for [`load()`].

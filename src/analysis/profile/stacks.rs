@@ -129,9 +129,10 @@ impl StackTree {
     }
 }
 
-/// Builds a [`StackTree`] from a file's stacks and samples.
+/// Builds a [`StackTree`] from a file's stacks and samples (and resolves
+/// a file's stacks for the streaming exports, `convert/walk.rs`).
 #[derive(Default)]
-pub(super) struct StackBuilder {
+pub(crate) struct StackBuilder {
     /// The file's stacks by id - 1: (parent id, frame PC).
     file: Vec<(u32, u64)>,
     /// The tree node of each file stack, by id - 1, once resolved (0: not
@@ -151,7 +152,7 @@ pub(super) struct StackBuilder {
 
 impl StackBuilder {
     /// Stacks introduced by the file.
-    pub(super) fn introduce(&mut self, nodes: &[StackNode]) {
+    pub(crate) fn introduce(&mut self, nodes: &[StackNode]) {
         for n in nodes {
             // The reader checks that ids follow one another.
             if n.id as usize == self.file.len() + 1 {
@@ -163,7 +164,7 @@ impl StackBuilder {
 
     /// The tree node of file stack `id`, resolving its frames (with
     /// `function_of`, at this sample's time) on first use.
-    pub(super) fn node(
+    pub(crate) fn node(
         &mut self,
         id: u32,
         mut function_of: impl FnMut(u64) -> Option<usize>,
@@ -211,6 +212,20 @@ impl StackBuilder {
             self.resolved[id as usize - 1] = node;
         }
         node
+    }
+
+    /// The frames of tree node `node` (from [`StackBuilder::node`]), root
+    /// first.
+    pub(crate) fn path(&self, node: u32) -> Vec<Frame> {
+        let mut v = Vec::new();
+        let mut n = node as usize;
+        while n != 0 {
+            let Some(p) = self.nodes.get(n) else { break };
+            v.push(p.frame);
+            n = p.parent as usize;
+        }
+        v.reverse();
+        v
     }
 
     /// A sample under tree node `node` at `function` (`u32::MAX`: outside)

@@ -254,3 +254,84 @@ fn cli_tree_and_calls() {
     assert!(ok);
     assert!(out.contains("FUNCTION"), "{out}");
 }
+
+/// The flame graph's size is bounded on a profile with many call paths:
+/// frames under the share asked, and past the most frames asked, are left
+/// out, and the page says so; a profile without stacks has no flame graph.
+#[test]
+fn html_flame_graph_is_bounded_and_only_with_stacks() {
+    use pcprof::analysis::html::{HtmlOptions, render};
+    use pcprof::analysis::{PathNode, StackLeaf, StackTree};
+
+    let mut p = load_bytes(V3, &LoadOptions::default(), |_| {}).unwrap();
+    // A chain of 4 000 callers (main, g, main, ...) with one sample at each
+    // depth, in function f: 8 000 call paths, the deepest the coldest.
+    let depth = 4000u32;
+    let mut nodes = vec![PathNode {
+        parent: 0,
+        frame: Frame::Outside,
+    }];
+    let mut leaves = Vec::new();
+    for k in 1..=depth {
+        nodes.push(PathNode {
+            parent: k - 1,
+            frame: Frame::Function(if k % 2 == 0 { 0 } else { 2 }),
+        });
+        leaves.push(StackLeaf {
+            stack: k,
+            function: Some(1),
+            offset: 1,
+            samples: 1,
+        });
+    }
+    p.stacks = StackTree {
+        nodes,
+        leaves,
+        truncated_samples: 0,
+    };
+    p.total_samples = u64::from(depth);
+    let frames = |page: &str| page.matches("<div class=\"fl\"").count();
+
+    // By default at most 3 000 frames: the root, then the chain's nodes
+    // of totals 4000 down to 1001.
+    let page = render(&p, &HtmlOptions::default());
+    assert_eq!(frames(&page), 1 + 3000);
+    assert!(
+        page.contains("5,000 frames under 1,001 samples (25.02% of all) are not drawn"),
+        "{}",
+        &page[page.find("flame-cut").unwrap()..][..300]
+    );
+    // 0.1% of 4 000 samples: frames of 4 samples or more, the root, then
+    // the chain's nodes 1..=3997 (totals 4000..=4).
+    let page = render(
+        &p,
+        &HtmlOptions {
+            flame_max_frames: usize::MAX,
+            ..HtmlOptions::default()
+        },
+    );
+    assert_eq!(frames(&page), 1 + 3997);
+    assert!(
+        page.contains("4,003 frames under 4 samples (0.10% of all) are not drawn"),
+        "{}",
+        &page[page.find("flame-cut").unwrap()..][..300]
+    );
+    let page = render(
+        &p,
+        &HtmlOptions {
+            flame_max_frames: 100,
+            ..HtmlOptions::default()
+        },
+    );
+    // The 100 hottest frames: totals 4000 down to 3901.
+    assert_eq!(frames(&page), 1 + 100);
+    assert!(page.contains("7,900 frames under 3,901 samples"), "bounded");
+
+    // Without stacks: no section, no link.
+    p.stacks = StackTree::default();
+    let page = render(&p, &HtmlOptions::default());
+    assert!(
+        !page.contains("id=\"flame-section\"") && !page.contains("href=\"#flame-section\""),
+        "a flame graph without stacks"
+    );
+}

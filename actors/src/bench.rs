@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use crate::clock::{Clock, MonotonicClock};
-use crate::format::Sample;
+use crate::format::SampleBuffer;
 use crate::pc::{PcHandle, Source};
 use crate::sampler::SamplerCore;
 use crate::ticker::TickerCore;
@@ -25,8 +25,8 @@ pub struct Tick {
     clock: Arc<MonotonicClock>,
     /// Kept so the interpreters are not retired.
     _handles: Vec<PcHandle>,
-    written: flume::Receiver<Vec<Sample>>,
-    free: flume::Sender<Vec<Sample>>,
+    written: flume::Receiver<SampleBuffer>,
+    free: flume::Sender<SampleBuffer>,
 }
 
 impl Tick {
@@ -37,12 +37,12 @@ impl Tick {
         let (to_writer, written) = flume::bounded(buffers);
         let (free, from_writer) = flume::bounded(buffers);
         for _ in 1..buffers {
-            let _ = free.send(Vec::with_capacity(flush));
+            let _ = free.send(SampleBuffer::with_capacity(flush, flush));
         }
         let mut sampler = SamplerCore::new(
             flush,
             crate::config::DEFAULT_FLUSH_INTERVAL.as_nanos() as u64,
-            Vec::with_capacity(flush),
+            SampleBuffer::with_capacity(flush, flush),
             to_writer,
             from_writer,
             None,

@@ -26,6 +26,78 @@ pub struct Sample {
     pub stack: u32,
 }
 
+/// A batch of samples as the runtime hands it from the sampler to the
+/// writer: the samples, and beside them the frames of their stacks (an
+/// arena sized when the buffer is made, so the tick path never allocates).
+/// A sample with a stack has `stack` = 1 + the offset of its entry: a
+/// header word (the number of frames, bit 63 set if truncated), then the
+/// frames, root first. The writer interns them
+/// ([`Encoder::write_buffer`](super::Encoder::write_buffer)).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SampleBuffer {
+    /// The samples, in time order.
+    pub samples: Vec<Sample>,
+    /// Their stacks' frames.
+    pub frames: Vec<u64>,
+}
+
+/// Bit 63 of an arena entry's header: the stack is truncated.
+const ENTRY_TRUNCATED: u64 = 1 << 63;
+
+impl SampleBuffer {
+    /// An empty buffer with room for `samples` samples and `frames` words of
+    /// stacks.
+    pub fn with_capacity(samples: usize, frames: usize) -> SampleBuffer {
+        SampleBuffer {
+            samples: Vec::with_capacity(samples),
+            frames: Vec::with_capacity(frames),
+        }
+    }
+
+    /// Empties it, keeping its capacity.
+    pub fn clear(&mut self) {
+        self.samples.clear();
+        self.frames.clear();
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether it holds no sample.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Whether a stack of `frames` frames fits without allocating.
+    #[inline]
+    pub fn has_room_for_stack(&self, frames: usize) -> bool {
+        self.frames.capacity() - self.frames.len() > frames
+    }
+
+    /// Stores a stack's frames (root first) in the arena; its value for
+    /// [`Sample::stack`]. The caller checks the room first
+    /// ([`SampleBuffer::has_room_for_stack`]) if it must not allocate.
+    #[inline]
+    pub fn push_stack(&mut self, frames: &[u64], truncated: bool) -> u32 {
+        let at = self.frames.len();
+        let header = frames.len() as u64 | if truncated { ENTRY_TRUNCATED } else { 0 };
+        self.frames.push(header);
+        self.frames.extend_from_slice(frames);
+        at as u32 + 1
+    }
+
+    /// The frames and truncation of the entry a sample's `stack` names.
+    pub fn stack_at(&self, stack: u32) -> Option<(&[u64], bool)> {
+        let at = (stack as usize).checked_sub(1)?;
+        let header = *self.frames.get(at)?;
+        let n = (header & !ENTRY_TRUNCATED) as usize;
+        let frames = self.frames.get(at + 1..at + 1 + n)?;
+        Some((frames, header & ENTRY_TRUNCATED != 0))
+    }
+}
+
 /// A batch of samples as stored: struct of arrays of varints.
 ///
 /// Samples of one tick share its time. Ticks are usually one period apart,

@@ -2,12 +2,12 @@
 //! dispatches each record to the format's own writer ([`super::native`],
 //! [`super::pulley`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{self, Write};
 
 use super::batch::EncodedBatch;
-use super::batch::Sample;
+use super::batch::{Sample, SampleBuffer};
 use super::records::{FileHeader, ListingRecord, Record};
 use super::stacks::{CompactBatch, StackInterner, StacksRecord};
 use super::{Format, MAGIC, OLDEST_VERSION, VERSION};
@@ -177,6 +177,34 @@ impl<W: Write> Encoder<W> {
             }
             Format::Pulley => self.write_pulley(record),
         }
+    }
+
+    /// Writes the runtime's batch: interns each sample's stack from the
+    /// buffer's frames (its `stack` becomes the interned id), then writes
+    /// the samples as [`Encoder::write_samples`] does.
+    pub fn write_buffer(&mut self, buffer: &mut SampleBuffer) -> Result<u64, EncodeError> {
+        if !buffer.frames.is_empty() {
+            let SampleBuffer { samples, frames } = buffer;
+            let arena = SampleBuffer {
+                samples: Vec::new(),
+                frames: std::mem::take(frames),
+            };
+            // Samples often share an entry (the sampler reuses an
+            // interpreter's while its stack is unchanged): interned once.
+            let mut seen: HashMap<u32, u32> = HashMap::new();
+            let keep = self.keeps_stacks();
+            for s in samples.iter_mut().filter(|s| s.stack != 0) {
+                let entry = s.stack;
+                s.stack = *seen
+                    .entry(entry)
+                    .or_insert_with(|| match arena.stack_at(entry) {
+                        Some((f, truncated)) if keep => self.stacks.stack(f, truncated),
+                        _ => 0,
+                    });
+            }
+            *frames = arena.frames;
+        }
+        self.write_samples(&buffer.samples)
     }
 
     /// Writes a batch of samples (encoding it first for the native format),

@@ -39,7 +39,7 @@ mod reader;
 mod records;
 mod stacks;
 
-pub use batch::{EncodedBatch, Sample};
+pub use batch::{EncodedBatch, Sample, SampleBuffer};
 pub use encoder::{EncodeError, Encoder};
 pub use reader::{Event, ProfileReader, RawPc, ReadError, ReadErrorKind};
 pub use records::{

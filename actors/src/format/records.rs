@@ -357,6 +357,9 @@ impl From<SummaryV1> for Summary {
                 writer_cpu_ns: v.writer_cpu_ns,
                 errors: v.errors,
                 first_error: v.first_error,
+                // Not in the frozen layout.
+                stack_reads_torn: 0,
+                stacks_cut: 0,
             },
         }
     }

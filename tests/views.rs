@@ -185,6 +185,36 @@ fn call_tree_counts_inclusive_and_self_per_path() {
     assert_eq!(tree.nodes[0].total, 24);
 }
 
+/// The model's leaf-first walk (what pprof's locations need) is each
+/// path reversed, the sample's own function first.
+#[test]
+fn stack_tree_walks_leaf_first() {
+    let p = load_bytes(V3, &LoadOptions::default(), |_| {}).unwrap();
+    let name = |f: Frame| match f {
+        Frame::Function(i) => p.functions[i].name.clone(),
+        Frame::Outside => "[unresolved]".into(),
+        Frame::Truncated => "[truncated]".into(),
+    };
+    let mut got: Vec<(Vec<String>, u64)> = p
+        .stacks
+        .leaves
+        .iter()
+        .map(|l| (p.stacks.leaf_first(l).map(name).collect(), l.samples))
+        .collect();
+    got.sort();
+    let want: Vec<(Vec<String>, u64)> = [
+        (&["f", "main"][..], 3),
+        (&["g", "[truncated]", "main"][..], 3),
+        (&["g", "f", "main"][..], 3),
+        (&["g", "g", "f", "main"][..], 3),
+        (&["main"][..], 12),
+    ]
+    .iter()
+    .map(|(v, n)| (v.iter().map(|s| s.to_string()).collect(), *n))
+    .collect();
+    assert_eq!(got, want);
+}
+
 #[test]
 fn callers_and_callees_count_a_recursion_once_per_sample() {
     let p = load_bytes(V3, &LoadOptions::default(), |_| {}).unwrap();

@@ -93,6 +93,23 @@ impl StackTree {
         v
     }
 
+    /// The frames of `leaf`'s samples leaf first, as pprof and most
+    /// profilers order a sample's locations: its own function
+    /// ([`Frame::Outside`] when its PC fell outside every function), then
+    /// each caller from the innermost to the outermost. Allocates nothing.
+    pub fn leaf_first(&self, leaf: &StackLeaf) -> impl Iterator<Item = Frame> + '_ {
+        let own = leaf.function.map_or(Frame::Outside, Frame::Function);
+        let mut n = leaf.stack as usize;
+        std::iter::once(own).chain(std::iter::from_fn(move || {
+            if n == 0 {
+                return None;
+            }
+            let p = self.nodes.get(n)?;
+            n = p.parent as usize;
+            Some(p.frame)
+        }))
+    }
+
     /// Samples of each function counted once per sample in which it is on
     /// the stack or the leaf (inclusive, "total"); `functions` is the
     /// number of functions of the profile.

@@ -167,7 +167,7 @@ fn call_tree_counts_inclusive_and_self_per_path() {
         if k != 0 {
             lines.push((depth, name(n.frame), n.total, n.self_samples));
         }
-        todo.extend(n.children.iter().rev().map(|&c| (c, depth + 1)));
+        todo.extend(tree.children(k).iter().rev().map(|&c| (c, depth + 1)));
     }
     let want = [
         (1, "main", 24, 12),

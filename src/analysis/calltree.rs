@@ -25,7 +25,7 @@ use crate::analysis::profile::{Frame, Profile};
 use crate::analysis::report::FunctionNames;
 
 /// A node of a [`CallTree`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallNode {
     /// The caller node (the root is its own parent).
     pub parent: u32,
@@ -36,8 +36,10 @@ pub struct CallNode {
     pub total: u64,
     /// Samples whose leaf function is this node.
     pub self_samples: u64,
-    /// Child nodes, by total samples (most first), then frame.
-    pub children: Vec<u32>,
+    /// Where its children start in [`CallTree::children`]'s array.
+    first_child: u32,
+    /// How many children it has.
+    child_count: u32,
 }
 
 /// The top-down call tree of a profile: node 0 is the root (every sample),
@@ -46,61 +48,87 @@ pub struct CallNode {
 pub struct CallTree {
     /// The nodes, the root first.
     pub nodes: Vec<CallNode>,
+    /// Every node's children, one run per node (no allocation per node).
+    child_ids: Vec<u32>,
 }
 
 impl CallTree {
     /// The call tree of `profile` (one level, every function at the root,
     /// when it has no call stacks).
+    ///
+    /// The stack tree's nodes are already one per distinct path: they are
+    /// this tree's first nodes, same indices, and each (path, leaf
+    /// function) of the leaves, which come sorted by path and function,
+    /// is the path's child of that function (found by binary search) or a
+    /// new node. Nothing is hashed: on millions of distinct paths a map
+    /// cost more than the rest together.
     pub fn new(profile: &Profile) -> CallTree {
-        let mut nodes = vec![CallNode {
+        let root = CallNode {
             parent: 0,
             frame: Frame::Outside,
             total: 0,
             self_samples: 0,
-            children: Vec::new(),
-        }];
-        let mut index: HashMap<(u32, Frame), u32> = HashMap::new();
-        let mut child = |nodes: &mut Vec<CallNode>, parent: u32, frame: Frame| -> u32 {
-            *index.entry((parent, frame)).or_insert_with(|| {
-                nodes.push(CallNode {
-                    parent,
-                    frame,
-                    total: 0,
-                    self_samples: 0,
-                    children: Vec::new(),
-                });
-                (nodes.len() - 1) as u32
-            })
+            first_child: 0,
+            child_count: 0,
         };
+        let mut nodes = vec![root];
         if profile.has_stacks() {
             let tree = &profile.stacks;
-            // Each stack node's call node (a parent precedes its children).
-            let mut of_stack: Vec<u32> = Vec::with_capacity(tree.nodes.len());
-            for (k, n) in tree.nodes.iter().enumerate() {
-                let node = if k == 0 {
-                    0
-                } else {
-                    let parent = of_stack.get(n.parent as usize).copied().unwrap_or(0);
-                    child(&mut nodes, parent, n.frame)
+            nodes.extend(tree.nodes.iter().skip(1).map(|n| CallNode {
+                parent: n.parent,
+                frame: n.frame,
+                ..root
+            }));
+            let (first, ids) = children_of(&nodes, |ids, nodes| {
+                ids.sort_unstable_by_key(|&c| nodes[c as usize].frame)
+            });
+            let mut k = 0;
+            let leaves = &tree.leaves;
+            while k < leaves.len() {
+                let (stack, function) = (leaves[k].stack, leaves[k].function);
+                let mut samples = 0;
+                while k < leaves.len() && leaves[k].stack == stack && leaves[k].function == function
+                {
+                    samples += leaves[k].samples;
+                    k += 1;
+                }
+                let frame = function.map_or(Frame::Outside, Frame::Function);
+                let run = first
+                    .get(stack as usize)
+                    .zip(first.get(stack as usize + 1))
+                    .map_or(&[][..], |(&a, &b)| &ids[a as usize..b as usize]);
+                let n = match run.binary_search_by_key(&frame, |&c| nodes[c as usize].frame) {
+                    Ok(i) => run[i] as usize,
+                    Err(_) => {
+                        nodes.push(CallNode {
+                            parent: if (stack as usize) < tree.nodes.len() {
+                                stack
+                            } else {
+                                0
+                            },
+                            frame,
+                            ..root
+                        });
+                        nodes.len() - 1
+                    }
                 };
-                of_stack.push(node);
-            }
-            for leaf in &tree.leaves {
-                let parent = of_stack.get(leaf.stack as usize).copied().unwrap_or(0);
-                let frame = leaf.function.map_or(Frame::Outside, Frame::Function);
-                let n = child(&mut nodes, parent, frame);
-                nodes[n as usize].self_samples += leaf.samples;
+                nodes[n].self_samples += samples;
             }
         } else {
             for (i, f) in profile.functions.iter().enumerate() {
                 if f.samples > 0 {
-                    let n = child(&mut nodes, 0, Frame::Function(i));
-                    nodes[n as usize].self_samples += f.samples;
+                    nodes.push(CallNode {
+                        frame: Frame::Function(i),
+                        self_samples: f.samples,
+                        ..root
+                    });
                 }
             }
             if profile.unresolved > 0 {
-                let n = child(&mut nodes, 0, Frame::Outside);
-                nodes[n as usize].self_samples += profile.unresolved;
+                nodes.push(CallNode {
+                    self_samples: profile.unresolved,
+                    ..root
+                });
             }
         }
         // Totals bottom-up: children come after their parents.
@@ -109,19 +137,57 @@ impl CallTree {
             if n > 0 {
                 let (p, t) = (nodes[n].parent as usize, nodes[n].total);
                 nodes[p].total += t;
-                nodes[p].children.push(n as u32);
             }
         }
-        let keys: Vec<(u64, Frame)> = nodes.iter().map(|n| (n.total, n.frame)).collect();
-        for n in &mut nodes {
-            n.children.sort_by(|&a, &b| {
-                let (ta, fa) = keys[a as usize];
-                let (tb, fb) = keys[b as usize];
-                tb.cmp(&ta).then(fa.cmp(&fb))
-            });
+        let (first, child_ids) = children_of(&nodes, |ids, nodes| {
+            ids.sort_unstable_by(|&a, &b| {
+                let (a, b) = (&nodes[a as usize], &nodes[b as usize]);
+                b.total.cmp(&a.total).then(a.frame.cmp(&b.frame))
+            })
+        });
+        for (k, n) in nodes.iter_mut().enumerate() {
+            n.first_child = first[k];
+            n.child_count = first[k + 1] - first[k];
         }
-        CallTree { nodes }
+        CallTree { nodes, child_ids }
     }
+
+    /// The children of node `k`, by total samples (most first), then
+    /// frame.
+    pub fn children(&self, k: u32) -> &[u32] {
+        self.nodes.get(k as usize).map_or(&[], |n| {
+            let a = n.first_child as usize;
+            self.child_ids
+                .get(a..a + n.child_count as usize)
+                .unwrap_or(&[])
+        })
+    }
+}
+
+/// Every node's children as one array: node `k`'s are
+/// `ids[first[k]..first[k + 1]]`, each run ordered by `order`.
+fn children_of(
+    nodes: &[CallNode],
+    order: impl Fn(&mut [u32], &[CallNode]),
+) -> (Vec<u32>, Vec<u32>) {
+    let mut first = vec![0u32; nodes.len() + 1];
+    for n in nodes.iter().skip(1) {
+        first[n.parent as usize + 1] += 1;
+    }
+    for k in 0..nodes.len() {
+        first[k + 1] += first[k];
+    }
+    let mut at = first.clone();
+    let mut ids = vec![0u32; nodes.len().saturating_sub(1)];
+    for (k, n) in nodes.iter().enumerate().skip(1) {
+        let slot = &mut at[n.parent as usize];
+        ids[*slot as usize] = k as u32;
+        *slot += 1;
+    }
+    for k in 0..nodes.len() {
+        order(&mut ids[first[k] as usize..first[k + 1] as usize], nodes);
+    }
+    (first, ids)
 }
 
 /// The name of a frame of a call tree.
@@ -156,20 +222,15 @@ pub fn write_call_tree(out: &mut dyn Write, profile: &Profile, threshold: f64) -
         )?;
     }
     writeln!(out, " total%   self%  function")?;
-    let mut left_out = 0usize;
+    let mut shown = 0usize;
     // Depth-first, children by total: (node, depth).
-    let mut todo: Vec<(u32, usize)> = tree.nodes[0]
-        .children
-        .iter()
-        .rev()
-        .map(|&c| (c, 0))
-        .collect();
+    let mut todo: Vec<(u32, usize)> = tree.children(0).iter().rev().map(|&c| (c, 0)).collect();
     while let Some((k, depth)) = todo.pop() {
         let node = &tree.nodes[k as usize];
         if profile.percent(node.total) < threshold {
-            left_out += subtree_size(&tree, k);
             continue;
         }
+        shown += 1;
         writeln!(
             out,
             "{:6.2}% {:6.2}%  {:indent$}{}",
@@ -179,22 +240,14 @@ pub fn write_call_tree(out: &mut dyn Write, profile: &Profile, threshold: f64) -
             frame_name(&names, n, node.frame),
             indent = depth * 2
         )?;
-        todo.extend(node.children.iter().rev().map(|&c| (c, depth + 1)));
+        todo.extend(tree.children(k).iter().rev().map(|&c| (c, depth + 1)));
     }
+    // A node left out takes its subtree with it: every node not shown.
+    let left_out = tree.nodes.len() - 1 - shown;
     if left_out > 0 {
         writeln!(out, "({left_out} nodes under {threshold}% not shown)")?;
     }
     Ok(())
-}
-
-fn subtree_size(tree: &CallTree, k: u32) -> usize {
-    let mut count = 0;
-    let mut todo = vec![k];
-    while let Some(k) = todo.pop() {
-        count += 1;
-        todo.extend(&tree.nodes[k as usize].children);
-    }
-    count
 }
 
 /// The callers and callees of a set of functions (one function, or every

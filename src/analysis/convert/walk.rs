@@ -25,7 +25,8 @@ use crate::disasm::{HexDecoder, Instruction, containing_instruction, decode_func
 use crate::format::{Event, Format, InterpreterRecord};
 use crate::{ProfileReader, Resolver};
 
-/// Where a sample fell: what its two-frame stack is made of.
+/// Where a sample fell: its own frames (function, then instruction), below
+/// its callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Site {
     Unresolved,

@@ -109,7 +109,7 @@ pub(super) fn flame_graph(out: &mut String, profile: &Profile, options: &HtmlOpt
         // Children pushed in reverse so the hottest is drawn first.
         let mut at = x;
         let mut kids = Vec::new();
-        for &c in &node.children {
+        for &c in tree.children(k) {
             let t = tree.nodes[c as usize].total;
             if t >= cut {
                 kids.push((c, depth + 1, at));

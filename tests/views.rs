@@ -280,6 +280,21 @@ fn cli_tree_and_calls() {
         err.contains("v3.data: no function of the profile is named \"nothing\""),
         "{err}"
     );
+    // The flame graph's bounds from the command line: the root and the
+    // two hottest frames (main, 24 samples; f, 9).
+    let page = dir.path("v3.html");
+    let (ok, _, err) = pcprof(&[
+        "html",
+        "--flame-frames",
+        "2",
+        file,
+        "-o",
+        page.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let page = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(page.matches("<div class=\"fl\"").count(), 3);
+    assert!(page.contains("4 frames under 7 samples (29.17% of all) are not drawn"));
     let (ok, out, _) = pcprof(&["calls", "--help"]);
     assert!(ok);
     assert!(out.contains("FUNCTION"), "{out}");

@@ -38,6 +38,8 @@ mod timeline;
 
 pub use hits::Hits;
 pub use load::{LoadError, load, load_bytes, load_reader};
+// The streaming exports resolve a file's stacks as the model does.
+#[cfg(feature = "export")]
 pub(crate) use stacks::StackBuilder;
 pub use stacks::{Frame, PathNode, StackLeaf, StackTree};
 

@@ -233,6 +233,7 @@ impl StackBuilder {
 
     /// The frames of tree node `node` (from [`StackBuilder::node`]), root
     /// first.
+    #[cfg(feature = "export")]
     pub(crate) fn path(&self, node: u32) -> Vec<Frame> {
         let mut v = Vec::new();
         let mut n = node as usize;

@@ -131,6 +131,7 @@ pub(super) fn walk<R: Read>(
     let mut resolver = Resolver::new();
     let mut seq: u64 = 0;
     let mut stacks = StackBuilder::default();
+    let mut stacked = 0u64;
     for event in reader.by_ref() {
         let event = match event {
             Ok(e) => e,
@@ -198,6 +199,7 @@ pub(super) fn walk<R: Read>(
                     let node = if s.stack == 0 {
                         0
                     } else {
+                        stacked += 1;
                         stacks.node(s.stack, |pc| resolver.resolve(pc, s.time_ns))
                     };
                     step(Step::Sample {
@@ -215,6 +217,12 @@ pub(super) fn walk<R: Read>(
         }
     }
     end.report.functions = functions.len() as u64;
+    if stacked > 0 {
+        end.report.notes.push(format!(
+            "Kept: the call stacks of {stacked} samples, each caller as its function (the call \
+             site's instruction is not kept)."
+        ));
+    }
     if pulley {
         end.report.notes.push(format!(
             "The Pulley file has no times: samples are {interval} ns apart."

@@ -80,11 +80,15 @@ impl SampleBuffer {
     /// [`Sample::stack`]. The caller checks the room first
     /// ([`SampleBuffer::has_room_for_stack`]) if it must not allocate.
     #[inline]
-    pub fn push_stack(&mut self, frames: &[u64], truncated: bool) -> u32 {
+    pub fn push_stack(
+        &mut self,
+        frames: impl ExactSizeIterator<Item = u64>,
+        truncated: bool,
+    ) -> u32 {
         let at = self.frames.len();
         let header = frames.len() as u64 | if truncated { ENTRY_TRUNCATED } else { 0 };
         self.frames.push(header);
-        self.frames.extend_from_slice(frames);
+        self.frames.extend(frames);
         at as u32 + 1
     }
 

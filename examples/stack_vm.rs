@@ -397,7 +397,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::args().any(|a| a == "--bench") {
         return bench();
     }
-    let functions = vec![main_fn(20_000, 22), collatz(), fib()];
+    // The workload's size: COLLATZ_LIMIT numbers, then fib(FIB_N).
+    let env = |k: &str, d: i32| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let functions = vec![
+        main_fn(env("COLLATZ_LIMIT", 20_000), env("FIB_N", 22)),
+        collatz(),
+        fib(),
+    ];
     let out = std::path::PathBuf::from("pcprof-stack-vm.data");
     if out.exists() {
         return Err(format!("{} exists; remove it first", out.display()).into());

@@ -243,19 +243,29 @@ const DENSE_LAST_PC: usize = 1 << 12;
 pub(super) struct LastPcs {
     dense: Vec<u64>,
     sparse: HashMap<u32, u64>,
+    /// The value of an interpreter not seen yet.
+    unseen: u64,
 }
 
 impl LastPcs {
+    /// A table whose interpreters start at `unseen`.
+    pub(super) fn starting_at(unseen: u64) -> LastPcs {
+        LastPcs {
+            unseen,
+            ..LastPcs::default()
+        }
+    }
+
     #[inline]
     pub(super) fn get_mut(&mut self, interp: u32) -> &mut u64 {
         let slot = interp as usize;
         if slot < DENSE_LAST_PC {
             if slot >= self.dense.len() {
-                self.dense.resize(slot + 1, 0);
+                self.dense.resize(slot + 1, self.unseen);
             }
             &mut self.dense[slot]
         } else {
-            self.sparse.entry(interp).or_insert(0)
+            self.sparse.entry(interp).or_insert(self.unseen)
         }
     }
 }

@@ -330,7 +330,7 @@ fn the_v3_fixture_loads_to_its_figures() {
     assert_eq!(
         totals,
         [
-            "call stacks: 12 samples of 24 with a stack, 3 truncated",
+            "call stacks: 12 of 24 samples under a caller, 3 truncated",
             "  total    self  function",
             "100.00%  50.00%  main",
             " 37.50%  37.50%  g",

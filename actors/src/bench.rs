@@ -25,6 +25,8 @@ pub struct Tick {
     clock: Arc<MonotonicClock>,
     /// Kept so the interpreters are not retired.
     _handles: Vec<PcHandle>,
+    /// Their shadow stacks, if any.
+    stacks: Vec<crate::stack::StackHandle>,
     written: flume::Receiver<SampleBuffer>,
     free: flume::Sender<SampleBuffer>,
 }
@@ -62,9 +64,43 @@ impl Tick {
             sampler,
             clock,
             _handles: handles,
+            stacks: Vec::new(),
             written,
             free,
         }
+    }
+
+    /// As [`Tick::new`], each interpreter with a shadow stack `depth` calls
+    /// deep (capacity `depth`).
+    pub fn with_stacks(interpreters: usize, flush: usize, depth: usize) -> Tick {
+        let mut t = Tick::new(0, flush);
+        for i in 0..interpreters {
+            let h = PcHandle::new();
+            h.set(0x1000 + 4 * i);
+            let mut st = crate::stack::StackHandle::new(depth);
+            for d in 0..depth {
+                st.call(0x10_0000 + 8 * d);
+            }
+            t.sampler.add_interpreter(
+                i as u32,
+                Source::Stacked(Box::new(Source::Native(h.reader())), st.reader()),
+            );
+            t._handles.push(h);
+            t.stacks.push(st);
+        }
+        t
+    }
+
+    /// Each stack returns and calls again (a new generation: the sampler
+    /// reads every frame again and makes a new entry), then one tick.
+    #[inline]
+    pub fn tick_after_return(&mut self) -> u64 {
+        for st in &mut self.stacks {
+            let d = st.depth();
+            st.ret();
+            st.call(0x10_0000 + 8 * d);
+        }
+        self.tick()
     }
 
     /// One tick, as the timing thread runs it once its deadline has come.

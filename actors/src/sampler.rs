@@ -213,8 +213,8 @@ impl SamplerCore {
     /// Reads interpreter `i`'s shadow stack (just after its PC) and gives
     /// its entry in the batch's arena: the last one while the stack is
     /// unchanged, else a new one (sealing the batch first if the arena is
-    /// full). A torn read is counted and kept as a truncated stack without
-    /// frames.
+    /// full). A torn read is counted and kept as the prefix read, marked
+    /// truncated.
     #[inline(never)]
     fn read_stack(&mut self, i: usize) -> u32 {
         let Some(st) = self.interps[i].stack.as_deref_mut() else {
@@ -225,8 +225,7 @@ impl SamplerCore {
             return st.entry;
         }
         let torn = outcome == ReadOutcome::Torn;
-        let depth = if torn { 0 } else { st.snap.frames().len() };
-        if !self.batch.has_room_for_stack(depth) {
+        if !self.batch.has_room_for_stack(st.snap.frames().len()) {
             self.hand_over();
         }
         let Some(st) = self.interps[i].stack.as_deref_mut() else {
@@ -235,11 +234,7 @@ impl SamplerCore {
         if torn {
             self.stack_reads_torn += 1;
         }
-        let (frames, truncated) = if torn {
-            (&[][..], true)
-        } else {
-            (st.snap.frames(), st.snap.truncated())
-        };
+        let frames = st.snap.frames();
         if !self.batch.has_room_for_stack(frames.len()) {
             // Deeper than a whole arena: only the marker, never an
             // allocation on the tick.
@@ -247,9 +242,9 @@ impl SamplerCore {
             if !self.batch.has_room_for_stack(0) {
                 return 0;
             }
-            st.entry = self.batch.push_stack(&[], true);
+            st.entry = self.batch.push_stack([].into_iter(), true);
         } else {
-            st.entry = self.batch.push_stack(frames, truncated || torn);
+            st.entry = self.batch.push_stack(frames, st.snap.truncated());
         }
         st.batch_no = self.batch_no;
         if torn {

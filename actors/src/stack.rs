@@ -2,24 +2,30 @@
 //! pcprof, opt-in per interpreter.
 //!
 //! - **One writer, no read-modify-write.** The interpreter owns a
-//!   [`StackHandle`]: an array of frames (`AtomicU64`, the call sites' PCs)
-//!   and one word `state = generation << 32 | depth`, of which it keeps its
-//!   own copy. [`StackHandle::call`] stores the frame, then the state: two
-//!   Release stores (plain `mov`s on x86). [`StackHandle::ret`] stores the
-//!   state with the depth one less and the generation one more: one store.
-//!   No lock, no allocation; an interpreter that never asks for a stack
-//!   pays nothing, and [`PcHandle::set`](crate::PcHandle::set) stays one
-//!   relaxed store.
-//! - **Consistent snapshots without UB** (a seqlock whose data are atomics):
-//!   the sampler loads the state (Acquire), the frames (Relaxed), fences
-//!   (Acquire) and loads the state again, and accepts iff both loads are
-//!   equal. A frame below the depth changes only after a pop, and every pop
-//!   bumps the generation; a frame read from a later call's store
-//!   synchronises (its Release store, the reader's fence) with the reader,
-//!   so the second load sees at least the pop before it: the snapshot is
-//!   refused. A refused read is retried [`READ_TRIES`] times, then counted
-//!   (`Stats::stack_reads_torn`) and kept as a truncated stack with no
-//!   frames (the leaf PC is still exact).
+//!   [`StackHandle`]: one array of atomic words, word 0 the state
+//!   `generation << 32 | depth`, of which the interpreter keeps its own
+//!   copy, then the frames. [`StackHandle::call`] stores the frame (the call
+//!   site's PC, tagged with the low 16 bits of the generation), then the
+//!   state: two Release stores (plain `mov`s on x86). [`StackHandle::ret`]
+//!   stores the state with the depth one less and the generation one more:
+//!   one store. No lock, no allocation; an interpreter that never asks for a
+//!   stack pays nothing, and [`PcHandle::set`](crate::PcHandle::set) stays
+//!   one relaxed store.
+//! - **Consistent snapshots without UB.** Every shared word is an atomic.
+//!   The sampler loads the state (Acquire): generation `g1`, depth `d1`;
+//!   loads the frames (Relaxed), fences (Acquire), loads the state again
+//!   (`g2`). A frame below `d1` changes after that first load only if it is
+//!   pushed again, which needs a pop first, so its tag is then in
+//!   `(g1, g2]`; a frame read from such a push synchronises (its Release
+//!   store, the reader's fence) with the reader, so `g2` covers its tag.
+//!   Frames whose tags are outside `(g1, g2]` are therefore those of the
+//!   stack as it was at the first load: the snapshot is its prefix up to
+//!   the first frame pushed again (all of it when nothing was). A stack
+//!   deeper than its prefix is retried [`READ_TRIES`] times, then kept as
+//!   that prefix, marked truncated and counted (`Stats::stack_reads_torn`);
+//!   the leaf PC is exact either way. (A frame whose 16-bit tag happens to
+//!   fall in `(g1, g2]` after 65 536 pops only cuts the prefix shorter;
+//!   a read over which the generation moved 32 768 or more is retried.)
 //! - **Low-water mark.** The sampler keeps each interpreter's last accepted
 //!   snapshot ([`Snapshot`], sized at registration). While the generation
 //!   is the same, nothing was popped, so the frames below the last depth are
@@ -33,41 +39,36 @@
 //!   at the root would hang its frames under the wrong parents, while a
 //!   stack cut in the middle still places its root side right, and its leaf
 //!   (the hot instruction) is always exact.
+//! - **PCs of 48 bits**: a frame keeps the low 48 bits of the call site's
+//!   PC (user-space addresses on x86-64 and AArch64 fit; an embedder's own
+//!   numbering must too).
 //! - The stack is read just after the PC: a call or return between the two
 //!   reads (a few ns) gives that one sample the neighbouring stack.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
-/// Attempts at a consistent snapshot before a sample's stack is given up
-/// (kept as truncated, counted).
+/// Attempts at a whole snapshot before a sample's stack is kept as the
+/// prefix read (marked truncated, counted).
 pub const READ_TRIES: u32 = 4;
 
 /// The largest capacity an interpreter may ask for: the sampler's snapshot
 /// and a batch's frames are sized by it.
 pub const MAX_CAPACITY: usize = 1 << 16;
 
-/// The shared cell: the state word on its own cache line, the frames after.
-#[derive(Debug)]
-struct StackCell {
-    state: Padded,
-    frames: Box<[AtomicU64]>,
-}
-
-#[repr(align(64))]
-#[derive(Debug, Default)]
-struct Padded(AtomicU64);
-
 const DEPTH: u64 = 0xffff_ffff;
 const ONE_GENERATION: u64 = 1 << 32;
+/// The bits of a frame word that hold the PC; the top 16 hold the tag.
+const PC_BITS: u64 = (1 << 48) - 1;
 
 /// The interpreter's side of a shadow stack. Not `Clone`: one interpreter
 /// writes it. Make it with
 /// [`ProfilerHandle::new_interpreter_with_stack`](crate::ProfilerHandle::new_interpreter_with_stack).
 #[derive(Debug)]
 pub struct StackHandle {
-    cell: Arc<StackCell>,
-    /// The interpreter's copy of `cell.state` (it is the only writer).
+    /// Word 0: the state; words 1 to the capacity: the frames.
+    cell: Arc<[AtomicU64]>,
+    /// The interpreter's copy of the state (it is the only writer).
     state: u64,
 }
 
@@ -76,10 +77,7 @@ impl StackHandle {
     pub fn new(capacity: usize) -> StackHandle {
         let capacity = capacity.min(MAX_CAPACITY);
         StackHandle {
-            cell: Arc::new(StackCell {
-                state: Padded::default(),
-                frames: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
-            }),
+            cell: (0..=capacity).map(|_| AtomicU64::new(0)).collect(),
             state: 0,
         }
     }
@@ -89,14 +87,15 @@ impl StackHandle {
     #[inline(always)]
     pub fn call(&mut self, site_pc: usize) {
         let depth = (self.state & DEPTH) as usize;
-        if let Some(frame) = self.cell.frames.get(depth) {
-            frame.store(site_pc as u64, Ordering::Release);
+        if let Some(frame) = self.cell.get(depth + 1) {
+            let tag = (self.state >> 32) << 48;
+            frame.store(site_pc as u64 & PC_BITS | tag, Ordering::Release);
         }
         // The depth stays below 2^32: a deeper call is not counted.
         if self.state & DEPTH != DEPTH {
             self.state += 1;
         }
-        self.cell.state.0.store(self.state, Ordering::Release);
+        self.cell[0].store(self.state, Ordering::Release);
     }
 
     /// A return: one store (depth one less, generation one more). A return
@@ -107,7 +106,7 @@ impl StackHandle {
             return;
         }
         self.state = self.state.wrapping_add(ONE_GENERATION) - 1;
-        self.cell.state.0.store(self.state, Ordering::Release);
+        self.cell[0].store(self.state, Ordering::Release);
     }
 
     /// Unwinds to `depth` at once (a trap, an exception, a host call that
@@ -121,7 +120,7 @@ impl StackHandle {
             return;
         }
         self.state = ((self.state & !DEPTH).wrapping_add(ONE_GENERATION)) | depth;
-        self.cell.state.0.store(self.state, Ordering::Release);
+        self.cell[0].store(self.state, Ordering::Release);
     }
 
     /// The current depth (calls not yet returned, beyond the capacity too).
@@ -132,7 +131,7 @@ impl StackHandle {
 
     /// The number of frames kept.
     pub fn capacity(&self) -> usize {
-        self.cell.frames.len()
+        self.cell.len() - 1
     }
 
     /// The sampler's view of this stack.
@@ -146,43 +145,52 @@ impl StackHandle {
 /// The sampler's view of a [`StackHandle`].
 #[derive(Clone, Debug)]
 pub struct StackReader {
-    cell: Arc<StackCell>,
+    cell: Arc<[AtomicU64]>,
 }
 
-/// A sampler's copy of one interpreter's stack: its last accepted snapshot.
+/// A sampler's copy of one interpreter's stack: its last snapshot.
 /// Allocated when the interpreter is registered, never on a tick.
 #[derive(Debug)]
 pub struct Snapshot {
+    /// The frames (tagged words), root first.
     frames: Box<[u64]>,
-    /// The state it was accepted at (`None`: no valid snapshot).
+    /// How many of them are the snapshot.
+    len: usize,
+    /// Whether frames were lost (capacity, or a prefix kept).
+    truncated: bool,
+    /// The state a whole snapshot was taken at (`None`: the frames are a
+    /// prefix, or none yet; read them all next time).
     state: Option<u64>,
 }
 
 /// What a read found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadOutcome {
-    /// A consistent snapshot, the same as the last one (nothing changed).
+    /// The same snapshot as the last one (the state did not change).
     Same,
-    /// A consistent snapshot that differs from the last one.
+    /// A whole snapshot that differs from the last one.
     Changed,
-    /// Every attempt was torn: the snapshot holds nothing valid.
+    /// Every attempt found frames pushed again while it read: the snapshot
+    /// is the prefix read before them, marked truncated.
     Torn,
 }
 
 impl Snapshot {
-    /// The frames of the last accepted snapshot, root first (at most the
+    /// The call sites' PCs of the snapshot, root first (at most the
     /// capacity).
-    pub fn frames(&self) -> &[u64] {
-        match self.state {
-            Some(s) => &self.frames[..((s & DEPTH) as usize).min(self.frames.len())],
-            None => &[],
-        }
+    pub fn frames(&self) -> impl ExactSizeIterator<Item = u64> + '_ {
+        self.frames[..self.len].iter().map(|&w| w & PC_BITS)
     }
 
-    /// Whether the stack was deeper than the capacity.
+    /// The frames as stored (the PC in the low 48 bits).
+    pub fn words(&self) -> &[u64] {
+        &self.frames[..self.len]
+    }
+
+    /// Whether frames were lost: the stack was deeper than the capacity,
+    /// or only a prefix could be read.
     pub fn truncated(&self) -> bool {
-        self.state
-            .is_some_and(|s| (s & DEPTH) as usize > self.frames.len())
+        self.truncated
     }
 }
 
@@ -190,43 +198,72 @@ impl StackReader {
     /// A snapshot buffer for this stack.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            frames: vec![0; self.cell.frames.len()].into_boxed_slice(),
+            frames: vec![0; self.cell.len() - 1].into_boxed_slice(),
+            len: 0,
+            truncated: false,
             state: None,
         }
     }
 
     /// Reads the stack into `snap`, reading only the frames pushed since
-    /// its last accepted state when nothing was popped meanwhile.
+    /// its last whole snapshot when nothing was popped meanwhile.
     #[inline]
     pub fn read(&self, snap: &mut Snapshot) -> ReadOutcome {
-        let cap = snap.frames.len().min(self.cell.frames.len());
+        let frames = &self.cell[1..];
+        let cap = snap.frames.len().min(frames.len());
+        let mut best = 0;
         for _ in 0..READ_TRIES {
-            let s1 = self.cell.state.0.load(Ordering::Acquire);
+            let s1 = self.cell[0].load(Ordering::Acquire);
             if snap.state == Some(s1) {
                 return ReadOutcome::Same;
             }
-            let kept = ((s1 & DEPTH) as usize).min(cap);
-            // Same generation: no pop since the last snapshot, so the
+            let depth = (s1 & DEPTH) as usize;
+            let kept = depth.min(cap);
+            // Same generation: no pop since the last whole snapshot, so the
             // frames below its depth are unchanged.
             let from = match snap.state {
                 Some(s0) if s0 >> 32 == s1 >> 32 => ((s0 & DEPTH) as usize).min(kept),
                 _ => 0,
             };
-            for (dst, src) in snap.frames[from..kept]
-                .iter_mut()
-                .zip(&self.cell.frames[from..kept])
-            {
+            for (dst, src) in snap.frames[from..kept].iter_mut().zip(&frames[from..kept]) {
                 *dst = src.load(Ordering::Relaxed);
             }
             fence(Ordering::Acquire);
-            let s2 = self.cell.state.0.load(Ordering::Relaxed);
-            if s1 == s2 {
+            let s2 = self.cell[0].load(Ordering::Relaxed);
+            let (g1, g2) = ((s1 >> 32) as u32, (s2 >> 32) as u32);
+            let moved = g2.wrapping_sub(g1);
+            if moved == 0 {
                 snap.state = Some(s1);
+                snap.len = kept;
+                snap.truncated = depth > cap;
                 return ReadOutcome::Changed;
             }
-            // Frames from `from` on may be torn: read them all next time.
+            if moved >= 1 << 15 {
+                snap.state = None;
+                continue;
+            }
+            // Frames pushed again since `s1` carry a tag in (g1, g2]: the
+            // prefix before the first of them is the stack at `s1`.
+            let pushed_again = |w: &u64| {
+                let tag = (w >> 48) as u16;
+                let since = tag.wrapping_sub(g1 as u16);
+                since != 0 && u32::from(since) <= moved
+            };
+            let good = snap.frames[..kept]
+                .iter()
+                .position(pushed_again)
+                .unwrap_or(kept);
+            if good == kept {
+                snap.state = Some(s1);
+                snap.len = kept;
+                snap.truncated = depth > cap;
+                return ReadOutcome::Changed;
+            }
             snap.state = None;
+            best = good;
         }
+        snap.len = best;
+        snap.truncated = true;
         ReadOutcome::Torn
     }
 }
@@ -241,28 +278,28 @@ mod tests {
         let r = h.reader();
         let mut s = r.snapshot();
         assert_eq!(r.read(&mut s), ReadOutcome::Changed);
-        assert_eq!(s.frames(), &[] as &[u64]);
+        assert_eq!(s.frames().count(), 0);
         h.call(0x10);
         h.call(0x20);
         assert_eq!(r.read(&mut s), ReadOutcome::Changed);
-        assert_eq!(s.frames(), [0x10, 0x20]);
+        assert!(s.frames().eq([0x10, 0x20]));
         assert_eq!(r.read(&mut s), ReadOutcome::Same);
         h.call(0x30);
         h.call(0x40);
         assert_eq!(h.depth(), 4);
         assert_eq!(r.read(&mut s), ReadOutcome::Changed);
-        assert_eq!(s.frames(), [0x10, 0x20, 0x30]);
+        assert!(s.frames().eq([0x10, 0x20, 0x30]));
         assert!(s.truncated());
         h.ret();
         h.ret();
         h.call(0x50);
         assert_eq!(r.read(&mut s), ReadOutcome::Changed);
-        assert_eq!(s.frames(), [0x10, 0x20, 0x50]);
+        assert!(s.frames().eq([0x10, 0x20, 0x50]));
         assert!(!s.truncated());
         h.set_depth(1);
         h.set_depth(5);
         assert_eq!(r.read(&mut s), ReadOutcome::Changed);
-        assert_eq!(s.frames(), [0x10]);
+        assert!(s.frames().eq([0x10]));
         h.ret();
         h.ret();
         assert_eq!(h.depth(), 0);
@@ -272,15 +309,16 @@ mod tests {
     /// `choice` (0 to 3): every frame is a function of the path below it,
     /// so a snapshot mixing two paths breaks the chain.
     fn frame(parent: u64, d: usize, choice: u64) -> u64 {
-        (parent ^ (d as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        ((parent ^ (d as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
             .wrapping_mul(0xbf58_476d_1ce4_e5b9)
-            & !3
+            & PC_BITS
+            & !3)
             | choice
     }
 
-    fn consistent(frames: &[u64]) -> bool {
+    fn consistent(frames: impl Iterator<Item = u64>) -> bool {
         let mut parent = 0;
-        frames.iter().enumerate().all(|(d, &f)| {
+        frames.enumerate().all(|(d, f)| {
             let ok = frame(parent, d, f & 3) == f;
             parent = f;
             ok
@@ -289,11 +327,10 @@ mod tests {
 
     /// A thread calls and returns as fast as it can (a random walk of
     /// depth, over the capacity at times, with unwinds) while this one
-    /// reads: every accepted snapshot is a stack that existed (each frame
-    /// follows from the ones below it), and torn reads are seen and
-    /// refused rather than accepted.
+    /// reads: every snapshot, whole or a prefix kept from a torn read, is
+    /// a stack that existed (each frame follows from the ones below it).
     #[test]
-    fn every_accepted_snapshot_is_a_stack_that_existed() {
+    fn every_snapshot_is_a_stack_that_existed() {
         use std::sync::atomic::AtomicBool;
         let cap = 24;
         let mut h = StackHandle::new(cap);
@@ -334,42 +371,45 @@ mod tests {
             })
         };
         let mut snap = r.snapshot();
-        let (mut accepted, mut torn, mut deep) = (0u64, 0u64, 0u64);
-        // The control: the same frames read without the check, to show
-        // that the consistency test does see torn stacks when they occur.
+        let (mut whole, mut torn, mut deep, mut kept) = (0u64, 0u64, 0u64, 0u64);
+        // The control: the frames read without any check, after a torn
+        // read, to show that the consistency test does see torn stacks.
         let mut raw = vec![0u64; cap];
         let mut raw_broken = 0u64;
         let t0 = std::time::Instant::now();
-        while t0.elapsed() < std::time::Duration::from_millis(500) || accepted < 1000 {
-            match r.read(&mut snap) {
+        while t0.elapsed() < std::time::Duration::from_millis(500) || whole < 1000 {
+            let outcome = r.read(&mut snap);
+            assert!(
+                consistent(snap.frames()),
+                "a snapshot that never existed ({outcome:?}): {:x?}",
+                snap.words()
+            );
+            match outcome {
                 ReadOutcome::Torn => {
                     torn += 1;
-                    let d = (r.cell.state.0.load(Ordering::Relaxed) & DEPTH) as usize;
+                    kept += snap.frames().len() as u64;
+                    let d = (r.cell[0].load(Ordering::Relaxed) & DEPTH) as usize;
                     let n = d.min(cap);
-                    for (dst, src) in raw[..n].iter_mut().zip(&r.cell.frames[..n]) {
-                        *dst = src.load(Ordering::Relaxed);
+                    for (dst, src) in raw[..n].iter_mut().zip(&r.cell[1..=n]) {
+                        *dst = src.load(Ordering::Relaxed) & PC_BITS;
                     }
-                    raw_broken += u64::from(!consistent(&raw[..n]));
+                    raw_broken += u64::from(!consistent(raw[..n].iter().copied()));
                 }
                 _ => {
-                    accepted += 1;
+                    whole += 1;
                     deep += u64::from(snap.truncated());
-                    assert!(
-                        consistent(snap.frames()),
-                        "a snapshot that never existed: {:x?}",
-                        snap.frames()
-                    );
                 }
             }
         }
         stop.store(true, Ordering::Relaxed);
         let ops = writer.join().unwrap();
-        assert!(ops > 0 && accepted >= 1000);
-        // Figures for the curious (`--nocapture`); the assertion above is
-        // the test.
+        assert!(ops > 0 && whole >= 1000);
+        // Figures for the curious (`--nocapture`); the assertions above
+        // are the test.
         println!(
-            "{ops} calls/returns, {accepted} snapshots accepted ({deep} truncated), \
-             {torn} torn; unchecked reads after a torn one: {raw_broken} inconsistent"
+            "{ops} calls/returns; {whole} whole snapshots ({deep} deeper than the capacity), \
+             {torn} torn kept as prefixes ({kept} frames); unchecked reads after a torn one: \
+             {raw_broken} inconsistent"
         );
     }
 }

@@ -490,10 +490,8 @@ fn write_totals(
         .sum();
     writeln!(
         out,
-        "call stacks: {} of {} with a stack, {} truncated",
-        counted(stacked, "sample"),
-        profile.total_samples,
-        tree.truncated_samples
+        "call stacks: {stacked} of {} samples under a caller, {} truncated",
+        profile.total_samples, tree.truncated_samples
     )?;
     let mut order: Vec<usize> = (0..total.len()).filter(|&i| total[i] > 0).collect();
     order.sort_by(|&a, &b| {

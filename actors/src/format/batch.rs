@@ -80,11 +80,15 @@ impl SampleBuffer {
     /// [`Sample::stack`]. The caller checks the room first
     /// ([`SampleBuffer::has_room_for_stack`]) if it must not allocate.
     #[inline]
-    pub fn push_stack(&mut self, frames: &[u64], truncated: bool) -> u32 {
+    pub fn push_stack(
+        &mut self,
+        frames: impl ExactSizeIterator<Item = u64>,
+        truncated: bool,
+    ) -> u32 {
         let at = self.frames.len();
         let header = frames.len() as u64 | if truncated { ENTRY_TRUNCATED } else { 0 };
         self.frames.push(header);
-        self.frames.extend_from_slice(frames);
+        self.frames.extend(frames);
         at as u32 + 1
     }
 
@@ -239,19 +243,29 @@ const DENSE_LAST_PC: usize = 1 << 12;
 pub(super) struct LastPcs {
     dense: Vec<u64>,
     sparse: HashMap<u32, u64>,
+    /// The value of an interpreter not seen yet.
+    unseen: u64,
 }
 
 impl LastPcs {
+    /// A table whose interpreters start at `unseen`.
+    pub(super) fn starting_at(unseen: u64) -> LastPcs {
+        LastPcs {
+            unseen,
+            ..LastPcs::default()
+        }
+    }
+
     #[inline]
     pub(super) fn get_mut(&mut self, interp: u32) -> &mut u64 {
         let slot = interp as usize;
         if slot < DENSE_LAST_PC {
             if slot >= self.dense.len() {
-                self.dense.resize(slot + 1, 0);
+                self.dense.resize(slot + 1, self.unseen);
             }
             &mut self.dense[slot]
         } else {
-            self.sparse.entry(interp).or_insert(0)
+            self.sparse.entry(interp).or_insert(self.unseen)
         }
     }
 }

@@ -135,6 +135,13 @@ impl StacksRecord {
     }
 }
 
+/// An interpreter's PC before its first sample in a batch: that sample's
+/// PC is then a delta from the previous sample's (any interpreter's), so a
+/// batch of thousands of interpreters seen twice each does not pay their
+/// full addresses. (A real PC of this value only changes which base the
+/// next delta takes, alike in the writer and the reader.)
+const FIRST_PC: u64 = u64::MAX;
+
 /// A batch of samples (record 11, format version 3): `ticks` ticks, `samples`
 /// samples, one LEB128 stream (see FORMAT.md, "Compact batches").
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,8 +188,9 @@ impl CompactBatch {
             stacks,
             data: Vec::with_capacity(samples.len() * if stacks { 4 } else { 3 }),
         };
-        let mut last_pc = LastPcs::default();
+        let mut last_pc = LastPcs::starting_at(FIRST_PC);
         let mut last_stack = LastPcs::default();
+        let mut prev_pc = 0u64;
         let mut i = 0;
         let mut prev_time = first;
         while i < samples.len() {
@@ -200,8 +208,10 @@ impl CompactBatch {
                 push_leb128(&mut out.data, zigzag(i64::from(d)));
                 expect = s.interp.wrapping_add(1);
                 let lp = last_pc.get_mut(s.interp);
-                push_leb128(&mut out.data, zigzag(s.pc.wrapping_sub(*lp) as i64));
+                let base = if *lp == FIRST_PC { prev_pc } else { *lp };
+                push_leb128(&mut out.data, zigzag(s.pc.wrapping_sub(base) as i64));
                 *lp = s.pc;
+                prev_pc = s.pc;
                 if stacks {
                     let ls = last_stack.get_mut(s.interp);
                     let d = i64::from(s.stack) - *ls as i64;
@@ -282,8 +292,9 @@ fn decode_compact_inner(
     }
     out.reserve(samples as usize);
     let bad = |what: &str| format!("malformed {what}");
-    let mut last_pc = LastPcs::default();
+    let mut last_pc = LastPcs::starting_at(FIRST_PC);
     let mut last_stack = LastPcs::default();
+    let mut prev_pc = 0u64;
     let mut pos = 0;
     let mut time = first_time_ns;
     let mut left = samples as u64;
@@ -307,8 +318,10 @@ fn decode_compact_inner(
             expect = interp + 1;
             let lp = last_pc.get_mut(interp);
             let d = read_leb128(data, &mut pos).ok_or_else(|| bad("PC delta"))?;
-            let pc = lp.wrapping_add(unzigzag(d) as u64);
+            let base = if *lp == FIRST_PC { prev_pc } else { *lp };
+            let pc = base.wrapping_add(unzigzag(d) as u64);
             *lp = pc;
+            prev_pc = pc;
             let mut stack = 0;
             if stacks {
                 let ls = last_stack.get_mut(interp);

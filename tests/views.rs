@@ -262,6 +262,17 @@ fn cli_tree_and_calls() {
          25.00%  12.50%      g\n\
          (3 nodes under 20% not shown)\n"
     );
+    let (ok, out, err) = pcprof(&["report", "--tree", "--depth", "2", file]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "call tree: 24 samples, 3 with a truncated stack; nodes under 0.5% left out\n \
+         total%   self%  function\n\
+         100.00%  50.00%  main\n \
+         37.50%  12.50%    f\n \
+         12.50%   0.00%    [truncated]\n\
+         (3 nodes under 0.5% or deeper than 2 not shown)\n"
+    );
     let (ok, out, err) = pcprof(&["calls", file, "g"]);
     assert!(ok, "{err}");
     assert_eq!(

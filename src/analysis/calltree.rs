@@ -200,10 +200,15 @@ pub fn frame_name(names: &FunctionNames<'_>, functions: usize, frame: Frame) -> 
 }
 
 /// Writes `profile`'s call tree, top-down: a line per node whose total
-/// reaches `threshold` percent of all samples (`total% self% name`,
-/// indented by depth), children by total; then how many nodes were left
-/// out.
-pub fn write_call_tree(out: &mut dyn Write, profile: &Profile, threshold: f64) -> io::Result<()> {
+/// reaches `threshold` percent of all samples and whose depth (1 for an
+/// outermost frame) is at most `max_depth` (`total% self% name`, indented
+/// by depth), children by total; then how many nodes were left out.
+pub fn write_call_tree(
+    out: &mut dyn Write,
+    profile: &Profile,
+    threshold: f64,
+    max_depth: usize,
+) -> io::Result<()> {
     let tree = CallTree::new(profile);
     let names = FunctionNames::new(profile);
     let n = profile.functions.len();
@@ -227,7 +232,7 @@ pub fn write_call_tree(out: &mut dyn Write, profile: &Profile, threshold: f64) -
     let mut todo: Vec<(u32, usize)> = tree.children(0).iter().rev().map(|&c| (c, 0)).collect();
     while let Some((k, depth)) = todo.pop() {
         let node = &tree.nodes[k as usize];
-        if profile.percent(node.total) < threshold {
+        if profile.percent(node.total) < threshold || depth >= max_depth {
             continue;
         }
         shown += 1;
@@ -244,8 +249,13 @@ pub fn write_call_tree(out: &mut dyn Write, profile: &Profile, threshold: f64) -
     }
     // A node left out takes its subtree with it: every node not shown.
     let left_out = tree.nodes.len() - 1 - shown;
-    if left_out > 0 {
+    if left_out > 0 && max_depth == usize::MAX {
         writeln!(out, "({left_out} nodes under {threshold}% not shown)")?;
+    } else if left_out > 0 {
+        writeln!(
+            out,
+            "({left_out} nodes under {threshold}% or deeper than {max_depth} not shown)"
+        )?;
     }
     Ok(())
 }

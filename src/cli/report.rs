@@ -63,6 +63,9 @@ pub struct ReportArgs {
     /// at the root).
     #[arg(long)]
     tree: bool,
+    /// With --tree: show at most this many levels (at least 1).
+    #[arg(long, value_name = "N", requires = "tree", value_parser = super::count_in(1, usize::MAX))]
+    depth: Option<usize>,
 }
 
 /// Parses a percentage in 0..=100.
@@ -115,11 +118,12 @@ pub fn run(args: ReportArgs) -> CliResult {
 
 /// `--tree`: the call tree of one file or of several merged.
 fn run_tree(args: &ReportArgs) -> CliResult {
+    let depth = args.depth.unwrap_or(usize::MAX);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     if let [file] = args.files.as_slice() {
         let profile = super::load_filtered(file, args.interp)?;
-        write_call_tree(&mut out, &profile, args.threshold)?;
+        write_call_tree(&mut out, &profile, args.threshold, depth)?;
         out.flush()?;
         if let Some(e) = &profile.read_error {
             return Err(e.clone().into());
@@ -127,7 +131,7 @@ fn run_tree(args: &ReportArgs) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     }
     let suite = super::load_suite_filtered(&args.files, args.interp)?;
-    write_call_tree(&mut out, &suite.profile, args.threshold)?;
+    write_call_tree(&mut out, &suite.profile, args.threshold, depth)?;
     pcprof::analysis::suite::write_sources(&mut out, &suite.merge)?;
     out.flush()?;
     drop(out);

@@ -270,8 +270,8 @@ pub struct Calls {
     /// Samples whose leaf it is.
     pub self_samples: u64,
     /// Each caller with the samples in which it called the function, most
-    /// first; [`Frame::Outside`] in `None`'s place is never used: `None`
-    /// stands for "the function was the outermost frame".
+    /// first; `None` counts the samples in which the function was the
+    /// outermost frame (no caller).
     pub callers: Vec<(Option<Frame>, u64)>,
     /// Each callee with the samples in which the function called it, most
     /// first.

@@ -385,6 +385,13 @@ fn html_flame_graph_is_bounded_and_only_with_stacks() {
     assert_eq!(frames(&page), 1 + 100);
     assert!(page.contains("7,900 frames under 3,901 samples"), "bounded");
 
+    // Names from the file are escaped in the frames' text and attributes.
+    let mut q = load_bytes(V3, &LoadOptions::default(), |_| {}).unwrap();
+    q.functions[0].name = "<b onclick=\"x\">m</b>".into();
+    let page = render(&q, &HtmlOptions::default());
+    assert!(!page.contains("<b onclick"), "a name unescaped");
+    assert!(page.contains("data-name=\"&lt;b onclick=&quot;x&quot;&gt;m&lt;/b&gt;\""));
+
     // Without stacks: no section, no link.
     p.stacks = StackTree::default();
     let page = render(&p, &HtmlOptions::default());

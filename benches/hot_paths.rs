@@ -34,6 +34,7 @@ fn batch() -> Vec<Sample> {
                 time_ns: t,
                 interp: i as u32,
                 pc: *pc,
+                stack: 0,
             });
         }
         t += 1_000_000;
@@ -57,7 +58,7 @@ fn pc_store(c: &mut Criterion) {
 
 fn tick(c: &mut Criterion) {
     let mut g = c.benchmark_group("tick");
-    for n in [1usize, 16, 256] {
+    for n in [1usize, 4, 16, 256] {
         let mut t = Tick::new(n, BATCH);
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("{n}"), |b| b.iter(|| black_box(t.tick())));
@@ -139,5 +140,21 @@ fn decode(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, pc_store, tick, encode, decode);
+/// A tick over 4 interpreters with shadow stacks, by depth: unchanged
+/// stacks (the snapshot is reused) and stacks popped and pushed between
+/// ticks (every frame read again, a new arena entry).
+fn tick_stack(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tick_stack");
+    for depth in [1, 16, 64, 256] {
+        let mut t = Tick::with_stacks(4, BATCH, depth);
+        g.bench_function(format!("same/{depth}"), |b| b.iter(|| black_box(t.tick())));
+        let mut t = Tick::with_stacks(4, BATCH, depth);
+        g.bench_function(format!("changed/{depth}"), |b| {
+            b.iter(|| black_box(t.tick_after_return()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pc_store, tick, tick_stack, encode, decode);
 criterion_main!(benches);

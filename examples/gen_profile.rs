@@ -21,6 +21,10 @@
 //!   function B bytes (and hot: about 3 samples in 10 fall in it). The shape of the Yosys profile (issue 19):
 //!   `--functions 54649 --code-bytes 136000000 --big 23500000 --samples 9335
 //!   --hop`.
+//! - `--stacks D` (with `--native`) gives every sample a call stack of 0 to
+//!   D callers (call sites at the start of functions drawn like the
+//!   samples' own), a new stack with each new function: the shape of a
+//!   program's phases, for the call-stack views.
 //! - `--case NAME` writes instead one of the crafted files of issue 11
 //!   (`examples/crafted/mod.rs`: `large-ids`, `interpreters`,
 //!   `interleaved`, `generations`, `pulley-records`), small but hard for
@@ -30,7 +34,7 @@
 //! ```text
 //! cargo run --release --example gen_profile -- /tmp/big.pulley \
 //!     [--samples 50000000] [--seed 1] [--native] [--record 20000] \
-//!     [--functions 8] [--hop] [--code-bytes B] [--big B]
+//!     [--functions 8] [--hop] [--code-bytes B] [--big B] [--stacks D]
 //! cargo run --release --example gen_profile -- /tmp/c.pcprof --case interleaved
 //! ```
 
@@ -57,6 +61,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut hop = false;
     let mut code_bytes: Option<u64> = None;
     let mut big: Option<u64> = None;
+    let mut stacks: u64 = 0;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--samples" => {
@@ -73,14 +78,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
             "--code-bytes" => code_bytes = Some(args.next().ok_or("--code-bytes B")?.parse()?),
             "--big" => big = Some(args.next().ok_or("--big B")?.parse()?),
+            "--stacks" => stacks = args.next().ok_or("--stacks D")?.parse()?,
             _ if out.is_none() => out = Some(a),
             other => return Err(format!("unexpected argument {other:?}").into()),
         }
     }
     let out = out.ok_or(
         "usage: gen_profile OUT [--samples N] [--seed S] [--native] [--record N] [--case NAME] \
-         [--functions N] [--hop] [--code-bytes B] [--big B]",
+         [--functions N] [--hop] [--code-bytes B] [--big B] [--stacks D]",
     )?;
+    if stacks > 0 && !native {
+        return Err("--stacks needs --native (the Pulley format has no stacks)".into());
+    }
     if let Some(case) = case {
         let file = std::fs::File::create(&out).map_err(|e| format!("{out}: {e}"))?;
         let mut sink = BufWriter::with_capacity(1 << 20, file);
@@ -178,7 +187,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut batch: Vec<Sample> = Vec::with_capacity(record.min(1 << 24));
     let mut current = 0usize;
     let n_funcs = funcs.len() as u64;
+    let mut frames: Vec<u64> = Vec::new();
+    let mut stack = 0u32;
     for k in 0..samples {
+        let was = current;
         if hop {
             // A new function every sample, skewed: the product of two
             // uniform draws over the functions.
@@ -201,6 +213,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 r -= w;
             }
         }
+        if stacks > 0 && (k == 0 || current != was) {
+            frames.clear();
+            for _ in 0..next() % (stacks + 1) {
+                frames.push(funcs[(next() % n_funcs) as usize].0);
+            }
+            stack = enc.stacks().stack(&frames, false);
+        }
         let (base, b, reps) = funcs[current];
         let offsets = &body_offsets[b];
         // Skewed towards the first instructions of a random window: the
@@ -212,6 +231,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             time_ns: k * 1000,
             interp: 0,
             pc: base + rep * bodies[b].1.len() as u64 + offsets[i],
+            stack,
         });
         if batch.len() == record {
             enc.write_samples(&batch)?;

@@ -41,6 +41,7 @@ pub(crate) fn fixture_samples() -> Vec<Sample> {
             time_ns: t,
             interp: 1,
             pc,
+            stack: 0,
         });
         if k <= 30 {
             let pc = if k == 29 {
@@ -54,6 +55,7 @@ pub(crate) fn fixture_samples() -> Vec<Sample> {
                 time_ns: t,
                 interp: 2,
                 pc,
+                stack: 0,
             });
         }
     }
@@ -294,7 +296,7 @@ fn speedscope_file_meets_the_format() {
 }
 
 /// Follows a Firefox Profiler stack to its frames' names, outermost first.
-fn fx_stack_names(thread: &serde_json::Value, mut stack: usize) -> Vec<String> {
+pub(crate) fn fx_stack_names(thread: &serde_json::Value, mut stack: usize) -> Vec<String> {
     let strings = thread["stringArray"].as_array().unwrap();
     let mut names = Vec::new();
     loop {
@@ -700,6 +702,7 @@ fn speedscope_weights_follow_the_rate() {
         time_ns,
         interp: 1,
         pc,
+        stack: 0,
     };
     e.write_samples(&[at(1_000_000, HOT), at(2_000_000, HOT + 4)])
         .expect("samples");

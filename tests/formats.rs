@@ -49,6 +49,7 @@ fn record(dir: &TempDir, name: &str, format: Format) -> (Vec<u8>, Vec<Vec<u8>>, 
                 time_ns: tick * 1_000_000,
                 interp: i as u32,
                 pc: codes[i].as_ptr() as u64 + off as u64,
+                stack: 0,
             });
         }
     }
@@ -316,7 +317,7 @@ proptest! {
             .into_iter()
             .map(|(dt, interp, pc)| {
                 t += dt * 1000;
-                Sample { time_ns: t, interp, pc }
+                Sample { time_ns: t, interp, pc, stack: 0 }
             })
             .collect();
         let mut file = Vec::new();
@@ -402,6 +403,7 @@ fn records_just_under_a_decode_tier_read_back() {
             time_ns: k * 1_000_000,
             interp: 0,
             pc: 0x1000 + k % 4070,
+            stack: 0,
         })
         .collect();
     e.write_samples(&samples).unwrap();

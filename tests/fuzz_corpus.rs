@@ -124,6 +124,7 @@ fn timeline_counts_an_id_registered_twice() {
         time_ns,
         interp: 3,
         pc: 0,
+        stack: 0,
     };
     let mut file = Vec::new();
     let mut enc = Encoder::native(&mut file, &header).unwrap();

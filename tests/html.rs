@@ -463,6 +463,82 @@ fn browser_shows_hottest_first_and_sorts() {
     );
 }
 
+/// The flame graph of the version 3 fixture (`main` calls `f`, `f` calls
+/// `g`, `g` calls itself, a stack truncated below `main`), driven through
+/// its real handlers: a click zooms, a hover shows the counts, a search
+/// marks frames and counts a recursion once, the reset button undoes the
+/// zoom.
+#[test]
+fn browser_flame_graph_zooms_searches_and_hovers() {
+    let Some(chromium) = chromium_or_skip("browser_flame_graph_zooms_searches_and_hovers") else {
+        return;
+    };
+    let dir = TempDir::new("html-flame");
+    let input = dir.path("v3.data");
+    std::fs::write(&input, include_bytes!("fixtures/native-v3-stacks.data")).unwrap();
+    let profile = load(&input, &LoadOptions::default(), |_| {}).unwrap();
+    let page = dir.path("report.html");
+    write_report(&profile, &options(), &page).unwrap();
+    let dom = run_chromium(
+        &chromium,
+        &dir.path("chromium-profile"),
+        &["--dump-dom".to_string()],
+        &format!("{}#selftest", file_url(&page)),
+        &dom_dumped,
+    );
+    let r = selftest_result(&dom);
+    assert_eq!(r["ok"], true, "self-test error: {r}");
+    assert_eq!(r["scripts"], 1);
+    assert_eq!(r["external"], 0);
+    let fl = &r["flame"];
+    let frames = |v: &serde_json::Value| -> Vec<(String, u64, f64, f64)> {
+        v.as_array()
+            .expect("frames")
+            .iter()
+            .map(|f| {
+                (
+                    f[0].as_str().unwrap().to_string(),
+                    f[1].as_u64().unwrap(),
+                    f[2].as_f64().unwrap(),
+                    f[3].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let want = |v: &[(&str, u64, f64, f64)]| -> Vec<(String, u64, f64, f64)> {
+        v.iter()
+            .map(|&(n, d, l, w)| (n.to_string(), d, l, w))
+            .collect()
+    };
+    let initial = want(&[
+        ("all", 0, 0.0, 100.0),
+        ("main", 1, 0.0, 100.0),
+        ("f", 2, 0.0, 37.5),
+        ("g", 3, 0.0, 25.0),
+        ("g", 4, 0.0, 12.5),
+        ("[truncated]", 2, 37.5, 12.5),
+        ("g", 3, 37.5, 12.5),
+    ]);
+    assert_eq!(frames(&fl["initial"]), initial);
+    // Zoomed on f: its callers above at full width, g's recursion below.
+    assert_eq!(
+        frames(&fl["zoomed"]),
+        want(&[
+            ("all", 0, 0.0, 100.0),
+            ("main", 1, 0.0, 100.0),
+            ("f", 2, 0.0, 100.0),
+            ("g", 3, 0.0, 66.67),
+            ("g", 4, 0.0, 33.33),
+        ])
+    );
+    assert_eq!(fl["info"], "f: total 9 samples (37.50%), self 3 (12.50%)");
+    // "g": three frames marked, 6 + 3 samples (the recursion's inner frame
+    // counted once, with its caller).
+    assert_eq!(fl["marked"], 3);
+    assert_eq!(fl["matched"], "3 frames matched: 37.50% of all samples");
+    assert_eq!(frames(&fl["reset"]), initial);
+}
+
 /// A profile that looks like a real run: the bundled demo program's real
 /// Pulley bytecode, three interpreters over two seconds at 1 kHz, samples
 /// falling mostly in loops (deterministic pseudo-random, no clock).
@@ -594,6 +670,7 @@ fn realistic_profile(path: &Path) {
                 time_ns: t,
                 interp,
                 pc: addr + u64::from(i.offset),
+                stack: 0,
             });
         }
         if tick % 64 == 0 || tick == 2000 {

@@ -53,6 +53,7 @@ fn native_file(
             time_ns,
             interp,
             pc,
+            stack: 0,
         })
         .collect();
     for chunk in samples.chunks(4) {

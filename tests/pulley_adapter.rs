@@ -225,3 +225,56 @@ fn pulley_file_from_the_real_vm_decodes_onto_instruction_starts() {
     assert_eq!(latest.offsets_on_starts, latest.offsets);
     assert_eq!(latest.functions, funcs.len());
 }
+
+/// With a shadow stack, every sample of the Vm is rooted at the function
+/// the host called into (the leaf in it here), and the stack is empty
+/// again once the call returns.
+#[test]
+fn a_vm_with_a_stack_roots_its_samples_at_the_function_called() {
+    use pcprof::analysis::Frame;
+    let dir = TempDir::new("pulley-stack");
+    let clock = VirtualClock::new();
+    let mut p = Profiler::builder()
+        .output(dir.path("p.data"))
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .unwrap();
+    // The code the Vm runs is the code registered (same address).
+    let code = Arc::new(spin_until_flag());
+    p.register_function("spin", &code).unwrap();
+    let flag = Arc::new(AtomicU8::new(0));
+    let mut vm = ProfiledVm::with_stack(Vm::new().unwrap(), &p.handle(), Some("vm"), 8).unwrap();
+    p.sync().unwrap();
+    let (f, c) = (flag.clone(), Arc::clone(&code));
+    let worker = std::thread::spawn(move || {
+        let arg = Val::XReg(XRegVal::new_ptr(f.as_ptr()));
+        // SAFETY: `c` is the complete function above; x0 points at the
+        // flag, which outlives the call.
+        let done = unsafe { vm.call(NonNull::from(&c[..]).cast(), &[arg], []) };
+        assert!(matches!(done, DoneReason::ReturnToHost(_)));
+        vm
+    });
+    let mut waited = 0;
+    while p.stats().unwrap().samples_taken < 20 {
+        clock.advance(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(1));
+        waited += 1;
+        assert!(waited < 5000, "the Vm never started");
+    }
+    flag.store(1, Ordering::Relaxed);
+    let vm = worker.join().unwrap();
+    assert_eq!(vm.stack_depth(), 0);
+    p.stop().unwrap();
+    drop(vm);
+    let profile = pcprof::analysis::load(&dir.path("p.data"), &Default::default(), |_| {}).unwrap();
+    assert!(profile.total_samples >= 20);
+    assert!(profile.has_stacks());
+    for leaf in &profile.stacks.leaves {
+        assert_eq!(profile.stacks.path(leaf.stack), [Frame::Function(0)]);
+        assert_eq!(leaf.function, Some(0));
+    }
+    assert_eq!(
+        profile.stacks.leaves.iter().map(|l| l.samples).sum::<u64>(),
+        profile.total_samples
+    );
+}

@@ -58,6 +58,7 @@ pub fn pulley_file(funcs: &[(&str, u64, &[u8])], pcs: &[u64], batch: usize) -> V
             time_ns: 0,
             interp: 0,
             pc,
+            stack: 0,
         })
         .collect();
     for chunk in samples.chunks(batch.max(1)) {
@@ -486,12 +487,14 @@ fn two_interpreters(dir: &TempDir) -> std::path::PathBuf {
             time_ns: t * 1_000_000,
             interp: 1,
             pc: 0x100 + fo[(t % 2) as usize],
+            stack: 0,
         });
         if t <= 4 {
             samples.push(Sample {
                 time_ns: t * 1_000_000,
                 interp: 2,
                 pc: 0x200,
+                stack: 0,
             });
         }
     }
@@ -657,6 +660,7 @@ fn fast_reader_matches_generic_reader() {
                     time_ns: time,
                     interp: (next() % if batch % 2 == 0 { 3 } else { 300 }) as u32,
                     pc,
+                    stack: 0,
                 }
             })
             .collect();
@@ -813,6 +817,7 @@ fn many_interpreters(dir: &TempDir, n: u32) -> std::path::PathBuf {
                 time_ns: (t + 1) * 1_000_000,
                 interp: id,
                 pc: 0x100,
+                stack: 0,
             });
         }
     }
@@ -880,6 +885,7 @@ fn a_closed_pipe_ends_the_report_quietly() {
             time_ns: 0,
             interp: 0,
             pc: addr + o,
+            stack: 0,
         }));
     }
     e.write_samples(&samples).unwrap();

@@ -28,6 +28,7 @@ fn one_big_section(n: u64) -> Vec<u8> {
             time_ns: 0,
             interp: 0,
             pc: 0x1000 + k % 64,
+            stack: 0,
         })
         .collect();
     enc.write_samples(&samples).unwrap();
@@ -106,6 +107,7 @@ fn a_reused_interpreter_id_resolves_samples_by_time() {
         time_ns,
         interp,
         pc: 0x1000,
+        stack: 0,
     };
     let mut bytes = Vec::new();
     let mut enc = Encoder::native(&mut bytes, &header()).unwrap();
@@ -180,6 +182,7 @@ fn the_timeline_is_sparse_in_interpreters() {
             time_ns: u64::from(k) * 1_000_000,
             interp: k * 3_000,
             pc: 0x1000,
+            stack: 0,
         })
         .collect();
     for chunk in samples.chunks(100) {
@@ -252,6 +255,7 @@ fn lives_of_a_reused_id_recorded_out_of_order() {
         time_ns,
         interp: 3,
         pc: 0x1000,
+        stack: 0,
     };
     let life = |registered_ns| {
         Record::Interpreter(InterpreterRecord {

@@ -49,9 +49,15 @@ mod scale;
 mod sequences;
 /// Ctrl-C and SIGTERM during `pcprof demo`.
 mod signals;
+/// Call stacks end to end: shadow stacks recorded and read back against a
+/// known program.
+mod stacks;
 /// Inside tokio, and many interpreters coming and going while sampling.
 mod threads;
 /// The timeline: which function ran when, and no times for Pulley files.
 mod timeline;
 /// Every native format version loads: a fixture of each, exact figures.
 mod versions;
+/// Call-stack views: exports with stacks, call tree, callers and callees,
+/// inferno.
+mod views;

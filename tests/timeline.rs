@@ -51,6 +51,7 @@ fn alternating() -> Vec<u8> {
         time_ns,
         interp,
         pc,
+        stack: 0,
     };
     const MS: u64 = 1_000_000;
     enc.write_samples(&[
@@ -115,6 +116,7 @@ fn a_cell_keeps_at_most_its_cap_of_functions() {
                 time_ns: samples.len() as u64,
                 interp: 1,
                 pc: 0x1000 + 0x100 * k,
+                stack: 0,
             });
         }
     }
@@ -157,6 +159,7 @@ fn a_cell_keeps_its_hottest_functions_even_when_they_arrive_last() {
             time_ns: t as u64,
             interp: 1,
             pc: 0x1000 + 0x100 * k,
+            stack: 0,
         })
         .collect();
     enc.write_samples(&samples).unwrap();
@@ -187,6 +190,7 @@ fn pulley_alternating() -> Vec<u8> {
         time_ns: 0,
         interp: 0,
         pc,
+        stack: 0,
     };
     let mut first: Vec<Sample> = (0..16).map(|_| s(F)).collect();
     first.extend((0..10).map(|_| s(G)));

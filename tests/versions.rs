@@ -7,6 +7,9 @@
 //!   generator (fixed header, the library's own encoder); regenerate it with
 //!   `PCPROF_WRITE_FIXTURES=1 cargo test --test tests versions::` only when
 //!   a new version is added, never to make a test pass.
+//! - `native-v3-stacks.data`: written by [`v3_fixture`] the same way: call
+//!   stacks (a recursion, a truncated stack, an interpreter without one)
+//!   and compact batches.
 
 use std::sync::Arc;
 
@@ -23,6 +26,7 @@ use crate::isa::Tiny;
 
 const V1: &[u8] = include_bytes!("fixtures/native-v1-demo.data");
 const V2: &[u8] = include_bytes!("fixtures/native-v2-listing.data");
+const V3: &[u8] = include_bytes!("fixtures/native-v3-stacks.data");
 
 /// The version 2 fixture: a listing shared by a function and its reload at
 /// the same address, a function without one, two interpreters, a sampling
@@ -49,7 +53,7 @@ fn v2_fixture() -> Vec<u8> {
         })
     };
     let mut file = Vec::new();
-    let mut e = Encoder::native(&mut file, &header).unwrap();
+    let mut e = Encoder::native_version(&mut file, &header, 2).unwrap();
     e.write(&Record::Sampling(SamplingRecord {
         mode: SamplingMode::Randomized,
         frequency_hz: 1000,
@@ -71,6 +75,7 @@ fn v2_fixture() -> Vec<u8> {
         time_ns: t * 1_000_000,
         interp,
         pc,
+        stack: 0,
     };
     let mut samples = Vec::new();
     for t in 1..=10 {
@@ -124,6 +129,266 @@ fn the_v2_fixture_is_what_its_generator_writes() {
         bytes, V2,
         "the encoder no longer writes the version 2 fixture"
     );
+}
+
+/// The version 3 fixture: `main` calls `f` at main+2, `f` calls `g` at
+/// f+3, `g` calls itself at g+1. Interpreter 0 keeps a shadow stack and
+/// cycles through four stacks (the fourth truncated below `main`),
+/// interpreter 1 keeps none and sits at main+0; 12 ticks, 1 ms apart.
+fn v3_fixture() -> Vec<u8> {
+    let header = FileHeader {
+        pcprof_version: "fixture".into(),
+        pid: 7,
+        started_unix_ns: 1_700_000_000_000_000_000,
+        frequency_hz: 1000,
+        flush_samples: 100,
+        clock: "virtual".into(),
+    };
+    // inc; inc; inc; inc; ret  (offsets 0 to 4)
+    let code = vec![1u8, 1, 1, 1, 3];
+    let listing = listing_of(&Tiny::default(), &code).map(Arc::new);
+    let mut file = Vec::new();
+    let mut e = Encoder::native(&mut file, &header).unwrap();
+    e.write(&Record::Sampling(SamplingRecord {
+        mode: SamplingMode::Periodic,
+        frequency_hz: 1000,
+    }))
+    .unwrap();
+    for id in 0..2 {
+        e.write(&Record::Interpreter(InterpreterRecord {
+            id,
+            label: Some(format!("interp-{id}")),
+            registered_ns: 0,
+        }))
+        .unwrap();
+    }
+    for (name, addr) in [("main", 0x1000), ("f", 0x2000), ("g", 0x3000)] {
+        e.write(&Record::Function(FunctionRecord {
+            addr,
+            name: name.into(),
+            code: code.clone(),
+            loaded_ns: 0,
+            listing: listing.clone(),
+        }))
+        .unwrap();
+    }
+    let mut samples = Vec::new();
+    for t in 1..=12u64 {
+        let (frames, truncated, leaf): (&[u64], bool, u64) = match t % 4 {
+            0 => (&[0x1002], false, 0x2001),
+            1 => (&[0x1002, 0x2003], false, 0x3000),
+            2 => (&[0x1002, 0x2003, 0x3001], false, 0x3002),
+            _ => (&[0x1002], true, 0x3002),
+        };
+        let stack = e.stacks().stack(frames, truncated);
+        let time_ns = t * 1_000_000 + t % 3;
+        samples.push(Sample {
+            time_ns,
+            interp: 0,
+            pc: leaf,
+            stack,
+        });
+        samples.push(Sample {
+            time_ns,
+            interp: 1,
+            pc: 0x1000,
+            stack: 0,
+        });
+        if t == 6 {
+            e.write_samples(&samples).unwrap();
+            samples.clear();
+        }
+    }
+    e.write_samples(&samples).unwrap();
+    e.write(&Record::Summary(Summary {
+        stopped_ns: 13_000_000,
+        stats: Stats {
+            frequency_hz: 1000,
+            elapsed_ns: 13_000_000,
+            samples_taken: 24,
+            samples_written: 24,
+            ..Stats::default()
+        },
+    }))
+    .unwrap();
+    drop(e);
+    file
+}
+
+/// As for version 2: regenerated only when asked, else checked.
+#[test]
+fn the_v3_fixture_is_what_its_generator_writes() {
+    let bytes = v3_fixture();
+    if std::env::var_os("PCPROF_WRITE_FIXTURES").is_some() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/native-v3-stacks.data"
+        );
+        std::fs::write(path, &bytes).unwrap();
+    }
+    assert_eq!(
+        bytes, V3,
+        "the encoder no longer writes the version 3 fixture"
+    );
+}
+
+#[test]
+fn the_v3_fixture_reads_back_its_stacks_and_samples() {
+    use pcprof::format::{StackNode, TRUNCATED_FRAME};
+    use pcprof::{Event, ProfileReader};
+    let r = ProfileReader::new(V3).unwrap();
+    assert_eq!(r.version(), 3);
+    let mut nodes = Vec::new();
+    let mut samples = Vec::new();
+    for ev in r {
+        match ev.unwrap() {
+            Event::Stacks(n) => nodes.extend(n),
+            Event::Samples(s) => samples.extend(s),
+            _ => {}
+        }
+    }
+    let node = |id, parent, frame| StackNode { id, parent, frame };
+    assert_eq!(
+        nodes,
+        [
+            node(1, 0, 0x1002),
+            node(2, 1, 0x2003),
+            node(3, 2, 0x3001),
+            node(4, 1, TRUNCATED_FRAME),
+        ]
+    );
+    let of_0: Vec<(u64, u64, u32)> = samples
+        .iter()
+        .filter(|s| s.interp == 0)
+        .map(|s| (s.time_ns, s.pc, s.stack))
+        .take(4)
+        .collect();
+    assert_eq!(
+        of_0,
+        [
+            (1_000_001, 0x3000, 2),
+            (2_000_002, 0x3002, 3),
+            (3_000_000, 0x3002, 4),
+            (4_000_001, 0x2001, 1),
+        ]
+    );
+    assert_eq!(samples.len(), 24);
+    assert!(
+        samples
+            .iter()
+            .filter(|s| s.interp == 1)
+            .all(|s| s.stack == 0)
+    );
+}
+
+#[test]
+fn the_v3_fixture_loads_to_its_figures() {
+    use pcprof::analysis::Frame;
+    let p = load_bytes(V3, &LoadOptions::default(), |_| {}).unwrap();
+    assert_eq!(p.read_error, None);
+    assert_eq!(p.total_samples, 24);
+    assert!(p.has_stacks());
+    let own: Vec<(&str, u64)> = p
+        .functions
+        .iter()
+        .map(|f| (f.name.as_str(), f.samples))
+        .collect();
+    assert_eq!(own, [("main", 12), ("f", 3), ("g", 9)]);
+    // main is on every stack; g's recursion counts once a sample.
+    assert_eq!(p.inclusive_samples(), [24, 9, 9]);
+    assert_eq!(p.stacks.truncated_samples, 3);
+    let mut paths: Vec<(Vec<Frame>, Option<usize>, u64, u64)> = p
+        .stacks
+        .leaves
+        .iter()
+        .map(|l| (p.stacks.path(l.stack), l.function, l.offset, l.samples))
+        .collect();
+    paths.sort();
+    let (main, f, g) = (Frame::Function(0), Frame::Function(1), Frame::Function(2));
+    assert_eq!(
+        paths,
+        [
+            (vec![], Some(0), 0, 12),
+            (vec![main], Some(1), 1, 3),
+            (vec![main, f], Some(2), 0, 3),
+            (vec![main, f, g], Some(2), 2, 3),
+            (vec![main, Frame::Truncated], Some(2), 2, 3),
+        ]
+    );
+    let s = p.summary.clone().expect("the run stopped cleanly");
+    assert_eq!(s.stats.samples_written, 24);
+    // The report's totals beside the self shares.
+    use pcprof::analysis::report::{ReportOptions, write_report};
+    let mut out = Vec::new();
+    write_report(&mut out, &p, &ReportOptions::default()).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let totals: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("call stacks:"))
+        .take(5)
+        .collect();
+    assert_eq!(
+        totals,
+        [
+            "call stacks: 12 of 24 samples under a caller, 3 truncated",
+            "  total    self  function",
+            "100.00%  50.00%  main",
+            " 37.50%  37.50%  g",
+            " 37.50%  12.50%  f",
+        ]
+    );
+    assert!(
+        text.contains(" 50.00% main  (12 samples, total 100.00%)"),
+        "{text}"
+    );
+}
+
+/// The collapsed export writes the real stacks, `[truncated]` where frames
+/// were lost; the Pulley export drops them and says so.
+#[test]
+fn the_v3_fixture_exports_its_stacks() {
+    use pcprof::analysis::convert::{ConvertOptions, recode, write_collapsed};
+    use pcprof::{Format, ProfileReader};
+    let p = load_bytes(V3, &LoadOptions::default(), |_| {}).unwrap();
+    let mut out = Vec::new();
+    write_collapsed(&p, &DecoderChoice::Auto, &mut out).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "main;inc @ main+0x0 12\n\
+         main;f;inc @ f+0x1 3\n\
+         main;f;g;inc @ g+0x0 3\n\
+         main;f;g;g;inc @ g+0x2 3\n\
+         main;[truncated];g;inc @ g+0x2 3\n"
+    );
+    let mut pulley = Vec::new();
+    let report = recode(
+        ProfileReader::new(V3).unwrap(),
+        Format::Pulley,
+        &mut pulley,
+        std::path::Path::new("out"),
+        &ConvertOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.starts_with("Not kept: the call stacks of 12 samples")),
+        "{:?}",
+        report.notes
+    );
+    // Native to native keeps them, re-interned.
+    let mut native = Vec::new();
+    recode(
+        ProfileReader::new(V3).unwrap(),
+        Format::Native,
+        &mut native,
+        std::path::Path::new("out"),
+        &ConvertOptions::default(),
+    )
+    .unwrap();
+    let q = load_bytes(&native, &LoadOptions::default(), |_| {}).unwrap();
+    assert_eq!(q.stacks, p.stacks);
 }
 
 #[test]
@@ -262,11 +527,11 @@ fn a_version_1_file_with_a_version_2_record_is_refused() {
     );
     assert_eq!(p.total_samples, 0);
     // And a version this build does not know is refused up front.
-    bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
+    bytes[8..10].copy_from_slice(&4u16.to_le_bytes());
     let e = load_bytes(&bytes, &LoadOptions::default(), |_| {}).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "native format version 3 at byte 8 is not supported (this pcprof reads versions 1 to 2)"
+        "native format version 4 at byte 8 is not supported (this pcprof reads versions 1 to 3)"
     );
 }
 

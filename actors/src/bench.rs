@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use crate::clock::{Clock, MonotonicClock};
-use crate::format::Sample;
+use crate::format::SampleBuffer;
 use crate::pc::{PcHandle, Source};
 use crate::sampler::SamplerCore;
 use crate::ticker::TickerCore;
@@ -25,8 +25,10 @@ pub struct Tick {
     clock: Arc<MonotonicClock>,
     /// Kept so the interpreters are not retired.
     _handles: Vec<PcHandle>,
-    written: flume::Receiver<Vec<Sample>>,
-    free: flume::Sender<Vec<Sample>>,
+    /// Their shadow stacks, if any.
+    stacks: Vec<crate::stack::StackHandle>,
+    written: flume::Receiver<SampleBuffer>,
+    free: flume::Sender<SampleBuffer>,
 }
 
 impl Tick {
@@ -37,12 +39,12 @@ impl Tick {
         let (to_writer, written) = flume::bounded(buffers);
         let (free, from_writer) = flume::bounded(buffers);
         for _ in 1..buffers {
-            let _ = free.send(Vec::with_capacity(flush));
+            let _ = free.send(SampleBuffer::with_capacity(flush, flush));
         }
         let mut sampler = SamplerCore::new(
             flush,
             crate::config::DEFAULT_FLUSH_INTERVAL.as_nanos() as u64,
-            Vec::with_capacity(flush),
+            SampleBuffer::with_capacity(flush, flush),
             to_writer,
             from_writer,
             None,
@@ -62,9 +64,43 @@ impl Tick {
             sampler,
             clock,
             _handles: handles,
+            stacks: Vec::new(),
             written,
             free,
         }
+    }
+
+    /// As [`Tick::new`], each interpreter with a shadow stack `depth` calls
+    /// deep (capacity `depth`).
+    pub fn with_stacks(interpreters: usize, flush: usize, depth: usize) -> Tick {
+        let mut t = Tick::new(0, flush);
+        for i in 0..interpreters {
+            let h = PcHandle::new();
+            h.set(0x1000 + 4 * i);
+            let mut st = crate::stack::StackHandle::new(depth);
+            for d in 0..depth {
+                st.call(0x10_0000 + 8 * d);
+            }
+            t.sampler.add_interpreter(
+                i as u32,
+                Source::Stacked(Box::new(Source::Native(h.reader())), st.reader()),
+            );
+            t._handles.push(h);
+            t.stacks.push(st);
+        }
+        t
+    }
+
+    /// Each stack returns and calls again (a new generation: the sampler
+    /// reads every frame again and makes a new entry), then one tick.
+    #[inline]
+    pub fn tick_after_return(&mut self) -> u64 {
+        for st in &mut self.stacks {
+            let d = st.depth();
+            st.ret();
+            st.call(0x10_0000 + 8 * d);
+        }
+        self.tick()
     }
 
     /// One tick, as the timing thread runs it once its deadline has come.

@@ -42,6 +42,7 @@ mod profiler;
 pub mod registry;
 pub mod resolve;
 pub mod sampler;
+pub mod stack;
 pub mod stats;
 pub mod supervisor;
 mod sys;
@@ -58,6 +59,7 @@ pub use isa::{InstructionSet, ListingBuilder};
 pub use pc::{NOT_EXECUTING, PcHandle, PcReader, PcSource};
 pub use profiler::{Profiler, ProfilerBuilder, ProfilerHandle};
 pub use resolve::{Hit, Resolver};
+pub use stack::{StackHandle, StackReader};
 pub use stats::Stats;
 pub use writer::HotFunction;
 

@@ -12,6 +12,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use crate::stack::StackReader;
+
 /// The PC value that means "this interpreter is not executing bytecode".
 pub const NOT_EXECUTING: usize = 0;
 
@@ -140,6 +142,8 @@ impl PcSource for PcReader {
 pub(crate) enum Source {
     Native(PcReader),
     Foreign(Arc<dyn PcSource>),
+    /// Either of the above with a shadow stack.
+    Stacked(Box<Source>, StackReader),
 }
 
 impl Source {
@@ -148,6 +152,7 @@ impl Source {
         match self {
             Source::Native(r) => r.pc(),
             Source::Foreign(s) => s.pc(),
+            Source::Stacked(s, _) => s.pc(),
         }
     }
 
@@ -156,6 +161,15 @@ impl Source {
         match self {
             Source::Native(r) => r.is_finished(),
             Source::Foreign(s) => s.is_finished(),
+            Source::Stacked(s, _) => s.is_finished(),
+        }
+    }
+
+    /// Its shadow stack, if it keeps one.
+    pub(crate) fn stack(&self) -> Option<&StackReader> {
+        match self {
+            Source::Stacked(_, st) => Some(st),
+            _ => None,
         }
     }
 }
@@ -165,6 +179,7 @@ impl std::fmt::Debug for Source {
         match self {
             Source::Native(r) => f.debug_tuple("Native").field(&r.pc()).finish(),
             Source::Foreign(s) => f.debug_tuple("Foreign").field(&s.pc()).finish(),
+            Source::Stacked(s, _) => f.debug_tuple("Stacked").field(s).finish(),
         }
     }
 }

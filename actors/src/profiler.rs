@@ -30,6 +30,7 @@ use crate::format::{Encoder, FileHeader, Format, Record, SamplingMode, SamplingR
 use crate::pc::{PcHandle, PcSource};
 use crate::registry::{FunctionInfo, InterpreterInfo, RegistryMsg, SourceBox};
 use crate::sampler::SamplerMsg;
+use crate::stack::StackHandle;
 use crate::stats::Stats;
 use crate::supervisor::{
     ActorRefs, SupervisorActor, SupervisorArgs, SupervisorMsg, final_stats_of,
@@ -209,7 +210,7 @@ impl Drop for RemoveOnFailure {
 
 /// Allocates the batch buffers, refusing (with an error naming the
 /// settings) what the allocator cannot give instead of aborting the host.
-fn allocate_buffers(config: &Config) -> Result<Vec<Vec<crate::format::Sample>>, Error> {
+fn allocate_buffers(config: &Config) -> Result<Vec<crate::format::SampleBuffer>, Error> {
     config.buffer_bytes()?;
     let capacity = config.buffer_capacity();
     let mut buffers = Vec::new();
@@ -222,8 +223,11 @@ fn allocate_buffers(config: &Config) -> Result<Vec<Vec<crate::format::Sample>>, 
     };
     buffers.try_reserve_exact(config.buffers).map_err(refuse)?;
     for _ in 0..config.buffers {
-        let mut b = Vec::new();
-        b.try_reserve_exact(capacity).map_err(refuse)?;
+        let mut b = crate::format::SampleBuffer::default();
+        b.samples.try_reserve_exact(capacity).map_err(refuse)?;
+        // The stacks' frames: a word a sample (an entry is reused while an
+        // interpreter's stack is unchanged; a full arena seals the batch).
+        b.frames.try_reserve_exact(capacity).map_err(refuse)?;
         buffers.push(b);
     }
     Ok(buffers)
@@ -616,6 +620,39 @@ impl ProfilerHandle {
         let handle = PcHandle::new();
         self.register(label, handle.reader().into())?;
         Ok(handle)
+    }
+
+    /// Registers a new interpreter that keeps a shadow stack of up to
+    /// `capacity` frames (at most [`crate::stack::MAX_CAPACITY`]): the
+    /// handle it publishes its PC through, and the stack it records its
+    /// calls and returns in ([`StackHandle::call`], [`StackHandle::ret`],
+    /// [`StackHandle::set_depth`]). Each sample then carries the stack read
+    /// just after its PC. Deeper calls keep the outermost `capacity` frames
+    /// and are marked truncated.
+    pub fn new_interpreter_with_stack(
+        &self,
+        label: Option<&str>,
+        capacity: usize,
+    ) -> Result<(PcHandle, StackHandle), Error> {
+        let handle = PcHandle::new();
+        let stack = StackHandle::new(capacity);
+        let source = SourceBox::from(handle.reader()).with_stack(stack.reader());
+        self.register(label, source)?;
+        Ok((handle, stack))
+    }
+
+    /// [`ProfilerHandle::register_source`] with a shadow stack of up to
+    /// `capacity` frames (see [`ProfilerHandle::new_interpreter_with_stack`]):
+    /// its id in the profile, and the stack.
+    pub fn register_source_with_stack(
+        &self,
+        label: Option<&str>,
+        source: impl PcSource,
+        capacity: usize,
+    ) -> Result<(u32, StackHandle), Error> {
+        let stack = StackHandle::new(capacity);
+        let id = self.register(label, SourceBox::foreign(source).with_stack(stack.reader()))?;
+        Ok((id, stack))
     }
 
     /// Registers an interpreter whose PC cell is its own; returns its id in

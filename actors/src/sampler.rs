@@ -10,6 +10,11 @@
 //!   When the writer cannot keep up, no buffer comes back and the full batch
 //!   is dropped and counted: memory stays bounded and the tick path never
 //!   allocates.
+//! - An interpreter with a shadow stack has its stack read just after its
+//!   PC ([`read_stack`], in a function of its own): into the snapshot made
+//!   when it was registered, then into the batch's frame arena, whose
+//!   entry is reused while the stack is unchanged. A full arena seals the
+//!   batch like full samples do.
 
 use std::mem;
 
@@ -19,11 +24,12 @@ use tracing::trace;
 use tracing::{debug, warn};
 
 use crate::clock::Nanos;
-use crate::format::Sample;
+use crate::format::{Sample, SampleBuffer};
 use crate::messages::registry::RegistryMsg;
 use crate::messages::timing::SampleCommand;
 pub use crate::messages::timing::SamplerMsg;
 use crate::pc::Source;
+use crate::stack::{ReadOutcome, Snapshot, StackReader};
 use crate::stats::LatencyHistogram;
 
 /// An interpreter as the sampler holds it.
@@ -33,6 +39,19 @@ struct Slot {
     id: u32,
     /// Its PC cell.
     source: Source,
+    /// Its shadow stack, if it keeps one.
+    stack: Option<Box<SlotStack>>,
+}
+
+/// A shadow stack as the sampler holds it.
+#[derive(Debug)]
+struct SlotStack {
+    reader: StackReader,
+    /// The last accepted snapshot (sized at registration).
+    snap: Snapshot,
+    /// Its entry in the batch numbered `batch_no` (0: none).
+    entry: u32,
+    batch_no: u64,
 }
 
 /// The sampler's state (lives on the timing thread).
@@ -41,17 +60,20 @@ pub(crate) struct SamplerCore {
     /// The live interpreters, in registration order (retired ones removed).
     interps: Vec<Slot>,
     /// The batch being filled; pre-sized, so a tick never allocates.
-    batch: Vec<Sample>,
+    batch: SampleBuffer,
+    /// Batches begun so far: tells a stack's entry in the current batch
+    /// from one in a batch gone.
+    batch_no: u64,
     /// A buffer whose hand-over failed, kept for reuse.
-    spare: Option<Vec<Sample>>,
+    spare: Option<SampleBuffer>,
     /// Batch size that seals a batch.
     flush: usize,
     /// Age that seals a batch, in ns: the durability bound.
     interval: Nanos,
     /// Full batches to the writer.
-    to_writer: flume::Sender<Vec<Sample>>,
+    to_writer: flume::Sender<SampleBuffer>,
     /// Empty buffers back from the writer: the pool that bounds memory.
-    free: flume::Receiver<Vec<Sample>>,
+    free: flume::Receiver<SampleBuffer>,
     /// Where retirements are reported (set once the registry exists).
     registry: Option<ActorRef<RegistryMsg>>,
     /// Lateness of each read against its deadline.
@@ -64,20 +86,26 @@ pub(crate) struct SamplerCore {
     pub(crate) batches_sent: u64,
     /// Batches lost whole.
     pub(crate) batches_dropped: u64,
+    /// Stack reads given up as torn (kept as truncated stacks).
+    pub(crate) stack_reads_torn: u64,
+    /// Samples whose stack found no room in the arena even after a fresh
+    /// buffer (a stack deeper than a whole arena): kept as truncated.
+    pub(crate) stacks_cut: u64,
 }
 
 impl SamplerCore {
     pub(crate) fn new(
         flush: usize,
         interval: Nanos,
-        first_buffer: Vec<Sample>,
-        to_writer: flume::Sender<Vec<Sample>>,
-        free: flume::Receiver<Vec<Sample>>,
+        first_buffer: SampleBuffer,
+        to_writer: flume::Sender<SampleBuffer>,
+        free: flume::Receiver<SampleBuffer>,
         registry: Option<ActorRef<RegistryMsg>>,
     ) -> SamplerCore {
         SamplerCore {
             interps: Vec::new(),
             batch: first_buffer,
+            batch_no: 1,
             spare: None,
             flush: flush.max(1),
             interval,
@@ -89,6 +117,8 @@ impl SamplerCore {
             samples_dropped: 0,
             batches_sent: 0,
             batches_dropped: 0,
+            stack_reads_torn: 0,
+            stacks_cut: 0,
         }
     }
 
@@ -105,7 +135,16 @@ impl SamplerCore {
     }
 
     pub(crate) fn add_interpreter(&mut self, id: u32, source: Source) {
-        self.interps.push(Slot { id, source });
+        // The snapshot is allocated here, on a message, never on a tick.
+        let stack = source.stack().map(|reader| {
+            Box::new(SlotStack {
+                snap: reader.snapshot(),
+                reader: reader.clone(),
+                entry: 0,
+                batch_no: 0,
+            })
+        });
+        self.interps.push(Slot { id, source, stack });
     }
 
     /// Executes one sample command. The only work done per tick.
@@ -127,13 +166,19 @@ impl SamplerCore {
             let slot = &self.interps[i];
             if let Some(pc) = slot.source.pc() {
                 let interp = slot.id;
-                if self.batch.len() == self.batch.capacity() {
+                if self.batch.samples.len() == self.batch.samples.capacity() {
                     self.hand_over();
                 }
-                self.batch.push(Sample {
+                let stack = if self.interps[i].stack.is_some() {
+                    self.read_stack(i)
+                } else {
+                    0
+                };
+                self.batch.samples.push(Sample {
                     time_ns: read_at,
                     interp,
                     pc: pc as u64,
+                    stack,
                 });
                 self.samples_taken += 1;
                 i += 1;
@@ -157,11 +202,58 @@ impl SamplerCore {
         // batch size.
         let old = self
             .batch
+            .samples
             .first()
             .is_some_and(|s| read_at >= s.time_ns.saturating_add(self.interval));
         if old || self.batch.len() >= self.flush {
             self.hand_over();
         }
+    }
+
+    /// Reads interpreter `i`'s shadow stack (just after its PC) and gives
+    /// its entry in the batch's arena: the last one while the stack is
+    /// unchanged, else a new one (sealing the batch first if the arena is
+    /// full). A torn read is counted and kept as the prefix read, marked
+    /// truncated.
+    #[inline(never)]
+    fn read_stack(&mut self, i: usize) -> u32 {
+        let Some(st) = self.interps[i].stack.as_deref_mut() else {
+            return 0;
+        };
+        let outcome = st.reader.read(&mut st.snap);
+        if outcome == ReadOutcome::Same && st.batch_no == self.batch_no && st.entry != 0 {
+            return st.entry;
+        }
+        let torn = outcome == ReadOutcome::Torn;
+        if !self.batch.has_room_for_stack(st.snap.frames().len()) {
+            self.hand_over();
+        }
+        let Some(st) = self.interps[i].stack.as_deref_mut() else {
+            return 0;
+        };
+        if torn {
+            self.stack_reads_torn += 1;
+        }
+        let frames = st.snap.frames();
+        if !self.batch.has_room_for_stack(frames.len()) {
+            // Deeper than a whole arena: only the marker, never an
+            // allocation on the tick.
+            self.stacks_cut += 1;
+            if !self.batch.has_room_for_stack(0) {
+                return 0;
+            }
+            st.entry = self.batch.push_stack([].into_iter(), true);
+        } else {
+            st.entry = self.batch.push_stack(frames, st.snap.truncated());
+        }
+        st.batch_no = self.batch_no;
+        if torn {
+            // A torn entry is never reused.
+            let e = st.entry;
+            st.entry = 0;
+            return e;
+        }
+        st.entry
     }
 
     /// Retirement is rare, so telling the registry (which allocates a
@@ -190,8 +282,11 @@ impl SamplerCore {
     /// from the pool; with none to exchange, drops the batch and counts it.
     pub(crate) fn hand_over(&mut self) {
         if self.batch.is_empty() {
+            self.batch.frames.clear();
             return;
         }
+        // Stack entries of the batch that leaves are not reused.
+        self.batch_no += 1;
         let fresh = self.spare.take().or_else(|| self.free.try_recv().ok());
         let Some(mut fresh) = fresh else {
             self.dropped(
@@ -228,9 +323,16 @@ mod tests {
         let (to_writer, batches) = flume::unbounded();
         let (free_tx, free) = flume::unbounded();
         free_tx
-            .send(Vec::with_capacity(8))
+            .send(SampleBuffer::with_capacity(8, 8))
             .expect("the pool is open");
-        let mut s = SamplerCore::new(100, 1_000, Vec::with_capacity(8), to_writer, free, None);
+        let mut s = SamplerCore::new(
+            100,
+            1_000,
+            SampleBuffer::with_capacity(8, 8),
+            to_writer,
+            free,
+            None,
+        );
         let pc = PcHandle::new();
         pc.set(0x40);
         s.add_interpreter(3, Source::Native(pc.reader()));
@@ -258,9 +360,9 @@ mod tests {
             1_150,
         );
         let batch = batches.try_recv().expect("sealed by age");
-        let times: Vec<u64> = batch.iter().map(|s| s.time_ns).collect();
+        let times: Vec<u64> = batch.samples.iter().map(|s| s.time_ns).collect();
         assert_eq!(times, [150, 1_149, 1_150]);
-        assert!(batch.iter().all(|s| (s.interp, s.pc) == (3, 0x40)));
+        assert!(batch.samples.iter().all(|s| (s.interp, s.pc) == (3, 0x40)));
         assert_eq!(s.lateness.max(), 50);
     }
 }

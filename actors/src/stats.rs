@@ -60,6 +60,14 @@ pub struct Stats {
     pub sampler_cpu_ns: u64,
     /// CPU time of the writer thread, in ns.
     pub writer_cpu_ns: u64,
+    /// Shadow-stack reads given up because the stack kept changing while
+    /// it was read ([`crate::stack::READ_TRIES`] attempts): those samples
+    /// keep their PC and a truncated stack without frames. Not stored in
+    /// the file's summary (its layout is frozen).
+    pub stack_reads_torn: u64,
+    /// Samples whose stack was deeper than a whole batch's frame arena,
+    /// kept as truncated stacks without frames (not in the summary either).
+    pub stacks_cut: u64,
     /// Errors counted (I/O, encoding, actor failures).
     pub errors: u64,
     /// The first error, as text.

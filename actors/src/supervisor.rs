@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::config::{SamplingMode, Scheduling};
 use crate::error::Error;
 use crate::face::{Face, FaceState};
-use crate::format::{Encoder, RateRecord, Record, Sample};
+use crate::format::{Encoder, RateRecord, Record, SampleBuffer};
 use crate::messages::registry::{RegistryCounts, RegistryMsg};
 pub use crate::messages::supervisor::{ActorRefs, SupervisorMsg, ThreadReport};
 use crate::messages::timing::{SamplerMsg, TickerMsg, TimingMailbox, TimingMsg, TimingStats};
@@ -45,7 +45,7 @@ pub struct SupervisorArgs {
     pub(crate) flush_interval_ns: u64,
     /// The batch buffers, allocated by the caller of `start` (where a
     /// failure is an error, not an abort); the first is the sampler's.
-    pub(crate) buffers: Vec<Vec<Sample>>,
+    pub(crate) buffers: Vec<SampleBuffer>,
     pub(crate) actor_timeout: Duration,
     pub(crate) scheduling: Scheduling,
     pub(crate) sampling: SamplingMode,
@@ -177,6 +177,8 @@ fn merge(t: &TimingStats, c: &RegistryCounts, w: Option<&WriterStats>, errors: &
         functions_unloaded: c.functions_unloaded,
         scheduling: t.scheduling.clone(),
         sampler_cpu_ns: t.cpu_ns,
+        stack_reads_torn: t.stack_reads_torn,
+        stacks_cut: t.stacks_cut,
         errors: errors.len() as u64,
         first_error: errors.first().map(|e| e.to_string()),
         ..Stats::default()
@@ -456,8 +458,8 @@ impl Actor for SupervisorActor {
         let first = buffers
             .next()
             .ok_or_else(|| Error::actor("supervisor", "no batch buffer"))?;
-        let (batch_tx, batch_rx) = flume::bounded::<Vec<Sample>>(buffers.len() + 1);
-        let (free_tx, free_rx) = flume::bounded::<Vec<Sample>>(buffers.len() + 1);
+        let (batch_tx, batch_rx) = flume::bounded::<SampleBuffer>(buffers.len() + 1);
+        let (free_tx, free_rx) = flume::bounded::<SampleBuffer>(buffers.len() + 1);
         for b in buffers {
             free_tx
                 .try_send(b)

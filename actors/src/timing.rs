@@ -220,6 +220,8 @@ impl TimingThread {
             interpreters_live: s.live_interpreters() as u64,
             scheduling: policy.to_string(),
             cpu_ns: sys::thread_cpu_ns(),
+            stack_reads_torn: s.stack_reads_torn,
+            stacks_cut: s.stacks_cut,
         }
     }
 
@@ -290,7 +292,7 @@ mod tests {
 
     use super::*;
     use crate::clock::VirtualClock;
-    use crate::format::Sample;
+    use crate::format::SampleBuffer;
     use crate::pc::{PcHandle, Source};
 
     /// The doorbell replaces polling the queue: a message is still handled
@@ -299,17 +301,17 @@ mod tests {
     #[test]
     fn messages_ring_the_doorbell_and_the_last_mailbox_dropped_ends_the_thread() {
         let clock = VirtualClock::new();
-        let (batch_tx, batch_rx) = flume::unbounded::<Vec<Sample>>();
+        let (batch_tx, batch_rx) = flume::unbounded::<SampleBuffer>();
         let (free_tx, free_rx) = flume::unbounded();
         free_tx
-            .send(Vec::with_capacity(64))
+            .send(SampleBuffer::with_capacity(64, 64))
             .expect("the pool is open");
         let timing = TimingThread {
             ticker: TickerCore::new(1000, crate::config::SamplingMode::Periodic, 1),
             sampler: SamplerCore::new(
                 1000,
                 1_000_000_000,
-                Vec::with_capacity(64),
+                SampleBuffer::with_capacity(64, 64),
                 batch_tx,
                 free_rx,
                 None,
@@ -357,12 +359,17 @@ mod tests {
         clock.advance(Duration::from_millis(1));
         join.join().expect("the timing thread exits cleanly");
         let batch = batch_rx.recv().expect("the last batch was handed over");
-        let times: Vec<u64> = batch.iter().map(|s| s.time_ns).collect();
+        let times: Vec<u64> = batch.samples.iter().map(|s| s.time_ns).collect();
         let taken = [1_000_000, 2_000_000, 3_000_000, 4_000_000];
         assert!(
             times == taken || times == taken[..3],
             "handed over {times:?}"
         );
-        assert!(batch.iter().all(|s| (s.interp, s.pc) == (7, 0x1234)));
+        assert!(
+            batch
+                .samples
+                .iter()
+                .all(|s| (s.interp, s.pc) == (7, 0x1234))
+        );
     }
 }

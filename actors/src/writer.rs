@@ -34,7 +34,7 @@ use ractor::{ActorRef, RpcReplyPort};
 use tracing::{debug, trace, warn};
 
 use crate::error::{Error, ErrorKind};
-use crate::format::{EncodeError, Encoder, Record, Sample, Summary};
+use crate::format::{EncodeError, Encoder, Record, SampleBuffer, Summary};
 use crate::messages::registry::RegistryMsg;
 use crate::messages::writer::WriterCmd;
 pub use crate::messages::writer::{HotFunction, WriterMsg, WriterStats};
@@ -105,9 +105,9 @@ pub(crate) struct WriterThread {
     /// Records, queries and the shutdown step.
     pub(crate) inbox: flume::Receiver<WriterCmd>,
     /// Full batches from the sampler.
-    pub(crate) batches: flume::Receiver<Vec<Sample>>,
+    pub(crate) batches: flume::Receiver<SampleBuffer>,
     /// Where emptied buffers go back to the sampler.
-    pub(crate) free: flume::Sender<Vec<Sample>>,
+    pub(crate) free: flume::Sender<SampleBuffer>,
     /// For the barrier before each batch (records first).
     pub(crate) registry: ActorRef<RegistryMsg>,
     /// The tracing dispatcher of the thread that started the profiler.
@@ -134,15 +134,15 @@ pub(crate) struct WriterThread {
 /// What the writer thread waits for.
 enum Ev {
     Cmd(Option<WriterCmd>),
-    Batch(Option<Vec<Sample>>),
+    Batch(Option<SampleBuffer>),
 }
 
 impl WriterThread {
     pub(crate) fn new(
         encoder: Encoder<Sink>,
         inbox: flume::Receiver<WriterCmd>,
-        batches: flume::Receiver<Vec<Sample>>,
-        free: flume::Sender<Vec<Sample>>,
+        batches: flume::Receiver<SampleBuffer>,
+        free: flume::Sender<SampleBuffer>,
         registry: ActorRef<RegistryMsg>,
         dispatch: tracing::Dispatch,
         watch: Watch,
@@ -361,9 +361,9 @@ impl WriterThread {
         }
     }
 
-    fn write_batch(&mut self, mut batch: Vec<Sample>) {
+    fn write_batch(&mut self, mut batch: SampleBuffer) {
         self.drain_records();
-        for s in &batch {
+        for s in &batch.samples {
             if let Some(i) = self.resolver.resolve(s.pc, s.time_ns) {
                 self.tally.hit(i);
             }
@@ -372,7 +372,7 @@ impl WriterThread {
         // sampler's readings increase from tick to tick, and batches arrive
         // in the order sealed), so no later sample falls in a generation
         // unloaded before it (alive over `(loaded, unloaded]`).
-        if let Some(last) = batch.last() {
+        if let Some(last) = batch.samples.last() {
             self.resolver.forget_unloaded_before(last.time_ns);
             self.tally.forget_unloaded_before(last.time_ns);
         }
@@ -381,7 +381,7 @@ impl WriterThread {
             self.stats.samples_dropped += n;
             warn!(name: "writer.dropped", samples = n, "the output has failed; batch dropped");
         } else {
-            match self.encoder.write_samples(&batch) {
+            match self.encoder.write_buffer(&mut batch) {
                 Ok(_) => {
                     // Flushed per batch: a killed process loses at most the
                     // batch being sampled.
@@ -408,7 +408,7 @@ impl WriterThread {
 
     /// Writes a batch; if that panics, its samples are counted as dropped
     /// (a sample counts as written only once written and flushed).
-    fn write_batch_guarded(&mut self, batch: Vec<Sample>) {
+    fn write_batch_guarded(&mut self, batch: SampleBuffer) {
         let n = batch.len() as u64;
         if !self.guarded(|w| w.write_batch(batch)) {
             self.stats.samples_dropped += n;

@@ -71,6 +71,7 @@ pub fn write<W: Write>(
         time_ns,
         interp,
         pc,
+        stack: 0,
     };
     if name == "pulley-records" {
         let n = n.unwrap_or(50_000_000);

@@ -25,7 +25,8 @@ use pcprof::analysis::{LoadOptions, Profile, load_bytes};
 use pcprof::format::{
     EncodedBatch, Encoder, Event, FileHeader, Flow, Format, FunctionRecord, InterpreterRecord,
     ListedInstruction, ListingRecord, MAX_RECORD_LEN, RateRecord, ReadErrorKind, Record,
-    RetiredRecord, Sample, SamplingMode, SamplingRecord, Summary, UnloadRecord, code_hash,
+    RetiredRecord, Sample, SamplingMode, SamplingRecord, StacksRecord, Summary, UnloadRecord,
+    code_hash,
 };
 use pcprof::{ProfileReader, Stats};
 
@@ -262,6 +263,7 @@ fn round_trip(o: &Outcome) {
                 Event::Rate(r) => Record::Rate(r),
                 Event::Summary(s) => Record::Summary(s),
                 Event::Sampling(s) => Record::Sampling(s),
+                Event::Stacks(n) => Record::Stacks(StacksRecord::encode(&n)),
             };
             enc.write(&record).expect("encode record");
         }
@@ -482,12 +484,14 @@ pub fn generate(g: &mut Gen) -> (Vec<u8>, Vec<Event>) {
                                 time_ns: time,
                                 interp,
                                 pc,
+                                stack: 0,
                             }
                         } else {
                             Sample {
                                 time_ns: 0,
                                 interp: 0,
                                 pc,
+                                stack: 0,
                             }
                         });
                     }
@@ -548,6 +552,18 @@ pub fn generate(g: &mut Gen) -> (Vec<u8>, Vec<Event>) {
                 Record::Rate(r) => Some(Event::Rate(*r)),
                 Record::Summary(s) => Some(Event::Summary(s.clone())),
                 Record::Sampling(s) => Some(Event::Sampling(*s)),
+                Record::Batch(b) => {
+                    let mut v = Vec::new();
+                    b.decode_into(&mut v, u32::MAX)
+                        .expect("an encoded batch decodes");
+                    Some(Event::Samples(v))
+                }
+                Record::Stacks(r) => {
+                    let mut v = Vec::new();
+                    r.decode_into(&mut v)
+                        .expect("an encoded stacks record decodes");
+                    Some(Event::Stacks(v))
+                }
                 Record::Header(_) | Record::Listing(_) => None,
             };
             let written = enc.write(&record).expect("encode record");

@@ -29,6 +29,9 @@
 //!   output id, labelled `<origin>: <label>` (`interp-N` without a label;
 //!   `pulley` for a Pulley input's one interpreter). A reused id of one
 //!   input stays one output id with its registrations.
+//! - **Call stacks**: each frame is a PC, translated as a sample's PC is
+//!   (once per input stack, at its first use), and re-interned by the
+//!   output's encoder.
 //! - **Listings** travel with their functions (the encoder writes each
 //!   code's listing once).
 //! - **Run statistics**: the `Summary` record holds one run's figures. The
@@ -58,7 +61,7 @@ use super::output::write_output;
 use crate::Resolver;
 use crate::format::{
     Encoder, Event, FileHeader, Format, InterpreterRecord, ProfileReader, RateRecord, ReadError,
-    Record, RetiredRecord, Sample, SamplingRecord, Summary,
+    Record, RetiredRecord, Sample, SamplingRecord, Summary, TRUNCATED_FRAME,
 };
 
 /// The header's `clock` of a merged file: times are each input's, shifted
@@ -438,6 +441,11 @@ impl<W: Write> Merger<'_, W> {
         let mut end = 0u64;
         let mut samples: Vec<Sample> = Vec::new();
         let mut batch: Vec<Sample> = Vec::new();
+        // This input's stacks by id - 1 (parent, frame), and the output's
+        // id of each once translated (0: not yet).
+        let mut stacks: Vec<(u32, u64)> = Vec::new();
+        let mut stack_out: Vec<u32> = Vec::new();
+        let mut todo: Vec<u32> = Vec::new();
         while let Some(event) = reader.next_into(&mut samples) {
             let event = match event {
                 Ok(e) => e,
@@ -532,6 +540,12 @@ impl<W: Write> Merger<'_, W> {
                 }
                 // Written once, after the header, when every input agrees.
                 Event::Sampling(_) => {}
+                Event::Stacks(nodes) => {
+                    for n in nodes {
+                        stacks.push((n.parent, n.frame));
+                        stack_out.push(0);
+                    }
+                }
                 Event::Samples(_) => {
                     batch.clear();
                     for s in &samples {
@@ -563,22 +577,53 @@ impl<W: Write> Merger<'_, W> {
                                 id
                             }
                         };
-                        let pc = resolver
-                            .resolve(s.pc, s.time_ns)
-                            .and_then(|i| mapped.get(i))
-                            .and_then(|m| {
-                                let offset = s.pc.wrapping_sub(m.addr);
-                                let (addr, _) = self.layout.get(m.out)?;
-                                (offset < m.len).then(|| addr + offset)
-                            });
-                        let pc = pc.unwrap_or_else(|| {
+                        let layout = &self.layout;
+                        let mut translate = |pc: u64| {
+                            resolver
+                                .resolve(pc, s.time_ns)
+                                .and_then(|i| mapped.get(i))
+                                .and_then(|m| {
+                                    let offset = pc.wrapping_sub(m.addr);
+                                    let (addr, _) = layout.get(m.out)?;
+                                    (offset < m.len).then(|| addr + offset)
+                                })
+                        };
+                        let pc = translate(s.pc).unwrap_or_else(|| {
                             source.unresolved += 1;
                             OUTSIDE_BASE + (s.pc & ((1 << 62) - 1))
                         });
+                        // A stack's frames are PCs too: translated once, at
+                        // the first sample that uses the stack.
+                        let mut stack = 0;
+                        if s.stack != 0 {
+                            todo.clear();
+                            let mut at = s.stack;
+                            while at != 0 && stack_out.get(at as usize - 1) == Some(&0) {
+                                todo.push(at);
+                                at = stacks[at as usize - 1].0;
+                            }
+                            stack = if at == 0 {
+                                0
+                            } else {
+                                stack_out.get(at as usize - 1).copied().unwrap_or(0)
+                            };
+                            while let Some(id) = todo.pop() {
+                                let frame = stacks[id as usize - 1].1;
+                                let frame = if frame == TRUNCATED_FRAME {
+                                    frame
+                                } else {
+                                    translate(frame)
+                                        .unwrap_or(OUTSIDE_BASE + (frame & ((1 << 62) - 1)))
+                                };
+                                stack = self.encoder.stacks().node(stack, frame);
+                                stack_out[id as usize - 1] = stack;
+                            }
+                        }
                         batch.push(Sample {
                             time_ns,
                             interp,
                             pc,
+                            stack,
                         });
                     }
                     source.samples += batch.len() as u64;

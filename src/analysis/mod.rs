@@ -5,6 +5,8 @@
 //! - [`html`]: a self-contained HTML report; [`convert`]: exports (Firefox
 //!   Profiler, speedscope, collapsed stacks) and Pulley/native re-encoding;
 //!   [`output`]: how they write, never over an input or a special file.
+//! - [`calltree`]: the top-down call tree of a profile with call stacks,
+//!   and the callers and callees of one function.
 //! - [`report`]: the text report; [`sequences`]: hot instruction
 //!   sequences (macro-instruction candidates); [`diff`]: two profiles
 //!   compared per function and instruction.
@@ -15,6 +17,7 @@
 //! - The subcommands of the `pcprof` binary are library functions here, so
 //!   embedders can call them.
 
+pub mod calltree;
 pub mod convert;
 pub mod diff;
 pub mod html;
@@ -29,6 +32,7 @@ pub mod tables;
 pub mod text;
 
 pub use profile::{
-    FunctionProfile, LoadOptions, Profile, Registration, TIMELINE_FUNCTIONS_PER_CELL, Timeline,
-    TimelineCell, TimelineFunction, load, load_bytes, load_reader,
+    Frame, FunctionProfile, LoadOptions, PathNode, Profile, Registration, StackLeaf, StackTree,
+    TIMELINE_FUNCTIONS_PER_CELL, Timeline, TimelineCell, TimelineFunction, load, load_bytes,
+    load_reader,
 };

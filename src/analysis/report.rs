@@ -10,6 +10,10 @@
 //!   the threshold; under it, every instruction with its share of the
 //!   *function's* samples, annotated only when that share reaches the
 //!   threshold, with a red (hottest) to green (coolest) heat colour.
+//! - With call stacks, a table of the functions by total (inclusive) share,
+//!   each beside its self share (a function counts once per sample however
+//!   often it recurs), and each function's line gives its total too. A
+//!   profile without stacks reports exactly as before.
 //! - Decoding is pluggable ([`DecoderChoice`], chosen in [`crate::disasm`]
 //!   like every analysis does): Pulley's disassembler, a hex listing that
 //!   starts a new line at every sampled offset, or any
@@ -260,6 +264,12 @@ pub fn write_report(
     write_summary(out, profile, &totals, options)?;
 
     let names = FunctionNames::new(profile);
+    // With call stacks: each function's total share (counted once per
+    // sample however often it recurs) beside its self share.
+    let inclusive = profile.has_stacks().then(|| profile.inclusive_samples());
+    if let Some(total) = &inclusive {
+        write_totals(out, &names, total, options)?;
+    }
     let mut shown = 0;
     for &(index, f) in functions.iter().take(shown_count) {
         shown += 1;
@@ -272,7 +282,8 @@ pub fn write_report(
                 f.hits.as_slice(),
             ),
         });
-        write_function(out, &names, (index, f), listing.as_deref(), options)?;
+        let total = inclusive.as_ref().and_then(|t| t.get(index).copied());
+        write_function(out, &names, (index, f), total, listing.as_deref(), options)?;
     }
     totals.functions_shown = shown;
     if profile.total_samples == 0 {
@@ -461,10 +472,60 @@ fn write_run(out: &mut dyn Write, profile: &Profile) -> io::Result<()> {
     }
 }
 
+/// The functions by total (inclusive) share, over the threshold, at most
+/// `top`: `total% self% name`.
+fn write_totals(
+    out: &mut dyn Write,
+    names: &FunctionNames<'_>,
+    total: &[u64],
+    options: &ReportOptions,
+) -> io::Result<()> {
+    let profile = names.profile;
+    let tree = &profile.stacks;
+    let stacked: u64 = tree
+        .leaves
+        .iter()
+        .filter(|l| l.stack != 0)
+        .map(|l| l.samples)
+        .sum();
+    writeln!(
+        out,
+        "call stacks: {stacked} of {} samples under a caller, {} truncated",
+        profile.total_samples, tree.truncated_samples
+    )?;
+    let mut order: Vec<usize> = (0..total.len()).filter(|&i| total[i] > 0).collect();
+    order.sort_by(|&a, &b| {
+        total[b]
+            .cmp(&total[a])
+            .then_with(|| {
+                profile.functions[b]
+                    .samples
+                    .cmp(&profile.functions[a].samples)
+            })
+            .then_with(|| profile.functions[a].name.cmp(&profile.functions[b].name))
+    });
+    writeln!(out, "  total    self  function")?;
+    for &i in order
+        .iter()
+        .take_while(|&&i| profile.percent(total[i]) >= options.threshold)
+        .take(options.top.unwrap_or(usize::MAX))
+    {
+        writeln!(
+            out,
+            "{:6.2}% {:6.2}%  {}",
+            profile.percent(total[i]),
+            profile.percent(profile.functions[i].samples),
+            names.name(i)
+        )?;
+    }
+    writeln!(out)
+}
+
 fn write_function(
     out: &mut dyn Write,
     names: &FunctionNames<'_>,
     (index, f): (usize, &FunctionProfile),
+    total: Option<u64>,
     listing: Option<&Listing>,
     options: &ReportOptions,
 ) -> io::Result<()> {
@@ -479,9 +540,12 @@ fn write_function(
         Some(l) if l.fell_back => "  [not Pulley bytecode: hex]",
         _ => "",
     };
+    let total = total
+        .map(|t| format!(", total {:.2}%", profile.percent(t)))
+        .unwrap_or_default();
     writeln!(
         out,
-        "{bold}{pct:6.2}% {}{reset}  ({}){note}",
+        "{bold}{pct:6.2}% {}{reset}  ({}{total}){note}",
         names.name(index),
         counted(f.samples, "sample")
     )?;

@@ -57,6 +57,13 @@ pub struct HtmlArgs {
     /// Page title [default: the file's name].
     #[arg(long)]
     title: Option<String>,
+    /// Flame graph (profiles with call stacks): frames under this share of
+    /// all samples (%) are not drawn.
+    #[arg(long, value_name = "PCT", default_value_t = 0.1, value_parser = super::report::parse_percent)]
+    flame_threshold: f64,
+    /// Flame graph: most frames drawn (the hottest kept; at least 1).
+    #[arg(long, value_name = "N", default_value_t = 3000, value_parser = super::count_in(1, usize::MAX))]
+    flame_frames: usize,
 }
 
 /// Runs `pcprof html`.
@@ -86,6 +93,8 @@ pub fn run(args: HtmlArgs) -> CliResult {
         max_disassembled: args.functions,
         sequences,
         sequences_note,
+        flame_min_share: args.flame_threshold,
+        flame_max_frames: args.flame_frames,
         ..HtmlOptions::default()
     };
     // A FIFO, a device or /dev/stdout is written into, not replaced.

@@ -1,5 +1,6 @@
 //! Command-line definitions and shared helpers of the `pcprof` binary.
 
+pub mod calls;
 pub mod convert;
 pub mod demo;
 pub mod diff;
@@ -34,6 +35,8 @@ pub type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
              bundled Pulley demo and prints its report.",
     after_help = "Typical use:\n  pcprof                           record the demo (./pulley-<pid>.data) and report it\n  \
                   pcprof report FILE               hot functions and instructions, with disassembly\n  \
+                  pcprof report --tree FILE        the call tree (profiles with call stacks)\n  \
+                  pcprof calls FILE FUNCTION       a function's callers and callees\n  \
                   pcprof sequences FILE            hot instruction sequences (macro-instruction candidates)\n  \
                   pcprof html FILE                 an HTML report to open in a browser\n  \
                   pcprof merge A B... -o OUT       one profile from many runs (report A B... merges on the fly)\n\n\
@@ -50,6 +53,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Hot functions and instructions of a profile, with disassembly.
     Report(report::ReportArgs),
+    /// The callers and callees of one function (profiles with call stacks).
+    Calls(calls::CallsArgs),
     /// A self-contained HTML report of a profile.
     Html(html::HtmlArgs),
     /// Hot instruction sequences: candidates for macro-instructions.
@@ -97,6 +102,7 @@ pub fn run(cli: Cli) -> CliResult {
         None => demo::run(demo::DemoArgs::default()),
         Some(Command::Demo(a)) => demo::run(a),
         Some(Command::Report(a)) => report::run(a),
+        Some(Command::Calls(a)) => calls::run(a),
         Some(Command::Html(a)) => html::run(a),
         Some(Command::Sequences(a)) => sequences::run(a),
         Some(Command::Convert(a)) => convert::run(a),

@@ -5,6 +5,7 @@
 //!   files), then the report is written to stdout through a buffer.
 //! - A truncated or corrupt file: the report of its complete records, then
 //!   the read error as the command's one-line error (non-zero exit).
+//! - `--tree`: the call tree instead ([`pcprof::analysis::calltree`]).
 //! - Several files: merged on the fly ([`pcprof::analysis::suite`]), the
 //!   report of the merged profile, then each file's own figures; a file
 //!   that is cut short is named with its offset on stderr, the others are
@@ -14,6 +15,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use pcprof::analysis::calltree::write_call_tree;
 use pcprof::analysis::report::{ReportOptions, write_report};
 use pcprof::disasm::DecoderChoice;
 
@@ -55,6 +57,15 @@ pub struct ReportArgs {
     /// sampled basic blocks).
     #[arg(long)]
     all_instructions: bool,
+    /// Show the call tree instead: every call path top-down, each function
+    /// with its total and self share of all samples, nodes under
+    /// --threshold left out (a profile without call stacks: each function
+    /// at the root).
+    #[arg(long)]
+    tree: bool,
+    /// With --tree: show at most this many levels (at least 1).
+    #[arg(long, value_name = "N", requires = "tree", value_parser = super::count_in(1, usize::MAX))]
+    depth: Option<usize>,
 }
 
 /// Parses a percentage in 0..=100.
@@ -79,6 +90,9 @@ pub fn run(args: ReportArgs) -> CliResult {
         all_instructions: args.all_instructions,
         decoder_note: None,
     };
+    if args.tree {
+        return run_tree(&args);
+    }
     if let [file] = args.files.as_slice() {
         let profile = super::load_filtered(file, args.interp)?;
         // Without instructions nothing is decoded: no table to choose.
@@ -96,6 +110,28 @@ pub fn run(args: ReportArgs) -> CliResult {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     write_report(&mut out, &suite.profile, &options)?;
+    pcprof::analysis::suite::write_sources(&mut out, &suite.merge)?;
+    out.flush()?;
+    drop(out);
+    Ok(super::suite_exit(&suite.merge))
+}
+
+/// `--tree`: the call tree of one file or of several merged.
+fn run_tree(args: &ReportArgs) -> CliResult {
+    let depth = args.depth.unwrap_or(usize::MAX);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    if let [file] = args.files.as_slice() {
+        let profile = super::load_filtered(file, args.interp)?;
+        write_call_tree(&mut out, &profile, args.threshold, depth)?;
+        out.flush()?;
+        if let Some(e) = &profile.read_error {
+            return Err(e.clone().into());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let suite = super::load_suite_filtered(&args.files, args.interp)?;
+    write_call_tree(&mut out, &suite.profile, args.threshold, depth)?;
     pcprof::analysis::suite::write_sources(&mut out, &suite.merge)?;
     out.flush()?;
     drop(out);

@@ -7,6 +7,15 @@
 //!   a Vm idle between calls would be sampled as executing that `ret`
 //!   forever. [`ProfiledVm`] wraps `Vm::call` and marks the interpreter busy
 //!   only while bytecode runs; the sampler skips it otherwise.
+//! - Call stacks ([`ProfiledVm::with_stack`]): Pulley cannot publish its
+//!   own calls without a patch (its frame pointer and link register are
+//!   private to the interpreter loop), so the stack holds what the host
+//!   sees: each `call` pushes the entry of the function the host called
+//!   into (every sample is rooted there), and a call made while an earlier
+//!   one is suspended in a host call (`CallIndirectHost`) nests above it;
+//!   a call that continues the suspended one (at its `resume` PC) takes
+//!   its place. Calls inside the bytecode show as the leaf's function
+//!   under the root.
 
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -15,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pulley_interpreter::interp::{DoneReason, RegType, Val, Vm};
 use pulley_interpreter::profile::ExecutingPc;
 
-use crate::{Error, PcSource, ProfilerHandle};
+use crate::{Error, PcSource, ProfilerHandle, StackHandle};
 
 /// Pulley's PC cell plus pcprof's busy flag.
 #[derive(Clone)]
@@ -44,6 +53,9 @@ impl PcSource for PulleySource {
 pub struct ProfiledVm {
     vm: Vm,
     busy: Arc<AtomicBool>,
+    /// The shadow stack, with the calls suspended in a host call: the
+    /// stack's depth with the call's frame, and where it resumes.
+    stack: Option<(StackHandle, Vec<(usize, usize)>)>,
 }
 
 impl std::fmt::Debug for ProfiledVm {
@@ -78,7 +90,43 @@ impl ProfiledVm {
                 busy: Arc::clone(&busy),
             },
         )?;
-        Ok(ProfiledVm { vm, busy })
+        Ok(ProfiledVm {
+            vm,
+            busy,
+            stack: None,
+        })
+    }
+
+    /// Registers `vm` with a shadow stack of up to `capacity` frames: each
+    /// sample is rooted at the function the host called into, host-to-guest
+    /// re-entries nested (see the module docs for why that is all Pulley
+    /// allows).
+    pub fn with_stack(
+        vm: Vm,
+        profiler: &ProfilerHandle,
+        label: Option<&str>,
+        capacity: usize,
+    ) -> Result<ProfiledVm, Error> {
+        let busy = Arc::new(AtomicBool::new(false));
+        let (_, stack) = profiler.register_source_with_stack(
+            label,
+            PulleySource {
+                pc: vm.executing_pc().clone(),
+                busy: Arc::clone(&busy),
+            },
+            capacity,
+        )?;
+        Ok(ProfiledVm {
+            vm,
+            busy,
+            stack: Some((stack, Vec::new())),
+        })
+    }
+
+    /// The shadow stack's depth (0 without one): the calls from the host
+    /// that have not returned.
+    pub fn stack_depth(&self) -> usize {
+        self.stack.as_ref().map_or(0, |(s, _)| s.depth())
     }
 
     /// The Vm, for setting up registers and memory.
@@ -106,7 +154,20 @@ impl ProfiledVm {
         args: &[Val],
         rets: impl IntoIterator<Item = RegType>,
     ) -> DoneReason<Vec<Val>> {
-        self.busy(|vm| {
+        // The frame of this call: a new one, or the suspended call it
+        // continues.
+        let entry = func.as_ptr() as usize;
+        let depth = self.stack.as_mut().map(|(stack, suspended)| {
+            match suspended.last() {
+                Some(&(depth, resume)) if resume == entry => {
+                    suspended.pop();
+                    stack.set_depth(depth);
+                }
+                _ => stack.call(entry),
+            }
+            stack.depth()
+        });
+        let done = self.busy(|vm| {
             // SAFETY: the caller upholds `Vm::call`'s contract.
             match unsafe { vm.call(func, args, rets) } {
                 DoneReason::ReturnToHost(vals) => DoneReason::ReturnToHost(vals.collect()),
@@ -115,6 +176,19 @@ impl ProfiledVm {
                     DoneReason::CallIndirectHost { id, resume }
                 }
             }
-        })
+        });
+        if let (Some((stack, suspended)), Some(depth)) = (self.stack.as_mut(), depth) {
+            match &done {
+                DoneReason::CallIndirectHost { resume, .. } => {
+                    suspended.push((depth, resume.as_ptr() as usize));
+                }
+                // Returned or trapped: its frame goes, with any it left.
+                _ => {
+                    suspended.retain(|&(d, _)| d < depth);
+                    stack.set_depth(depth.saturating_sub(1));
+                }
+            }
+        }
+        done
     }
 }

@@ -106,6 +106,7 @@ pub fn read_all(bytes: &[u8]) -> Result<FileContents, ReadError> {
             }
             Ok(Event::Rate(_)) => c.order.push("rate"),
             Ok(Event::Sampling(_)) => c.order.push("sampling"),
+            Ok(Event::Stacks(_)) => c.order.push("stacks"),
             Ok(Event::Summary(s)) => {
                 c.order.push("summary");
                 c.summary = Some(s)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-/// One PC read at one tick.
+/// One PC read at one tick (24 bytes: `stack` fills what was padding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Sample {
     /// When the tick read the clock, just before reading the PCs, in ns since
@@ -18,6 +18,88 @@ pub struct Sample {
     pub interp: u32,
     /// The PC read.
     pub pc: u64,
+    /// Its call stack: a stack id introduced by an [`Event::Stacks`]
+    /// (`crate::format::Event::Stacks`) before this sample, 0 for none (the
+    /// interpreter keeps no shadow stack, or the file predates version 3).
+    /// In the runtime's batches, before the writer interns it, 1 + the
+    /// offset of the stack's frames in the batch's frame arena.
+    pub stack: u32,
+}
+
+/// A batch of samples as the runtime hands it from the sampler to the
+/// writer: the samples, and beside them the frames of their stacks (an
+/// arena sized when the buffer is made, so the tick path never allocates).
+/// A sample with a stack has `stack` = 1 + the offset of its entry: a
+/// header word (the number of frames, bit 63 set if truncated), then the
+/// frames, root first. The writer interns them
+/// ([`Encoder::write_buffer`](super::Encoder::write_buffer)).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SampleBuffer {
+    /// The samples, in time order.
+    pub samples: Vec<Sample>,
+    /// Their stacks' frames.
+    pub frames: Vec<u64>,
+}
+
+/// Bit 63 of an arena entry's header: the stack is truncated.
+const ENTRY_TRUNCATED: u64 = 1 << 63;
+
+impl SampleBuffer {
+    /// An empty buffer with room for `samples` samples and `frames` words of
+    /// stacks.
+    pub fn with_capacity(samples: usize, frames: usize) -> SampleBuffer {
+        SampleBuffer {
+            samples: Vec::with_capacity(samples),
+            frames: Vec::with_capacity(frames),
+        }
+    }
+
+    /// Empties it, keeping its capacity.
+    pub fn clear(&mut self) {
+        self.samples.clear();
+        self.frames.clear();
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether it holds no sample.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Whether a stack of `frames` frames fits without allocating.
+    #[inline]
+    pub fn has_room_for_stack(&self, frames: usize) -> bool {
+        self.frames.capacity() - self.frames.len() > frames
+    }
+
+    /// Stores a stack's frames (root first) in the arena; its value for
+    /// [`Sample::stack`]. The caller checks the room first
+    /// ([`SampleBuffer::has_room_for_stack`]) if it must not allocate.
+    #[inline]
+    pub fn push_stack(
+        &mut self,
+        frames: impl ExactSizeIterator<Item = u64>,
+        truncated: bool,
+    ) -> u32 {
+        let at = self.frames.len();
+        let header = frames.len() as u64 | if truncated { ENTRY_TRUNCATED } else { 0 };
+        self.frames.push(header);
+        self.frames.extend(frames);
+        at as u32 + 1
+    }
+
+    /// The frames and truncation of the entry a sample's `stack` names.
+    pub fn stack_at(&self, stack: u32) -> Option<(&[u64], bool)> {
+        let at = (stack as usize).checked_sub(1)?;
+        let header = *self.frames.get(at)?;
+        let n = (header & !ENTRY_TRUNCATED) as usize;
+        let frames = self.frames.get(at + 1..at + 1 + n)?;
+        Some((frames, header & ENTRY_TRUNCATED != 0))
+    }
 }
 
 /// A batch of samples as stored: struct of arrays of varints.
@@ -47,17 +129,17 @@ pub struct EncodedBatch {
 }
 
 #[inline]
-fn zigzag(v: i64) -> u64 {
+pub(super) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
 #[inline]
-fn unzigzag(n: u64) -> i64 {
+pub(super) fn unzigzag(n: u64) -> i64 {
     (n >> 1) as i64 ^ -((n & 1) as i64)
 }
 
 #[inline]
-fn push_leb128(out: &mut Vec<u8>, mut v: u64) {
+pub(super) fn push_leb128(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
         v >>= 7;
@@ -67,7 +149,7 @@ fn push_leb128(out: &mut Vec<u8>, mut v: u64) {
 
 /// Reads one LEB128 value at `*pos`; `None` if cut or longer than 10 bytes.
 #[inline]
-fn read_leb128(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+pub(super) fn read_leb128(bytes: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..70).step_by(7) {
         let b = *bytes.get(*pos)?;
@@ -158,22 +240,32 @@ const DENSE_LAST_PC: usize = 1 << 12;
 /// vector would be zeroed up to 8 × id bytes for every batch, on the writer's
 /// side as on the reader's.
 #[derive(Default)]
-struct LastPcs {
+pub(super) struct LastPcs {
     dense: Vec<u64>,
     sparse: HashMap<u32, u64>,
+    /// The value of an interpreter not seen yet.
+    unseen: u64,
 }
 
 impl LastPcs {
+    /// A table whose interpreters start at `unseen`.
+    pub(super) fn starting_at(unseen: u64) -> LastPcs {
+        LastPcs {
+            unseen,
+            ..LastPcs::default()
+        }
+    }
+
     #[inline]
-    fn get_mut(&mut self, interp: u32) -> &mut u64 {
+    pub(super) fn get_mut(&mut self, interp: u32) -> &mut u64 {
         let slot = interp as usize;
         if slot < DENSE_LAST_PC {
             if slot >= self.dense.len() {
-                self.dense.resize(slot + 1, 0);
+                self.dense.resize(slot + 1, self.unseen);
             }
             &mut self.dense[slot]
         } else {
-            self.sparse.entry(interp).or_insert(0)
+            self.sparse.entry(interp).or_insert(self.unseen)
         }
     }
 }
@@ -233,6 +325,7 @@ fn decode_batch(
                 time_ns: time,
                 interp,
                 pc,
+                stack: 0,
             });
         }
     }
@@ -255,9 +348,9 @@ fn decode_batch(
 pub(super) const SAMPLES_VARIANT: u8 = 5;
 
 /// A cursor over bincode's standard varints.
-struct Varints<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+pub(super) struct Varints<'a> {
+    pub(super) bytes: &'a [u8],
+    pub(super) pos: usize,
 }
 
 impl Varints<'_> {
@@ -271,7 +364,7 @@ impl Varints<'_> {
     /// An unsigned varint: < 251 in one byte, else a marker (251: u16,
     /// 252: u32, 253: u64) and the value little-endian.
     #[inline]
-    fn u64(&mut self) -> Option<u64> {
+    pub(super) fn u64(&mut self) -> Option<u64> {
         let tag = *self.bytes.get(self.pos)?;
         self.pos += 1;
         match tag {
@@ -286,7 +379,7 @@ impl Varints<'_> {
     /// A `u32` varint: as bincode, refuses the u64 marker even for a value
     /// that fits.
     #[inline]
-    fn u32(&mut self) -> Option<u32> {
+    pub(super) fn u32(&mut self) -> Option<u32> {
         if self.bytes.get(self.pos) == Some(&253) {
             return None;
         }

@@ -2,14 +2,15 @@
 //! dispatches each record to the format's own writer ([`super::native`],
 //! [`super::pulley`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{self, Write};
 
 use super::batch::EncodedBatch;
-use super::batch::Sample;
+use super::batch::{Sample, SampleBuffer};
 use super::records::{FileHeader, ListingRecord, Record};
-use super::{Format, MAGIC, VERSION};
+use super::stacks::{CompactBatch, StackInterner, StacksRecord};
+use super::{Format, MAGIC, OLDEST_VERSION, VERSION};
 
 /// Why a record could not be written.
 #[derive(Debug)]
@@ -47,6 +48,10 @@ pub struct Encoder<W: Write> {
     /// Code hashes whose listing was written (native format): a function
     /// reloaded many times with the same code costs one listing.
     listed: HashSet<u64>,
+    /// The native version written ([`VERSION`] unless asked otherwise).
+    version: u16,
+    /// The stacks interned (native version 3).
+    stacks: StackInterner,
 }
 
 /// Listings remembered by an encoder before it forgets them all: bounds its
@@ -56,15 +61,35 @@ const LISTED_MAX: usize = 1 << 16;
 impl<W: Write> Encoder<W> {
     /// A native encoder; writes the magic, the version and `header` at once.
     pub fn native(sink: W, header: &FileHeader) -> Result<Encoder<W>, EncodeError> {
+        Encoder::native_version(sink, header, VERSION)
+    }
+
+    /// A native encoder of an earlier `version` (from [`OLDEST_VERSION`]):
+    /// for tools that must write what an older pcprof reads, and for the
+    /// fixtures of each version. Records the version lacks are refused;
+    /// below version 3 samples go in `Samples` records and their stacks are
+    /// dropped.
+    pub fn native_version(
+        sink: W,
+        header: &FileHeader,
+        version: u16,
+    ) -> Result<Encoder<W>, EncodeError> {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
+            return Err(EncodeError::Encode(format!(
+                "native format version {version} (this pcprof writes {OLDEST_VERSION} to {VERSION})"
+            )));
+        }
         let mut e = Encoder {
             sink,
             format: Format::Native,
             bytes: 0,
             scratch: Vec::with_capacity(4096),
             listed: HashSet::new(),
+            version,
+            stacks: StackInterner::default(),
         };
         e.sink.write_all(&MAGIC)?;
-        e.sink.write_all(&VERSION.to_le_bytes())?;
+        e.sink.write_all(&version.to_le_bytes())?;
         e.bytes = (MAGIC.len() + 2) as u64;
         e.write(&Record::Header(header.clone()))?;
         Ok(e)
@@ -78,7 +103,28 @@ impl<W: Write> Encoder<W> {
             bytes: 0,
             scratch: Vec::new(),
             listed: HashSet::new(),
+            version: 0,
+            stacks: StackInterner::default(),
         }
+    }
+
+    /// The native version written (0 for the Pulley format).
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// Whether the format written keeps stacks (native, version 3 and
+    /// later): else interned stacks are dropped when samples are written.
+    pub fn keeps_stacks(&self) -> bool {
+        self.format == Format::Native && self.version >= 3
+    }
+
+    /// The writer's stack table: intern a sample's stack here
+    /// ([`StackInterner::stack`], [`StackInterner::node`]) and put the id in
+    /// its `stack`; [`Encoder::write_samples`] introduces the new stacks
+    /// first.
+    pub fn stacks(&mut self) -> &mut StackInterner {
+        &mut self.stacks
     }
 
     /// The format written.
@@ -108,6 +154,14 @@ impl<W: Write> Encoder<W> {
     pub fn write(&mut self, record: &Record) -> Result<u64, EncodeError> {
         match self.format {
             Format::Native => {
+                if record.since_version() > self.version {
+                    return Err(EncodeError::Encode(format!(
+                        "a {} record (format version {}) in a version {} file",
+                        record.kind(),
+                        record.since_version(),
+                        self.version
+                    )));
+                }
                 let mut n = 0;
                 if let Record::Function(f) = record
                     && let Some(listing) = &f.listing
@@ -125,14 +179,56 @@ impl<W: Write> Encoder<W> {
         }
     }
 
-    /// Writes a batch of samples (encoding it first for the native format).
+    /// Writes the runtime's batch: interns each sample's stack from the
+    /// buffer's frames (its `stack` becomes the interned id), then writes
+    /// the samples as [`Encoder::write_samples`] does.
+    pub fn write_buffer(&mut self, buffer: &mut SampleBuffer) -> Result<u64, EncodeError> {
+        if !buffer.frames.is_empty() {
+            let SampleBuffer { samples, frames } = buffer;
+            let arena = SampleBuffer {
+                samples: Vec::new(),
+                frames: std::mem::take(frames),
+            };
+            // Samples often share an entry (the sampler reuses an
+            // interpreter's while its stack is unchanged): interned once.
+            let mut seen: HashMap<u32, u32> = HashMap::new();
+            let keep = self.keeps_stacks();
+            for s in samples.iter_mut().filter(|s| s.stack != 0) {
+                let entry = s.stack;
+                s.stack = *seen
+                    .entry(entry)
+                    .or_insert_with(|| match arena.stack_at(entry) {
+                        Some((f, truncated)) if keep => self.stacks.stack(f, truncated),
+                        _ => 0,
+                    });
+            }
+            *frames = arena.frames;
+        }
+        self.write_samples(&buffer.samples)
+    }
+
+    /// Writes a batch of samples (encoding it first for the native format),
+    /// after a `Stacks` record introducing the stacks interned since the
+    /// last batch. Their `stack` fields must be ids from [`Encoder::stacks`]
+    /// (or 0); formats without stacks ignore them.
     pub fn write_samples(&mut self, samples: &[Sample]) -> Result<u64, EncodeError> {
+        let mut n = 0;
+        if !self.stacks.pending().is_empty() {
+            if self.keeps_stacks() {
+                let r = Record::Stacks(StacksRecord::encode(self.stacks.pending()));
+                n += self.write_native(&r)?;
+            }
+            self.stacks.clear_pending();
+        }
         if samples.is_empty() {
-            return Ok(0);
+            return Ok(n);
         }
-        match self.format {
-            Format::Native => self.write_native(&Record::Samples(EncodedBatch::encode(samples))),
-            Format::Pulley => self.write_pulley_samples(samples),
-        }
+        Ok(n + match self.format {
+            Format::Native if self.version >= 3 => {
+                self.write_native(&Record::Batch(CompactBatch::encode(samples)))?
+            }
+            Format::Native => self.write_native(&Record::Samples(EncodedBatch::encode(samples)))?,
+            Format::Pulley => self.write_pulley_samples(samples)?,
+        })
     }
 }

@@ -8,10 +8,15 @@
 //!   The frame makes every record self-delimiting and checkable, so a process
 //!   killed mid-write leaves a file whose complete records all read back; the
 //!   reader reports the torn tail as an error naming its offset.
-//! - Samples travel as [`EncodedBatch`]: grouped by tick, tick times as
-//!   differences from the nominal step (one byte on schedule), PCs as
-//!   per-interpreter deltas in LEB128, so a sample with its tick time and
-//!   interpreter costs about 3 bytes.
+//! - Samples travel as [`CompactBatch`] (version 3; [`EncodedBatch`] in
+//!   versions 1 and 2): grouped by tick, one LEB128 stream of tick times
+//!   against the batch's mean step, interpreter ids against the previous
+//!   one, PCs and stack ids against the same interpreter's previous ones,
+//!   so a sample with its tick time and interpreter costs about 3 bytes and
+//!   its stack one more on a steady workload.
+//! - Call stacks are interned by the writer ([`StackInterner`]): a
+//!   [`StacksRecord`] introduces each (id, parent, call-site PC) before the
+//!   first sample that uses it.
 //! - **Pulley**: byte-for-byte the format of `pulley_interpreter::profile`'s
 //!   `Recorder` (no header; tag 1 = function: `addr u64 | name_len u32 | name |
 //!   body_len u32 | body`; tag 2 = samples: `count u32 | count × addr u64`,
@@ -32,14 +37,18 @@ mod native;
 mod pulley;
 mod reader;
 mod records;
+mod stacks;
 
-pub use batch::{EncodedBatch, Sample};
+pub use batch::{EncodedBatch, Sample, SampleBuffer};
 pub use encoder::{EncodeError, Encoder};
 pub use reader::{Event, ProfileReader, RawPc, ReadError, ReadErrorKind};
 pub use records::{
     FileHeader, Flow, FunctionRecord, InterpreterRecord, ListedInstruction, ListingRecord,
     RateRecord, Record, RetiredRecord, SamplingMode, SamplingRecord, Summary, UnloadRecord,
     code_hash,
+};
+pub use stacks::{
+    CompactBatch, INTERNED_MAX, StackInterner, StackNode, StacksRecord, TRUNCATED_FRAME,
 };
 
 use std::fmt;
@@ -55,7 +64,7 @@ pub(crate) const PULLEY_SAMPLES: u8 = 2;
 pub const MAGIC: [u8; 8] = *b"PCPROF\0\n";
 /// Version of the native format this crate writes (FORMAT.md, "Version
 /// history"); it reads every version from [`OLDEST_VERSION`] to this one.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// The oldest native version this crate reads.
 pub const OLDEST_VERSION: u16 = 1;
 /// Largest record payload accepted, in bytes: guards against allocating

@@ -9,6 +9,7 @@ use super::batch::{SAMPLES_VARIANT, decode_batch_payload};
 use super::encoder::{EncodeError, Encoder};
 use super::reader::{Event, ProfileReader, ReadError, ReadErrorKind, read_full, read_up_to};
 use super::records::{Record, code_hash};
+use super::stacks::{BATCH_VARIANT, decode_compact_payload};
 use super::{MAX_RECORD_LEN, bincode_config};
 
 impl<W: Write> Encoder<W> {
@@ -87,6 +88,13 @@ impl<R: Read> ProfileReader<R> {
                 }
                 samples.clear();
             }
+            if self.buf.first() == Some(&BATCH_VARIANT) && self.version >= 3 {
+                if decode_compact_payload(&self.buf[1..], self.stacks_known, samples).is_some() {
+                    self.offset += 8 + len;
+                    return Ok(Some(Event::Samples(Vec::new())));
+                }
+                samples.clear();
+            }
             let record = self.decode_record(at)?;
             let invalid = |reason| ReadError::new(at, ReadErrorKind::Invalid { reason });
             if record.since_version() > self.version {
@@ -136,6 +144,26 @@ impl<R: Read> ProfileReader<R> {
                 Record::Samples(batch) => {
                     batch.decode_into(samples).map_err(invalid)?;
                     Event::Samples(Vec::new())
+                }
+                Record::Batch(batch) => {
+                    batch
+                        .decode_into(samples, self.stacks_known)
+                        .map_err(invalid)?;
+                    Event::Samples(Vec::new())
+                }
+                Record::Stacks(r) => {
+                    if r.first_id != self.stacks_known.wrapping_add(1) {
+                        return Err(invalid(format!(
+                            "stacks introduced from id {} after {} known",
+                            r.first_id, self.stacks_known
+                        )));
+                    }
+                    let mut nodes = Vec::new();
+                    r.decode_into(&mut nodes).map_err(invalid)?;
+                    if let Some(last) = nodes.last() {
+                        self.stacks_known = last.id;
+                    }
+                    Event::Stacks(nodes)
                 }
             }));
         }

@@ -59,6 +59,13 @@ impl<W: Write> Encoder<W> {
                     .map_err(EncodeError::Encode)?;
                 self.write_samples(&samples)
             }
+            Record::Batch(batch) => {
+                let mut samples = Vec::with_capacity(batch.samples as usize);
+                batch
+                    .decode_into(&mut samples, u32::MAX)
+                    .map_err(EncodeError::Encode)?;
+                self.write_samples(&samples)
+            }
             // Pulley's format has no place for these.
             _ => Ok(0),
         }
@@ -198,6 +205,7 @@ impl<R: Read> ProfileReader<R> {
             time_ns: 0,
             interp: 0,
             pc: u64::from_le_bytes(pc),
+            stack: 0,
         }));
         self.pulley_pcs = pcs;
         result

@@ -16,6 +16,7 @@ use super::records::{
     FileHeader, FunctionRecord, InterpreterRecord, ListingRecord, RateRecord, Record,
     RetiredRecord, SamplingRecord, Summary, UnloadRecord,
 };
+use super::stacks::StackNode;
 use super::{Format, MAGIC, OLDEST_VERSION, PULLEY_FUNCTION, PULLEY_SAMPLES, VERSION};
 
 /// What is wrong with a profile file.
@@ -178,6 +179,11 @@ pub enum Event {
     Summary(Summary),
     /// How the ticks were placed (version 2 files).
     Sampling(SamplingRecord),
+    /// Call stacks (version 3 files), each before the first sample whose
+    /// [`Sample::stack`] names it. Ids follow one another from 1, and a
+    /// node's parent is introduced before it (0: the empty stack), so an
+    /// analysis may keep them in a vector indexed by id.
+    Stacks(Vec<StackNode>),
 }
 
 /// Streams the events of a profile file of either format.
@@ -204,6 +210,8 @@ pub struct ProfileReader<R: Read> {
     pub(super) pulley_pcs: Vec<RawPc>,
     /// Where the code of the last function event lies in the source.
     pub(super) code_at: Option<u64>,
+    /// The highest stack id introduced so far (version 3).
+    pub(super) stacks_known: u32,
 }
 
 /// Buffer of a file opened by [`ProfileReader::open`]: half a Pulley
@@ -315,6 +323,7 @@ impl<R: Read> ProfileReader<R> {
             pulley: PulleySection::default(),
             pulley_pcs: Vec::new(),
             code_at: None,
+            stacks_known: 0,
         };
         match first[0] {
             b if b == MAGIC[0] => {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::batch::EncodedBatch;
+use super::stacks::{CompactBatch, StacksRecord};
 use crate::stats::Stats;
 
 /// First record of a native file: how the profile was taken.
@@ -356,6 +357,9 @@ impl From<SummaryV1> for Summary {
                 writer_cpu_ns: v.writer_cpu_ns,
                 errors: v.errors,
                 first_error: v.first_error,
+                // Not in the frozen layout.
+                stack_reads_torn: 0,
+                stacks_cut: 0,
             },
         }
     }
@@ -385,6 +389,13 @@ pub enum Record {
     Listing(ListingRecord),
     /// How the ticks were placed, right after the header.
     Sampling(SamplingRecord),
+    // Version 3. Index 12 is taken by a record of the same version (the
+    // push summary); append after it.
+    /// Call stacks, each introduced before the first batch that uses it.
+    Stacks(StacksRecord),
+    /// A batch of samples, compact, with their stacks: version 3's
+    /// replacement of `Samples`.
+    Batch(CompactBatch),
 }
 
 impl Record {
@@ -401,6 +412,8 @@ impl Record {
             Record::Summary(_) => "summary",
             Record::Listing(_) => "listing",
             Record::Sampling(_) => "sampling",
+            Record::Stacks(_) => "stacks",
+            Record::Batch(_) => "batch",
         }
     }
 
@@ -408,6 +421,7 @@ impl Record {
     pub fn since_version(&self) -> u16 {
         match self {
             Record::Listing(_) | Record::Sampling(_) => 2,
+            Record::Stacks(_) | Record::Batch(_) => 3,
             _ => 1,
         }
     }

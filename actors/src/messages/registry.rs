@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Nanos;
 use crate::error::Error;
 use crate::pc::{PcReader, PcSource, Source};
+use crate::stack::StackReader;
 
 /// A PC source on its way to the sampler.
 pub struct SourceBox(pub(crate) Source);
@@ -16,6 +17,11 @@ impl SourceBox {
     /// Wraps a foreign PC source.
     pub fn foreign(source: impl PcSource) -> SourceBox {
         SourceBox(Source::Foreign(Arc::new(source)))
+    }
+
+    /// The same source with a shadow stack, read after each PC.
+    pub fn with_stack(self, stack: StackReader) -> SourceBox {
+        SourceBox(Source::Stacked(Box::new(self.0), stack))
     }
 }
 

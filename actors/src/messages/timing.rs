@@ -117,6 +117,10 @@ pub struct TimingStats {
     pub scheduling: String,
     /// CPU time of the timing thread, in ns.
     pub cpu_ns: u64,
+    /// Shadow-stack reads given up as torn (kept as truncated stacks).
+    pub stack_reads_torn: u64,
+    /// Stacks too deep for a whole batch's frame arena (kept as truncated).
+    pub stacks_cut: u64,
 }
 
 /// Sends to the timing thread and wakes it.

@@ -1,24 +1,34 @@
-//! `collapsed`: `function;instruction count` lines for flame graph tools.
+//! `collapsed`: `root;caller;callee;instruction count` lines for flame
+//! graph tools (`function;instruction count` for a profile without stacks).
 //!
 //! - Built from the aggregated [`Profile`] (one streaming pass: memory
 //!   holds the functions, never the samples), loaded before the output is
 //!   opened, so a bad input never touches the output.
 //! - Times and interpreters are not kept: collapsed stacks only count.
+//! - With call stacks, a line per (call path, leaf instruction), in the
+//!   order of the profile's stack tree; a truncated stack shows
+//!   `[truncated]` where frames were lost, a call site outside every
+//!   function `[unresolved]`.
 
 use std::io::{self, Write};
 use std::path::Path;
 
 use super::{
-    ConvertError, ConvertOptions, ConvertReport, Exporter, Prepared, Source, UNRESOLVED,
+    ConvertError, ConvertOptions, ConvertReport, Exporter, Prepared, Source, TRUNCATED, UNRESOLVED,
     instruction_label,
 };
-use crate::analysis::profile::{LoadOptions, Profile, load, load_reader};
-use crate::disasm::{DecoderChoice, HexDecoder, decode_function, instruction_totals};
+use std::collections::HashMap;
+
+use crate::analysis::profile::{Frame, LoadOptions, Profile, load, load_reader};
+use crate::disasm::{
+    DecoderChoice, HexDecoder, Instruction, containing_instruction, decode_function,
+    instruction_totals,
+};
 
 /// The table entry of `collapsed`.
 pub(super) const EXPORTER: Exporter = Exporter {
     name: "collapsed",
-    description: "Collapsed stacks (`function;instruction count`) for flame graph tools",
+    description: "Collapsed stacks (`root;caller;callee;instruction count`) for flame graph tools",
     extension: "txt",
     needs_export_feature: false,
     prepare: Some(prepare),
@@ -83,6 +93,9 @@ pub fn write_collapsed(
     decoder: &DecoderChoice,
     out: &mut dyn Write,
 ) -> io::Result<()> {
+    if profile.has_stacks() {
+        return write_collapsed_stacks(profile, decoder, out);
+    }
     for f in profile.functions_by_heat() {
         if f.samples == 0 {
             continue;
@@ -117,6 +130,95 @@ pub fn write_collapsed(
     }
     if profile.unresolved > 0 {
         writeln!(out, "{UNRESOLVED} {}", profile.unresolved)?;
+    }
+    out.flush()
+}
+
+/// The name of a caller's frame.
+fn frame_name(profile: &Profile, frame: Frame) -> String {
+    match frame {
+        Frame::Function(i) => profile
+            .functions
+            .get(i)
+            .map_or_else(|| UNRESOLVED.to_string(), |f| collapsed_frame(&f.name)),
+        Frame::Outside => UNRESOLVED.to_string(),
+        Frame::Truncated => TRUNCATED.to_string(),
+    }
+}
+
+/// [`write_collapsed`] of a profile with call stacks: one line per (call
+/// path, leaf instruction), paths in the stack tree's order. Each
+/// function is decoded once.
+fn write_collapsed_stacks(
+    profile: &Profile,
+    decoder: &DecoderChoice,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let tree = &profile.stacks;
+    // Each node's path, as text, made once (a node's parent comes first).
+    let mut paths: Vec<String> = Vec::with_capacity(tree.nodes.len());
+    for (k, n) in tree.nodes.iter().enumerate() {
+        let path = if k == 0 {
+            String::new()
+        } else {
+            let parent = paths.get(n.parent as usize).map_or("", String::as_str);
+            let name = frame_name(profile, n.frame);
+            if parent.is_empty() {
+                name
+            } else {
+                format!("{parent};{name}")
+            }
+        };
+        paths.push(path);
+    }
+    let mut listings: HashMap<usize, Vec<Instruction>> = HashMap::new();
+    // Leaves are ordered by path, function, offset: equal lines (offsets of
+    // one instruction) are next to each other.
+    let mut line = String::new();
+    let mut count = 0u64;
+    for leaf in &tree.leaves {
+        let mut text = paths.get(leaf.stack as usize).cloned().unwrap_or_default();
+        if !text.is_empty() {
+            text.push(';');
+        }
+        match leaf
+            .function
+            .and_then(|i| Some((i, profile.functions.get(i)?)))
+        {
+            Some((i, f)) => {
+                text.push_str(&collapsed_frame(&f.name));
+                let ins = listings.entry(i).or_insert_with(|| {
+                    let l = decode_function(decoder, &f.code, f.listing.as_deref(), &[]);
+                    if l.is_hex() {
+                        Vec::new()
+                    } else {
+                        l.instructions
+                    }
+                });
+                let label = match containing_instruction(ins, leaf.offset) {
+                    Some(k) => Some(instruction_label(&f.name, &ins[k])),
+                    None => HexDecoder::default()
+                        .line_at(&f.code, leaf.offset as usize)
+                        .map(|l| instruction_label(&f.name, &l)),
+                };
+                if let Some(label) = label {
+                    text.push(';');
+                    text.push_str(&collapsed_frame(&label));
+                }
+            }
+            None => text.push_str(UNRESOLVED),
+        }
+        if text != line {
+            if count > 0 {
+                writeln!(out, "{line} {count}")?;
+            }
+            line = text;
+            count = 0;
+        }
+        count += leaf.samples;
+    }
+    if count > 0 {
+        writeln!(out, "{line} {count}")?;
     }
     out.flush()
 }

@@ -1,8 +1,11 @@
 //! `firefox`: the Firefox Profiler's processed format, through
 //! `fxprof-processed-profile` (behind the `export` feature).
 //!
-//! - One thread per interpreter, every sample at its real time, two frames
-//!   per sample (function, then instruction).
+//! - One thread per interpreter, every sample at its real time, its frames
+//!   root first: the caller functions of its call stack (when the file has
+//!   stacks; `[truncated]` where frames were lost), then its function, then
+//!   its instruction. Callers are functions, not call sites, so the call
+//!   tree and flame graph merge every call from one function to another.
 //! - The profile is built whole before it is serialised: memory grows with
 //!   the samples (about 40 bytes each).
 //! - Unloads and rate changes are not kept (no equivalent).
@@ -38,8 +41,8 @@ pub(super) const EXPORTER: Exporter = Exporter {
 };
 
 /// Builds the Firefox Profiler profile of `input`: one thread per
-/// interpreter with every sample at its real time, two frames per sample
-/// (function, then instruction). Serialise it with `serde_json`.
+/// interpreter with every sample at its real time, its frames root first
+/// (caller functions, function, then instruction). Serialise it with `serde_json`.
 #[cfg(feature = "export")]
 pub fn firefox_profile(
     input: &Path,
@@ -95,7 +98,8 @@ pub fn firefox_profile_from<R: Read>(
         last_ns: Option<u64>,
     }
     let mut tracks: HashMap<u32, Track> = HashMap::new();
-    let mut stacks: HashMap<(u32, Site), Option<fx::StackHandle>> = HashMap::new();
+    // By (interpreter, call path node, site): each stack interned once.
+    let mut stacks: HashMap<(u32, u32, Site), Option<fx::StackHandle>> = HashMap::new();
     // No thread is "main": the Firefox Profiler would show the process name
     // instead of the interpreter's. Every interpreter is visible at first,
     // the first one selected.
@@ -144,6 +148,7 @@ pub fn firefox_profile_from<R: Read>(
             interp,
             time_ns,
             site,
+            stack: callers,
             functions,
         } => {
             let first = tracks.is_empty();
@@ -151,8 +156,11 @@ pub fn firefox_profile_from<R: Read>(
                 .entry(interp)
                 .or_insert_with(|| new_track(&mut profile, interp, None, time_ns, first));
             let thread = track.thread;
-            let stack = *stacks.entry((interp, site)).or_insert_with(|| {
-                let frames: Vec<fx::FrameInfo> = site_frames(site, functions)
+            let key = (interp, callers.node, site);
+            let stack = *stacks.entry(key).or_insert_with(|| {
+                let mut names = callers.frame_names(functions);
+                names.extend(site_frames(site, functions));
+                let frames: Vec<fx::FrameInfo> = names
                     .iter()
                     .map(|name| fx::FrameInfo {
                         frame: fx::Frame::Label(profile.intern_string(name)),

@@ -59,6 +59,8 @@ pub const EXPORTERS: &[&Exporter] = &[
 
 /// Frame name of samples that fell outside every function.
 pub const UNRESOLVED: &str = "[unresolved]";
+/// The frame that stands for the frames a truncated stack lost.
+pub const TRUNCATED: &str = "[truncated]";
 
 /// One export format: what the help says about it and how it is written.
 #[derive(Debug)]

@@ -7,7 +7,9 @@
 //!   (`index × pulley_interval_ns`) and one interpreter, declared before its
 //!   first sample; the header's clock is `pulley`, so reports say the file
 //!   was converted (and why it has no closing summary).
-//! - Native → native keeps the listings and the sampling record.
+//! - Native → native keeps the listings, the sampling record and the call
+//!   stacks (re-interned by the output's encoder); native → Pulley drops
+//!   the stacks and says so in one note.
 //! - Either format into itself copies, after the interpreter filter.
 
 use std::io::{Read, Write};
@@ -110,6 +112,10 @@ pub fn recode<R: Read, W: Write>(
     let mut pulley_interp_written = false;
     let mut seq: u64 = 0;
     let mut batch: Vec<Sample> = Vec::new();
+    // The output's id of each input stack (index: input id; 0 the empty
+    // stack), and the samples that had one.
+    let mut stack_ids: Vec<u32> = vec![0];
+    let mut stacked = 0u64;
     let mut reader = reader;
     for event in reader.by_ref() {
         let event = match event {
@@ -133,6 +139,11 @@ pub fn recode<R: Read, W: Write>(
                     }
                     if options.interp.is_some_and(|want| want != s.interp) {
                         continue;
+                    }
+                    if s.stack != 0 {
+                        stacked += 1;
+                        // The reader checked that the stack was introduced.
+                        s.stack = stack_ids.get(s.stack as usize).copied().unwrap_or(0);
                     }
                     batch.push(s);
                 }
@@ -180,6 +191,18 @@ pub fn recode<R: Read, W: Write>(
             Event::Sampling(s) => {
                 encoder.write(&Record::Sampling(s)).map_err(enc_err)?;
             }
+            Event::Stacks(nodes) => {
+                let keep = encoder.keeps_stacks();
+                for n in nodes {
+                    let parent = stack_ids.get(n.parent as usize).copied().unwrap_or(0);
+                    let id = if keep {
+                        encoder.stacks().node(parent, n.frame)
+                    } else {
+                        0
+                    };
+                    stack_ids.push(id);
+                }
+            }
         }
     }
     let mut sink = encoder.into_inner();
@@ -194,6 +217,12 @@ pub fn recode<R: Read, W: Write>(
                  summary (Pulley's format has none)."
                     .to_string(),
             );
+            if stacked > 0 {
+                report.notes.push(format!(
+                    "Not kept: the call stacks of {stacked} samples (Pulley's format has \
+                     none); each sample keeps its PC."
+                ));
+            }
             if unloads > 0 {
                 report.notes.push(format!(
                     "Not kept: {unloads} unloads; PCs in code loaded again at a reused \

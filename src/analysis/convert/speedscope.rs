@@ -4,7 +4,11 @@
 //! feature).
 //!
 //! - One profile per interpreter, in time order; consecutive samples of one
-//!   interpreter at the same instruction merge into one weighted sample.
+//!   interpreter at the same instruction under the same callers merge into
+//!   one weighted sample.
+//! - A sample's stack is its caller functions (when the file has call
+//!   stacks; `[truncated]` where frames were lost), its function, then its
+//!   instruction, outermost first.
 //! - Native files have real times, so a sample weighs the sampling period
 //!   it stands for, in nanoseconds (following the file's rate changes), and
 //!   speedscope shows durations; Pulley files have none, so weights count
@@ -149,11 +153,12 @@ pub fn speedscope_file_from<R: Read>(
         name: String,
         samples: Vec<Vec<usize>>,
         weights: Vec<f64>,
-        last: Option<Site>,
+        last: Option<(u32, Site)>,
     }
     let mut frames: Vec<Frame> = Vec::new();
     let mut frame_index: HashMap<String, usize> = HashMap::new();
-    let mut stacks: HashMap<Site, Vec<usize>> = HashMap::new();
+    // By (call path node, site).
+    let mut stacks: HashMap<(u32, Site), Vec<usize>> = HashMap::new();
     let mut lanes: BTreeMap<u32, Lane> = BTreeMap::new();
     // The period a sample stands for, from the header's rate and the rate
     // records; a pause keeps the last period (no sample comes meanwhile).
@@ -184,18 +189,22 @@ pub fn speedscope_file_from<R: Read>(
         Step::Sample {
             interp,
             site,
+            stack: callers,
             functions,
             ..
         } => {
             let l = lanes.entry(interp).or_insert_with(|| lane(interp, None));
-            if l.last == Some(site)
+            let key = (callers.node, site);
+            if l.last == Some(key)
                 && let Some(w) = l.weights.last_mut()
             {
                 *w += weight;
                 return;
             }
-            let stack = stacks.entry(site).or_insert_with(|| {
-                site_frames(site, functions)
+            let stack = stacks.entry(key).or_insert_with(|| {
+                let mut names = callers.frame_names(functions);
+                names.extend(site_frames(site, functions));
+                names
                     .into_iter()
                     .map(|name| {
                         *frame_index.entry(name.clone()).or_insert_with(|| {
@@ -212,7 +221,7 @@ pub fn speedscope_file_from<R: Read>(
             });
             l.samples.push(stack.clone());
             l.weights.push(weight);
-            l.last = Some(site);
+            l.last = Some(key);
         }
     })?;
     let profiles: Vec<SampledProfile> = lanes

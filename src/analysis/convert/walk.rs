@@ -1,7 +1,11 @@
 //! The one pass the JSON exports share: stream a file, resolve every sample
-//! to a two-frame stack (function, then instruction) and hand it over in
+//! to its frames (callers, function, then instruction) and hand it over in
 //! file order.
 //!
+//! - Call stacks (format version 3) resolve like the profile model's
+//!   ([`StackBuilder`]): a file's stack is resolved once, at its first
+//!   sample, to a node of a tree of caller functions, so paths that resolve
+//!   alike are one node and the exports intern each once.
 //! - Functions are decoded once, when their record arrives; samples resolve
 //!   by address and time ([`Resolver`]), so unloads and reused addresses
 //!   stay right.
@@ -13,12 +17,16 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use super::{ConvertError, ConvertOptions, ConvertReport, UNRESOLVED, instruction_label};
+use super::{
+    ConvertError, ConvertOptions, ConvertReport, TRUNCATED, UNRESOLVED, instruction_label,
+};
+use crate::analysis::profile::{Frame, StackBuilder};
 use crate::disasm::{HexDecoder, Instruction, containing_instruction, decode_function};
 use crate::format::{Event, Format, InterpreterRecord};
 use crate::{ProfileReader, Resolver};
 
-/// Where a sample fell: what its two-frame stack is made of.
+/// Where a sample fell: its own frames (function, then instruction), below
+/// its callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Site {
     Unresolved,
@@ -65,8 +73,40 @@ pub(super) enum Step<'a> {
         interp: u32,
         time_ns: u64,
         site: Site,
+        /// The callers the sample ran under.
+        stack: Callers<'a>,
         functions: &'a [WalkFunction],
     },
+}
+
+/// A sample's callers: a node of the walk's tree of resolved call paths
+/// (0: no stack), the same node for every sample under the same path.
+#[derive(Clone, Copy)]
+pub(super) struct Callers<'a> {
+    pub(super) node: u32,
+    tree: &'a StackBuilder,
+}
+
+impl Callers<'_> {
+    /// The callers' frame names, outermost first: each caller's function,
+    /// `[truncated]` where frames were lost, `[unresolved]` for a call site
+    /// outside every function.
+    pub(super) fn frame_names(&self, functions: &[WalkFunction]) -> Vec<String> {
+        if self.node == 0 {
+            return Vec::new();
+        }
+        self.tree
+            .path(self.node)
+            .into_iter()
+            .map(|f| match f {
+                Frame::Function(i) => functions
+                    .get(i)
+                    .map_or_else(|| UNRESOLVED.to_string(), |f| f.name.clone()),
+                Frame::Outside => UNRESOLVED.to_string(),
+                Frame::Truncated => TRUNCATED.to_string(),
+            })
+            .collect()
+    }
 }
 
 /// What a walk learnt beyond its steps.
@@ -90,6 +130,8 @@ pub(super) fn walk<R: Read>(
     let mut functions: Vec<WalkFunction> = Vec::new();
     let mut resolver = Resolver::new();
     let mut seq: u64 = 0;
+    let mut stacks = StackBuilder::default();
+    let mut stacked = 0u64;
     for event in reader.by_ref() {
         let event = match event {
             Ok(e) => e,
@@ -128,6 +170,7 @@ pub(super) fn walk<R: Read>(
                 }
             }
             Event::Rate(r) => step(Step::Rate(r.frequency_hz)),
+            Event::Stacks(nodes) => stacks.introduce(&nodes),
             Event::Sampling(_) => {}
             Event::Summary(s) => end.stopped_ns = Some(s.stopped_ns),
             Event::Samples(samples) => {
@@ -153,10 +196,20 @@ pub(super) fn walk<R: Read>(
                         }
                     };
                     end.report.samples += 1;
+                    let node = if s.stack == 0 {
+                        0
+                    } else {
+                        stacked += 1;
+                        stacks.node(s.stack, |pc| resolver.resolve(pc, s.time_ns))
+                    };
                     step(Step::Sample {
                         interp: s.interp,
                         time_ns,
                         site,
+                        stack: Callers {
+                            node,
+                            tree: &stacks,
+                        },
                         functions: &functions,
                     });
                 }
@@ -164,6 +217,12 @@ pub(super) fn walk<R: Read>(
         }
     }
     end.report.functions = functions.len() as u64;
+    if stacked > 0 {
+        end.report.notes.push(format!(
+            "Kept: the call stacks of {stacked} samples, each caller as its function (the call \
+             site's instruction is not kept)."
+        ));
+    }
     if pulley {
         end.report.notes.push(format!(
             "The Pulley file has no times: samples are {interval} ns apart."

@@ -7,7 +7,8 @@
 //! - The page holds a summary (duration, rate asked and achieved, ticks
 //!   missed, samples dropped, lateness), a sortable and filterable table of
 //!   functions (hottest first), a timeline of which function ran when per
-//!   interpreter (runs of samples in file order for Pulley files), the
+//!   interpreter (runs of samples in file order for Pulley files), a flame
+//!   graph of the call paths when the samples carry call stacks, the
 //!   hot instruction sequences, and per hot function its disassembly with a
 //!   heat bar per instruction.
 //! - Everything from the file (function names, disassembly, labels) is
@@ -17,11 +18,13 @@
 //! - Size stays bounded on huge profiles: the table lists at most
 //!   [`HtmlOptions::max_table_rows`] functions, only the hottest
 //!   [`HtmlOptions::max_disassembled`] are disassembled, and a long function
-//!   shows windows around its hot instructions rather than every line.
+//!   shows windows around its hot instructions rather than every line;
+//!   the flame graph draws at most [`HtmlOptions::flame_max_frames`]
+//!   frames, none under [`HtmlOptions::flame_min_share`].
 //! - Hot sequences come in as plain [`HotSequence`] rows, so this module does
 //!   not depend on how they are mined; the CLI fills them in.
 //! - One file per part of the page: `summary` (cards and warnings),
-//!   `functions` (the table and the heat bars), `timeline`,
+//!   `functions` (the table and the heat bars), `flame`, `timeline`,
 //!   `disassembly`, `sequences`; this file decodes the listed functions
 //!   once and assembles the page. Escaping and number formats are
 //!   [`crate::analysis::text`]'s.
@@ -39,12 +42,14 @@ use crate::analysis::text::escape;
 use crate::disasm::{DecoderChoice, Instruction, decode_function, instruction_totals};
 
 mod disassembly;
+mod flame;
 mod functions;
 mod sequences;
 mod summary;
 mod timeline;
 
 use disassembly::disassembly;
+use flame::flame_graph;
 use functions::functions_table;
 use sequences::sequences;
 use summary::summary;
@@ -86,6 +91,11 @@ pub struct HtmlOptions {
     /// Shown instead of the sequences table when `sequences` is empty (why
     /// there are none).
     pub sequences_note: Option<String>,
+    /// Flame graph (profiles with call stacks): frames under this share of
+    /// all samples (%) are not drawn.
+    pub flame_min_share: f64,
+    /// Flame graph: most frames drawn (the hottest kept).
+    pub flame_max_frames: usize,
 }
 
 impl Default for HtmlOptions {
@@ -98,6 +108,8 @@ impl Default for HtmlOptions {
             max_lines_per_function: 400,
             sequences: Vec::new(),
             sequences_note: None,
+            flame_min_share: 0.1,
+            flame_max_frames: 3000,
         }
     }
 }
@@ -175,6 +187,7 @@ pub fn render(profile: &Profile, options: &HtmlOptions) -> String {
     out.push_str("<main>\n");
     summary(&mut out, profile);
     functions_table(&mut out, profile, &listed, options);
+    flame_graph(&mut out, profile, options);
     timeline(&mut out, profile);
     disassembly(&mut out, profile, &listed, options);
     sequences(&mut out, profile, options);
@@ -239,12 +252,17 @@ fn header(out: &mut String, profile: &Profile, title: &str) {
         "<header class=\"top\"><span class=\"brand\">pcprof</span>\
          <span class=\"file\" title=\"{path}\">{title}</span>\
          <span class=\"meta\">{meta}</span></header>\n\
-         <nav class=\"toc\"><a href=\"#summary\">Summary</a><a href=\"#functions-section\">Functions</a>\
+         <nav class=\"toc\"><a href=\"#summary\">Summary</a><a href=\"#functions-section\">Functions</a>{flame}\
          <a href=\"#timeline\">Timeline</a><a href=\"#disassembly\">Disassembly</a>\
          <a href=\"#sequences-section\">Hot sequences</a></nav>\n",
         path = escape(&profile.path.display().to_string()),
         title = escape(title),
         meta = escape(&meta),
+        flame = if profile.has_stacks() {
+            "<a href=\"#flame-section\">Flame graph</a>"
+        } else {
+            ""
+        },
     );
 }
 

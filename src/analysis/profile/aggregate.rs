@@ -19,6 +19,7 @@
 use crate::Resolver;
 use crate::format::{Event, Format, FunctionRecord, RawPc, Sample};
 
+use super::stacks::StackBuilder;
 use super::timeline::{FoldMap, OTHER, TimelineBuilder};
 use super::{
     FunctionProfile, Hits, InterpreterProfile, LoadOptions, Profile, Registration,
@@ -140,6 +141,14 @@ impl Tally {
         self.functions.push((addr, len, NONE_YET, 0));
         self.lo = self.lo.min(addr);
         self.hi = self.hi.max(addr.saturating_add(len));
+    }
+
+    /// The function holding `pc` at `time_ns` (a call site of a stack),
+    /// without counting it.
+    pub(super) fn function_of(&mut self, pc: u64, time_ns: u64) -> Option<usize> {
+        let i = self.resolver.resolve(pc, time_ns)?;
+        let &(addr, len, _, _) = self.functions.get(i)?;
+        (pc.wrapping_sub(addr) < len).then_some(i)
     }
 
     /// Unloads the latest function at `addr`; its index.
@@ -513,6 +522,8 @@ pub(super) struct Aggregator {
     seq: u64,
     pub(super) timeline: TimelineBuilder,
     pub(super) code: CodeKeeper,
+    /// Call stacks (version 3 files that have them).
+    stacks: StackBuilder,
 }
 
 impl Aggregator {
@@ -531,6 +542,7 @@ impl Aggregator {
                 keep_all: options.keep_all_code,
                 ..CodeKeeper::default()
             },
+            stacks: StackBuilder::default(),
         }
     }
 
@@ -574,6 +586,7 @@ impl Aggregator {
             Event::Rate(r) => p.rates.push(r),
             Event::Summary(s) => p.summary = Some(s),
             Event::Sampling(s) => p.sampling = Some(s),
+            Event::Stacks(nodes) => self.stacks.introduce(&nodes),
             Event::Samples(owned) => {
                 // The reader fills `samples` or `pcs`; `owned` is empty
                 // unless a future reader hands batches over by value.
@@ -735,11 +748,29 @@ impl Aggregator {
             hi = hi.max(s.time_ns);
             let f = self.tally.hit(s.pc, s.time_ns);
             self.timeline.add(slot, s.time_ns, f);
+            if s.stack != 0 {
+                self.count_stack(p, s, f);
+            }
         }
         if k > 0 {
             p.time_range = Some((lo, hi));
         }
         p.total_samples += k;
+    }
+
+    /// A sample with a stack, whose leaf is function `f` (or [`OTHER`]).
+    #[cold]
+    fn count_stack(&mut self, p: &Profile, s: &Sample, f: u32) {
+        let tally = &mut self.tally;
+        let node = self
+            .stacks
+            .node(s.stack, |pc| tally.function_of(pc, s.time_ns));
+        let offset = match p.functions.get(f as usize) {
+            Some(func) if f != OTHER => s.pc.wrapping_sub(func.addr),
+            _ => 0,
+        };
+        let f = if f == OTHER { u32::MAX } else { f };
+        self.stacks.count(node, f, offset);
     }
 
     /// Samples of interpreter 0 without times (Pulley): their timeline
@@ -801,6 +832,14 @@ impl Aggregator {
             }
         }
         p.timeline = self.timeline.finish(&p.interpreters);
+        if self.stacks.any {
+            let flat = p
+                .functions
+                .iter()
+                .enumerate()
+                .flat_map(|(i, f)| f.hits.iter().map(move |(o, n)| (i, u64::from(o), n)));
+            p.stacks = self.stacks.finish(flat, p.unresolved);
+        }
         if !self.history.is_empty() {
             merge_registrations(&mut p.interpreters);
         }

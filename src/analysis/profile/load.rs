@@ -19,7 +19,7 @@ use std::sync::Arc;
 use super::Profile;
 use super::aggregate::{Aggregator, Tally, tally_indexed};
 use super::timeline::TimelineBuilder;
-use super::{LoadOptions, Timeline};
+use super::{LoadOptions, StackTree, Timeline};
 use crate::format::{
     Event, FileHeader, Format, ProfileReader, RawPc, ReadError, ReadErrorKind, Sample,
 };
@@ -163,6 +163,7 @@ fn empty(path: PathBuf, file_bytes: u64, format: Format, header: Option<&FileHea
         timeline: Timeline::default(),
         read_error: None,
         read_error_offset: None,
+        stacks: StackTree::default(),
     }
 }
 

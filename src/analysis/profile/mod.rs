@@ -18,6 +18,9 @@
 //!   (the timeline is sparse, `timeline.rs`); a reused interpreter id's
 //!   samples go to the registration live at their time, and its
 //!   registrations are one interpreter in the result.
+//! - Call stacks (format version 3) are kept as a tree of call paths with
+//!   the samples of each (path, leaf instruction): memory follows the
+//!   distinct stacks ([`StackTree`], `stacks.rs`).
 //! - A file that ends early or has a corrupt record still yields the
 //!   complete records before the fault; [`Profile::read_error`] tells where
 //!   reading stopped.
@@ -30,10 +33,15 @@ use crate::format::{FileHeader, Format, ListingRecord, RateRecord, SamplingRecor
 mod aggregate;
 mod hits;
 mod load;
+mod stacks;
 mod timeline;
 
 pub use hits::Hits;
 pub use load::{LoadError, load, load_bytes, load_reader};
+// The streaming exports resolve a file's stacks as the model does.
+#[cfg(feature = "export")]
+pub(crate) use stacks::StackBuilder;
+pub use stacks::{Frame, PathNode, StackLeaf, StackTree};
 
 /// Options for [`load()`].
 #[derive(Debug, Clone)]
@@ -276,6 +284,10 @@ pub struct Profile {
     pub read_error: Option<String>,
     /// Byte offset of that fault.
     pub read_error_offset: Option<u64>,
+    /// The call stacks the samples ran in (empty when the file has none):
+    /// the tree of call paths and the samples of each (path, leaf); see
+    /// [`StackTree`] and [`Profile::inclusive_samples`].
+    pub stacks: StackTree,
 }
 
 impl Profile {
@@ -311,6 +323,24 @@ impl Profile {
                 .then_with(|| a.1.name.cmp(&b.1.name))
         });
         v
+    }
+
+    /// Whether the samples carry call stacks (native files of version 3
+    /// whose interpreters kept a shadow stack).
+    pub fn has_stacks(&self) -> bool {
+        !self.stacks.is_empty()
+    }
+
+    /// Each function's total (inclusive) samples, by index in
+    /// [`Profile::functions`]: the samples in which it is the leaf or a
+    /// caller, counted once per sample however often it recurs. Without
+    /// stacks, its own samples.
+    pub fn inclusive_samples(&self) -> Vec<u64> {
+        if self.has_stacks() {
+            self.stacks.inclusive(self.functions.len())
+        } else {
+            self.functions.iter().map(|f| f.samples).collect()
+        }
     }
 
     /// Share of all samples, in percent.

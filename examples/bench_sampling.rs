@@ -54,6 +54,7 @@ struct Args {
     timerslack_ns: Option<u64>,
     realtime: Option<u8>,
     spin_us: Option<u64>,
+    spin_max: bool,
     target_us: Option<u64>,
     sampling: SamplingMode,
     format: Format,
@@ -67,11 +68,12 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: bench_sampling [--freq HZ=1000] [--flush N=20000] [--interpreters N=4] \
          [--seconds S=2] [--out PATH] [--keep] [--work spin|idle] [--timerslack-ns N]\n\
-         \x20      [--realtime PRIO] [--spin-us N] [--target-us N] [--sampling randomized|periodic] [--format native|pulley] [--buffers N]\n\
+         \x20      [--realtime PRIO] [--spin-us N | --spin-max] [--target-us N] [--sampling randomized|periodic] [--format native|pulley] [--buffers N]\n\
          Without --out a temp file under /tmp is used and removed at the end unless --keep.\n\
          --realtime asks for SCHED_FIFO on the timing thread (falls back to normal scheduling\n\
          where the process may not raise it; the JSON's \"scheduling\" says which was in force).\n\
-         --spin-us caps the spin before each deadline (default: the profiler's own).\n\
+         --spin-us caps the spin before each deadline (default: the profiler's own);\n\
+         --spin-max puts ticks first at every rate (SpinPolicy::Max, PCPROF_SPIN=max).\n\
          --target-us is the p99 lateness the timing thread aims at (default: the profiler's own)."
     );
     std::process::exit(2)
@@ -98,6 +100,7 @@ fn parse_args() -> Args {
         timerslack_ns: None,
         realtime: None,
         spin_us: None,
+        spin_max: false,
         target_us: None,
         sampling: SamplingMode::Randomized,
         format: Format::Native,
@@ -115,6 +118,7 @@ fn parse_args() -> Args {
             "--timerslack-ns" => a.timerslack_ns = Some(parse(&flag, it.next())),
             "--realtime" => a.realtime = Some(parse(&flag, it.next())),
             "--spin-us" => a.spin_us = Some(parse(&flag, it.next())),
+            "--spin-max" => a.spin_max = true,
             "--target-us" => a.target_us = Some(parse(&flag, it.next())),
             "--sampling" => {
                 let v: String = parse(&flag, it.next());
@@ -365,6 +369,9 @@ fn main() {
     if let Some(us) = args.spin_us {
         builder = builder.spin(Duration::from_micros(us));
     }
+    if args.spin_max {
+        builder = builder.spin(pcprof_actors::SpinPolicy::Max);
+    }
     if let Some(us) = args.target_us {
         builder = builder.lateness_target(Duration::from_micros(us));
     }
@@ -450,9 +457,11 @@ fn main() {
     };
     let expected_ticks = (f64::from(args.freq) * args.seconds).round() as u64;
     let scheduling = serde_json::to_string(&stats.scheduling).unwrap_or_default();
-    let spin_us = args
-        .spin_us
-        .map_or_else(|| "null".to_string(), |us| us.to_string());
+    let spin_us = match (args.spin_max, args.spin_us) {
+        (true, _) => "\"max\"".to_string(),
+        (false, Some(us)) => us.to_string(),
+        (false, None) => "null".to_string(),
+    };
     let us = |ns: u64| ns as f64 / 1000.0;
     println!(
         "{{\"impl\":\"pcprof\",\"freq\":{},\"interpreters\":{},\"seconds\":{},\"work\":\"{}\",\

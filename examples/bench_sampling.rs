@@ -59,6 +59,9 @@ struct Args {
     sampling: SamplingMode,
     format: Format,
     buffers: Option<usize>,
+    /// Interpreters registered beside the working ones that stay idle
+    /// (PC 0, no thread, no function): a server's idle Stores.
+    idle: usize,
 }
 
 fn usage(problem: &str) -> ! {
@@ -68,13 +71,15 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: bench_sampling [--freq HZ=1000] [--flush N=20000] [--interpreters N=4] \
          [--seconds S=2] [--out PATH] [--keep] [--work spin|idle] [--timerslack-ns N]\n\
-         \x20      [--realtime PRIO] [--spin-us N | --spin-max] [--target-us N] [--sampling randomized|periodic] [--format native|pulley] [--buffers N]\n\
+         \x20      [--realtime PRIO] [--spin-us N | --spin-max] [--target-us N] [--sampling randomized|periodic] [--format native|pulley] [--buffers N] [--idle N]\n\
          Without --out a temp file under /tmp is used and removed at the end unless --keep.\n\
          --realtime asks for SCHED_FIFO on the timing thread (falls back to normal scheduling\n\
          where the process may not raise it; the JSON's \"scheduling\" says which was in force).\n\
          --spin-us caps the spin before each deadline (default: the profiler's own);\n\
          --spin-max puts ticks first at every rate (SpinPolicy::Max, PCPROF_SPIN=max).\n\
-         --target-us is the p99 lateness the timing thread aims at (default: the profiler's own)."
+         --target-us is the p99 lateness the timing thread aims at (default: the profiler's own).\n\
+         --idle N registers N more interpreters that stay idle (PC 0, no thread): the JSON's\n\
+         sampler_us_per_tick is then what reading them costs a tick."
     );
     std::process::exit(2)
 }
@@ -105,6 +110,7 @@ fn parse_args() -> Args {
         sampling: SamplingMode::Randomized,
         format: Format::Native,
         buffers: None,
+        idle: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -125,6 +131,7 @@ fn parse_args() -> Args {
                 a.sampling = v.parse().unwrap_or_else(|e: String| usage(&e));
             }
             "--buffers" => a.buffers = Some(parse(&flag, it.next())),
+            "--idle" => a.idle = parse(&flag, it.next()),
             "--format" => {
                 let v: String = parse(&flag, it.next());
                 a.format = v.parse().unwrap_or_else(|e: String| usage(&e));
@@ -399,6 +406,14 @@ fn main() {
             .spawn(move || interpreter_main(code, pc, stop, barrier, work));
         handles.push(spawned.unwrap_or_else(|e| fail(format!("spawn: {e}"))));
     }
+    // Idle interpreters: registered, never executing, dropped at the end.
+    let idle: Vec<PcHandle> = (0..args.idle)
+        .map(|i| {
+            profiler
+                .new_interpreter(Some(&format!("idle{i}")))
+                .unwrap_or_else(|e| fail(format!("new_interpreter: {e}")))
+        })
+        .collect();
     // Registration is asynchronous: make sure every interpreter is sampled
     // before the interpreters start.
     profiler
@@ -421,6 +436,7 @@ fn main() {
         steps_per_sec += r.steps as f64 / r.run.as_secs_f64();
         interp_cpu_ns += r.cpu_ns;
     }
+    drop(idle);
     let stats: Stats = profiler
         .stop()
         .unwrap_or_else(|e| fail(format!("the profiler failed: {e}")));
@@ -472,7 +488,8 @@ fn main() {
 \"total_steps\":{},\"batches\":{},\"flush\":{},\"timerslack_ns\":{},\
 \"ticks_scheduled\":{},\"ticks_missed\":{},\"tick_ratio\":{:.5},\"samples_written\":{},\"samples_dropped\":{},\
 \"batches_dropped\":{},\"runtime_cpu_s\":{:.6},\"scheduling\":{},\"spin_us\":{},\"sampling\":\"{}\",\
-\"format\":\"{}\",\"errors\":{},\"phased_brief_share\":{:.4}}}",
+\"format\":\"{}\",\"errors\":{},\"phased_brief_share\":{:.4},\"idle_interpreters\":{},\
+\"sampler_us_per_tick\":{:.3},\"writer_ns_per_sample\":{:.1},\"profiler_cpu_share\":{:.4}}}",
         args.freq,
         args.interpreters,
         args.seconds,
@@ -510,6 +527,10 @@ fn main() {
         args.format,
         stats.errors,
         back.at_offset_4 as f64 / back.samples.max(1) as f64,
+        args.idle,
+        stats.sampler_cpu_ns as f64 / 1e3 / stats.ticks_taken.max(1) as f64,
+        stats.writer_cpu_ns as f64 / stats.samples_written.max(1) as f64,
+        (sampling_cpu_s + recording_cpu_s + runtime_cpu_s) / profiler_wall_s,
     );
     if back.samples != stats.samples_taken {
         eprintln!(

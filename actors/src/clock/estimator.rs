@@ -46,14 +46,16 @@ const RETRY_GRACE: u32 = 8192;
 /// a retry every few seconds rather than every few hundred ms, each
 /// retry costing the ticks a preempted spin loses.
 const RETRY_BACKOFF_MAX: u32 = 6;
-/// What a lost tick is worth to the automatic policy below 20 kHz, in tick
-/// periods of the timing thread's CPU: it spins one more microsecond
-/// before each deadline while that microsecond saves at least 1/20 of a
-/// period's worth of ticks. In shares, one point of the ticks for twenty
-/// points of a core: the trade the goals set (at 10 kHz, 99 % of the ticks
-/// for at most 20 % of a core). A price in periods reads the same at every
-/// rate; what a microsecond buys is read off this host's own wake-ups
-/// ([`WakeEstimator::cheap_margin`]).
+/// What a lost tick is worth to the automatic policy below 20 kHz: this
+/// many times what a sleeping tick costs the thread (its wake-up and its
+/// sample, learned on this host: [`WakeEstimator::observe_cpu`]). It spins
+/// one more microsecond before each deadline only while that microsecond
+/// saves ticks at that price or less. At 10 kHz on a 2-vCPU VM, where a
+/// tick costs 10–20 µs, that buys the ticks a sleeping thread loses by a
+/// few tens of µs (the goal: 99 % of the ticks for at most 20 % of a
+/// core), and at 1 kHz almost nothing beyond the free head start (the
+/// goal: the reference design's CPU). What a microsecond buys is read off
+/// this host's own wake-ups ([`WakeEstimator::cheap_margin`]).
 pub(crate) const TICK_PRICE: u64 = 20;
 /// At this period and shorter (20 kHz and above) the automatic policy puts
 /// ticks first, as [`SpinPolicy::Max`](super::SpinPolicy::Max) does at
@@ -63,7 +65,10 @@ pub(crate) const TICK_PRICE: u64 = 20;
 pub(crate) const SPIN_THROUGH_PERIOD: Nanos = 50_000;
 /// Below 20 kHz the automatic policy spins for ticks at most 1/5 of each
 /// period, by the window's count of what its margin costs: the 20 % of a
-/// core the goals allow at 10 kHz, whatever the price says.
+/// core the goals allow at 10 kHz, whatever the price says. It also spins
+/// at most what a sleeping tick costs the thread otherwise (learned,
+/// [`WakeEstimator::observe_cpu`]), so the default costs at most twice
+/// what sleeping alone would.
 pub(crate) const SPIN_SHARE_MAX: u64 = 5;
 /// What [`WakeEstimator::plan`] returns to spin through: never sleep, even
 /// when a randomized deadline is more than a period away.
@@ -95,8 +100,10 @@ pub const SPIN_THROUGH: Nanos = Nanos::MAX;
 ///   ticks only where it is cheap: from the window it reads, microsecond by
 ///   microsecond, how much spin one more microsecond of margin costs (the
 ///   wake-ups that come before it) and how many ticks it saves (those that
-///   come late), and stops where a lost tick would cost more than
-///   [`TICK_PRICE`] periods of CPU ([`WakeEstimator::cheap_margin`]). So it
+///   come late), and stops where a tick saved would cost more than
+///   [`TICK_PRICE`] times what a sleeping tick costs the thread
+///   ([`WakeEstimator::cheap_margin`]), or where the spin would exceed that
+///   cost or a fifth of the period ([`SPIN_SHARE_MAX`]). So it
 ///   takes the cheap head of the curve (the wake-ups that miss a random
 ///   instant by a few tens of µs) and leaves the tail that only a spinning
 ///   core could save; it always sleeps.
@@ -148,6 +155,14 @@ pub struct WakeEstimator {
     loss_margin: Nanos,
     /// The cheap point for `period` ([`WakeEstimator::cheap_margin`]).
     cheap_margin: Nanos,
+    /// What a sleeping tick costs the thread besides its spin, in CPU ns
+    /// (0: not known yet): learned from [`WakeEstimator::observe_cpu`].
+    tick_cost: Nanos,
+    /// Spin counted so far, in ns ([`WakeEstimator::count_spin`]).
+    spun_ns: Nanos,
+    /// The thread's CPU time, the spin and the wake-ups seen at the last
+    /// [`WakeEstimator::observe_cpu`].
+    cpu_mark: Option<(Nanos, Nanos, usize)>,
     /// The sleeping thread shares its only CPU with the interpreters:
     /// spinning would take that CPU from them, so only the head start.
     shared_core: bool,
@@ -219,6 +234,9 @@ impl WakeEstimator {
             period: 0,
             loss_margin: 0,
             cheap_margin: 0,
+            tick_cost: 0,
+            spun_ns: 0,
+            cpu_mark: None,
             shared_core: false,
             spun: 0,
             probe_every: PROBE_EVERY,
@@ -254,6 +272,40 @@ impl WakeEstimator {
         // of ticks. Held times 1024, so that fractions of a tick (a short
         // stall before a random instant) are not rounded away.
         self.spin_loss = self.spin_loss - (self.spin_loss >> 10) + lost;
+    }
+
+    /// Records that the thread spun `ns` before a deadline.
+    #[inline]
+    pub fn count_spin(&mut self, ns: Nanos) {
+        self.spun_ns = self.spun_ns.wrapping_add(ns);
+    }
+
+    /// Records the sleeping thread's CPU time so far, in ns (its owner
+    /// reads it every few hundred ticks): what a sleeping tick costs it
+    /// besides its spin (the wake-up, the sample) is learned from two such
+    /// readings at least [`WAKE_RECOMPUTE`] wake-ups apart, and bounds the
+    /// spin the cheap point may buy. A host whose wake-ups are cheap gets
+    /// a small bound, one whose wake-ups are dear a larger one: the default
+    /// costs at most twice what sleeping alone would.
+    pub fn observe_cpu(&mut self, cpu_ns: Nanos) {
+        if let Some((cpu, spun, seen)) = self.cpu_mark {
+            let wakes = self.seen - seen;
+            if wakes < WAKE_RECOMPUTE {
+                return; // spinning through: too few sleeps yet to tell
+            }
+            let used = cpu_ns
+                .saturating_sub(cpu)
+                .saturating_sub(self.spun_ns.wrapping_sub(spun));
+            self.tick_cost = used / wakes as Nanos;
+            self.cheap_margin = self.cheap_margin_if_used();
+        }
+        self.cpu_mark = Some((cpu_ns, self.spun_ns, self.seen));
+    }
+
+    /// What a sleeping tick costs the thread besides its spin, in CPU ns,
+    /// as last learned (0: not yet known).
+    pub fn tick_cost(&self) -> Nanos {
+        self.tick_cost
     }
 
     /// Whether spinning saves ticks on this host now: it loses at most half
@@ -423,8 +475,9 @@ impl WakeEstimator {
     /// [`WakeEstimator::set_period`]: the margin, in whole microseconds and
     /// at most `period − SLEEP_MIN` (so that the thread still sleeps), that
     /// minimises the spin it costs plus the ticks sleeping then loses, each
-    /// priced at [`TICK_PRICE`] periods of CPU; read off the window every
-    /// [`WAKE_RECOMPUTE`] wake-ups.
+    /// priced at [`TICK_PRICE`] times what a sleeping tick costs; read off
+    /// the window every [`WAKE_RECOMPUTE`] wake-ups. Nothing until that
+    /// cost is known.
     ///
     /// One more microsecond of margin costs a microsecond of spin to every
     /// wake-up that comes before it, and saves, to every one that comes
@@ -466,7 +519,7 @@ impl WakeEstimator {
         let n = self.seen.min(WAKE_WINDOW) as f64;
         // In µs (the buckets' unit) and counts of wake-ups.
         let p = period as f64 / WAKE_BUCKET_NS as f64;
-        let price = TICK_PRICE as f64 * p;
+        let price = (TICK_PRICE * self.tick_cost) as f64 / WAKE_BUCKET_NS as f64;
         let top = ((period - SLEEP_MIN) / WAKE_BUCKET_NS).min(WAKE_BUCKETS as Nanos - 1) as usize;
         // With margin m: wake-ups in buckets ≤ m spin; those in (m, m + p]
         // lose x²/2 of a tick (randomized), those beyond (the tail) lose a
@@ -482,8 +535,10 @@ impl WakeEstimator {
             w1 += count(b) * b as f64;
         }
         // The spin the margin costs, summed over the window: at most a
-        // fifth of every period.
-        let (mut spun, spin_max) = (0.0, n * p / SPIN_SHARE_MAX as f64);
+        // fifth of every period, and at most what a sleeping tick costs
+        // otherwise (nothing until that is known).
+        let budget = (period / SPIN_SHARE_MAX).min(self.tick_cost) as f64 / WAKE_BUCKET_NS as f64;
+        let (mut spun, spin_max) = (0.0, n * budget);
         let (mut cost, mut best, mut best_m) = (0.0f64, 0.0f64, 0usize);
         for m in 0..top {
             if below >= n || spun + below > spin_max {

@@ -37,7 +37,7 @@ mod tests;
 mod virtual_clock;
 
 #[cfg(test)]
-use estimator::{PROBE_EVERY, WAKE_BUCKETS, WAKE_WARMUP, WAKE_WINDOW};
+use estimator::{PROBE_EVERY, WAKE_BUCKETS, WAKE_RECOMPUTE, WAKE_WARMUP, WAKE_WINDOW};
 pub use estimator::{SPIN_THROUGH, WakeEstimator};
 pub use monotonic::MonotonicClock;
 pub use virtual_clock::VirtualClock;
@@ -127,10 +127,11 @@ pub const DEAF_SLEEP_MAX: Nanos = 10_000_000;
 pub enum SpinPolicy {
     /// The default. For lateness, at most 1/100 of the tick period (and
     /// 50 µs). For ticks below 20 kHz, the cheap point: one more µs of spin
-    /// before each deadline only while it saves at least 1/20 of a period's
-    /// worth of ticks on this host, now (one point of the ticks for twenty
-    /// points of a core), always sleeping between ticks. From 20 kHz up,
-    /// ticks first, as [`SpinPolicy::Max`].
+    /// before each deadline only while the ticks it saves on this host, now,
+    /// cost at most 20 times what a sleeping tick costs the thread, and in
+    /// all at most that cost and a fifth of the period a tick (so at most
+    /// twice the CPU of sleeping alone), always sleeping between ticks.
+    /// From 20 kHz up, ticks first, as [`SpinPolicy::Max`].
     #[default]
     Auto,
     /// Ticks first at every rate (`PCPROF_SPIN=max`): as much spin as keeps

@@ -116,12 +116,14 @@ impl Clock for MonotonicClock {
         // The kernel's timer wake-up jitters by tens of microseconds; the
         // final margin is covered by spinning, bounded by the cap.
         if woke < deadline {
+            let from = woke;
             while woke < deadline {
                 std::hint::spin_loop();
                 woke = self.now();
             }
-            // How late the spin ended: the CPU taken from it meanwhile.
             if let Some(e) = estimator {
+                e.count_spin(woke - from);
+                // How late the spin ended: the CPU taken from it meanwhile.
                 e.observe_spin(woke - deadline);
             }
         }

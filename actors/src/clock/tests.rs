@@ -154,10 +154,11 @@ fn ticks_first_the_margin_saves_ticks_a_noisy_host_would_lose_and_follows_the_no
 /// through. At 10 kHz with periodic deadlines, 3 % of wake-ups 250 µs late
 /// lose two ticks each, the rest are 40 µs late. Waking 51 µs early saves
 /// one of the two for 11 µs of spin on the other 97 % of the ticks (a
-/// tick for 3.6 periods of spin, within the price of 20); saving the
-/// second would take 151 µs, more than a period: that the default leaves,
-/// where ticks-first spins through. With the rest 20 µs late, the 51 µs
-/// would spin 31 µs a tick, beyond a fifth of the period: none.
+/// tick for 341 µs of spin, within the price of 20 ticks' cost, 400 µs);
+/// saving the second would take 151 µs, more than a period: that the
+/// default leaves, where ticks-first spins through. With the rest 20 µs
+/// late, the 51 µs would spin 31 µs a tick, beyond a fifth of the period
+/// and the 20 µs a tick costs: none.
 #[test]
 fn below_20_khz_the_default_takes_the_cheap_point_and_never_spins_through() {
     let host = |i: usize| {
@@ -219,8 +220,8 @@ fn below_20_khz_the_default_takes_the_cheap_point_and_never_spins_through() {
 }
 
 /// The cheap point is the minimum, over whole microseconds of margin, of
-/// the spin it costs plus the ticks it loses priced at `TICK_PRICE`
-/// periods: checked against that cost evaluated directly from the window,
+/// the spin it costs plus the ticks it loses priced at `TICK_PRICE` times
+/// a tick's cost: checked against that cost evaluated directly from the window,
 /// wake-up by wake-up, for several hosts, rates and both kinds of
 /// deadline.
 #[test]
@@ -245,7 +246,7 @@ fn the_cheap_point_minimises_spin_plus_priced_ticks() {
                 } else {
                     x - 0.5
                 };
-                spin + TICK_PRICE as f64 * p * lost
+                spin + (TICK_PRICE * TICK_COST) as f64 / 1_000.0 * lost
             })
             .sum()
     };
@@ -273,11 +274,10 @@ fn the_cheap_point_minimises_spin_plus_priced_ticks() {
                 let p = (period / WAKE_BUCKET_NS) as f64;
                 // Within a sleep and a fifth of the period's spin.
                 let spin = |m: u64| wakes.iter().map(|&b| m.saturating_sub(b)).sum::<u64>();
+                let budget = (period / SPIN_SHARE_MAX).min(TICK_COST) as f64 / 1_000.0;
                 let top = ((period - SLEEP_MIN) / WAKE_BUCKET_NS).min(
                     (0..)
-                        .take_while(|&m| {
-                            spin(m) as f64 <= WAKE_WINDOW as f64 * p / SPIN_SHARE_MAX as f64
-                        })
+                        .take_while(|&m| spin(m) as f64 <= WAKE_WINDOW as f64 * budget)
                         .last()
                         .unwrap_or(0),
                 );
@@ -358,6 +358,15 @@ fn errors_are_counted_in_whole_microseconds_up_to_the_last_bucket() {
     for _ in 0..WAKE_WINDOW {
         e.observe(5_000_000);
     }
+    // Until what a tick costs is known, only the capped head start.
+    assert_eq!(e.margin_for(1_000_000), 10_000);
+    assert_eq!(e.margin_for(100_000), 1_000);
+    e.observe_cpu(0);
+    for _ in 0..WAKE_RECOMPUTE {
+        e.observe(5_000_000);
+    }
+    e.observe_cpu(WAKE_RECOMPUTE as Nanos * TICK_COST);
+    // Then as early as still leaves a sleep: a margin that costs no spin.
     assert_eq!(e.margin_for(1_000_000), 980_000);
     assert_eq!(e.margin_for(100_000), 80_000);
     let mut first = WakeEstimator::with_policy(SpinPolicy::Max, 40_000);
@@ -437,10 +446,55 @@ fn learned_with(
     let mut e = WakeEstimator::with_policy(policy, 40_000);
     e.set_period(period);
     e.set_randomized(randomized);
+    e.observe_cpu(1_000_000);
     for i in 0..WAKE_WINDOW {
         e.observe(wake(i));
     }
+    // A sleeping tick costs 20 µs of CPU besides its spin.
+    e.observe_cpu(1_000_000 + TICK_COST * WAKE_WINDOW as Nanos);
     e
+}
+
+/// What a sleeping tick costs in [`learned`], in CPU ns.
+const TICK_COST: Nanos = 20_000;
+
+/// The spin the cheap point may buy is bounded by what a sleeping tick
+/// costs otherwise, learned from the thread's CPU time (less the spin
+/// counted meanwhile); until that is known, only margins that cost no spin.
+#[test]
+fn the_cheap_point_spins_at_most_what_a_sleeping_tick_costs() {
+    // Half the wake-ups spread evenly over 0-63 µs, half stalled: every µs
+    // of margin is worth its spin, so the bound decides.
+    let host = |i: usize| {
+        if i.is_multiple_of(2) {
+            (i as u64 / 2 % 64) * 1_000
+        } else {
+            5_000_000
+        }
+    };
+    let mut e = WakeEstimator::new(None, 40_000);
+    e.set_period(100_000);
+    e.set_randomized(true);
+    for i in 0..WAKE_WINDOW {
+        e.observe(host(i));
+    }
+    // Not known: no spin at all (the lowest wake-up is 0 µs late).
+    assert_eq!((e.tick_cost(), e.cheap_margin()), (0, 0));
+    e.observe_cpu(0);
+    for i in 0..64 {
+        e.observe(host(i));
+        e.count_spin(50_000);
+    }
+    // 64 wake-ups for 3.52 ms of CPU, 3.2 ms of it spin: 5 µs a tick.
+    e.observe_cpu(3_520_000);
+    assert_eq!(e.tick_cost(), 5_000);
+    // 35 µs spins 8 × (35 × 36 / 2) µs over 1024 wake-ups, 4.92 µs a tick;
+    // 36 µs would spin 5.2 µs.
+    assert_eq!(e.cheap_margin(), 35_000);
+    // Fewer than 32 wake-ups since the last reading: too few to tell.
+    e.observe(host(0));
+    e.observe_cpu(100_000_000);
+    assert_eq!(e.tick_cost(), 5_000);
 }
 
 /// A noisy host at 10 kHz: 3 % of wake-ups two periods late, the rest

@@ -420,9 +420,36 @@ fn main() {
         .sync()
         .unwrap_or_else(|e| fail(format!("sync: {e}")));
     barrier.wait();
-    thread::sleep(Duration::from_secs_f64(args.seconds / 2.0));
+    // The middle half of the run, apart from registering and retiring:
+    // the steady cost of a tick and of a sample written.
+    thread::sleep(Duration::from_secs_f64(args.seconds / 4.0));
+    let first = profiler
+        .stats()
+        .unwrap_or_else(|e| fail(format!("stats: {e}")));
+    thread::sleep(Duration::from_secs_f64(args.seconds / 4.0));
     let timerslack_ns = timing_thread_slack();
-    thread::sleep(Duration::from_secs_f64(args.seconds / 2.0));
+    thread::sleep(Duration::from_secs_f64(args.seconds / 4.0));
+    let second = profiler
+        .stats()
+        .unwrap_or_else(|e| fail(format!("stats: {e}")));
+    thread::sleep(Duration::from_secs_f64(args.seconds / 4.0));
+    let steady_ticks = second.ticks_taken.saturating_sub(first.ticks_taken).max(1);
+    let steady_tick_us = second.sampler_cpu_ns.saturating_sub(first.sampler_cpu_ns) as f64
+        / 1e3
+        / steady_ticks as f64;
+    let steady_sample_ns = second.writer_cpu_ns.saturating_sub(first.writer_cpu_ns) as f64
+        / second
+            .samples_written
+            .saturating_sub(first.samples_written)
+            .max(1) as f64;
+    let steady_share = (second.sampler_cpu_ns + second.writer_cpu_ns)
+        .saturating_sub(first.sampler_cpu_ns + first.writer_cpu_ns) as f64
+        / second.elapsed_ns.saturating_sub(first.elapsed_ns).max(1) as f64;
+    let steady_ticks_share = steady_ticks as f64
+        / second
+            .ticks_scheduled
+            .saturating_sub(first.ticks_scheduled)
+            .max(1) as f64;
     stop.store(true, Ordering::Release);
     for h in &handles {
         h.thread().unpark();
@@ -489,7 +516,9 @@ fn main() {
 \"ticks_scheduled\":{},\"ticks_missed\":{},\"tick_ratio\":{:.5},\"samples_written\":{},\"samples_dropped\":{},\
 \"batches_dropped\":{},\"runtime_cpu_s\":{:.6},\"scheduling\":{},\"spin_us\":{},\"sampling\":\"{}\",\
 \"format\":\"{}\",\"errors\":{},\"phased_brief_share\":{:.4},\"idle_interpreters\":{},\
-\"sampler_us_per_tick\":{:.3},\"writer_ns_per_sample\":{:.1},\"profiler_cpu_share\":{:.4}}}",
+\"sampler_us_per_tick\":{:.3},\"writer_ns_per_sample\":{:.1},\"profiler_cpu_share\":{:.4},\
+\"steady_sampler_us_per_tick\":{:.3},\"steady_writer_ns_per_sample\":{:.1},\"steady_cpu_share\":{:.4},\
+\"steady_ticks_share\":{:.4}}}",
         args.freq,
         args.interpreters,
         args.seconds,
@@ -531,6 +560,10 @@ fn main() {
         stats.sampler_cpu_ns as f64 / 1e3 / stats.ticks_taken.max(1) as f64,
         stats.writer_cpu_ns as f64 / stats.samples_written.max(1) as f64,
         (sampling_cpu_s + recording_cpu_s + runtime_cpu_s) / profiler_wall_s,
+        steady_tick_us,
+        steady_sample_ns,
+        steady_share,
+        steady_ticks_share,
     );
     if back.samples != stats.samples_taken {
         eprintln!(

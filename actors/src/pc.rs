@@ -150,14 +150,6 @@ impl Source {
             Source::Foreign(s) => s.pc(),
         }
     }
-
-    #[inline]
-    pub(crate) fn is_finished(&self) -> bool {
-        match self {
-            Source::Native(r) => r.is_finished(),
-            Source::Foreign(s) => s.is_finished(),
-        }
-    }
 }
 
 impl std::fmt::Debug for Source {

@@ -12,6 +12,7 @@
 //!   allocates.
 
 use std::mem;
+use std::sync::Arc;
 
 use ractor::ActorRef;
 #[cfg(debug_assertions)]
@@ -23,23 +24,60 @@ use crate::format::Sample;
 use crate::messages::registry::RegistryMsg;
 use crate::messages::timing::SampleCommand;
 pub use crate::messages::timing::SamplerMsg;
-use crate::pc::Source;
+use crate::pc::{PcReader, PcSource, Source};
 use crate::stats::LatencyHistogram;
 
-/// An interpreter as the sampler holds it.
-#[derive(Debug)]
-struct Slot {
-    /// Its id in the profile.
-    id: u32,
-    /// Its PC cell.
-    source: Source,
+/// The live interpreters, in two dense tables: pcprof's own cells
+/// ([`PcReader`]s: one pointer each, read inline) and foreign sources
+/// (a virtual call each). A tick walks each table in a tight loop whose
+/// loads are independent, so the reads of thousands of cells (idle ones
+/// included: an idle interpreter can resume at any instruction, and only
+/// its cell says so) overlap their cache misses rather than wait for each
+/// one. Retiring swaps the last entry in: O(1), and registration order
+/// within a tick is not kept (samples of one tick share their time).
+#[derive(Default)]
+struct Table {
+    /// pcprof's own cells, and their ids (same index).
+    native: Vec<PcReader>,
+    native_ids: Vec<u32>,
+    /// Foreign sources, and their ids (same index).
+    foreign: Vec<Arc<dyn PcSource>>,
+    foreign_ids: Vec<u32>,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("native", &self.native_ids)
+            .field("foreign", &self.foreign_ids)
+            .finish()
+    }
+}
+
+impl Table {
+    fn len(&self) -> usize {
+        self.native.len() + self.foreign.len()
+    }
+
+    fn add(&mut self, id: u32, source: Source) {
+        match source {
+            Source::Native(r) => {
+                self.native.push(r);
+                self.native_ids.push(id);
+            }
+            Source::Foreign(s) => {
+                self.foreign.push(s);
+                self.foreign_ids.push(id);
+            }
+        }
+    }
 }
 
 /// The sampler's state (lives on the timing thread).
 #[derive(Debug)]
 pub(crate) struct SamplerCore {
-    /// The live interpreters, in registration order (retired ones removed).
-    interps: Vec<Slot>,
+    /// The live interpreters.
+    interps: Table,
     /// The batch being filled; pre-sized, so a tick never allocates.
     batch: Vec<Sample>,
     /// A buffer whose hand-over failed, kept for reuse.
@@ -76,7 +114,7 @@ impl SamplerCore {
         registry: Option<ActorRef<RegistryMsg>>,
     ) -> SamplerCore {
         SamplerCore {
-            interps: Vec::new(),
+            interps: Table::default(),
             batch: first_buffer,
             spare: None,
             flush: flush.max(1),
@@ -105,7 +143,7 @@ impl SamplerCore {
     }
 
     pub(crate) fn add_interpreter(&mut self, id: u32, source: Source) {
-        self.interps.push(Slot { id, source });
+        self.interps.add(id, source);
     }
 
     /// Executes one sample command. The only work done per tick.
@@ -123,25 +161,39 @@ impl SamplerCore {
     pub(crate) fn sample(&mut self, cmd: SampleCommand, read_at: Nanos) {
         self.lateness.record(read_at.saturating_sub(cmd.deadline));
         let mut i = 0;
-        while i < self.interps.len() {
-            let slot = &self.interps[i];
-            if let Some(pc) = slot.source.pc() {
-                let interp = slot.id;
-                if self.batch.len() == self.batch.capacity() {
-                    self.hand_over();
+        while i < self.interps.native.len() {
+            // Idle is the common case with thousands of interpreters: one
+            // load, one predictable branch.
+            match self.interps.native[i].pc() {
+                Some(pc) => {
+                    let interp = self.interps.native_ids[i];
+                    self.push(read_at, interp, pc);
+                    i += 1;
                 }
-                self.batch.push(Sample {
-                    time_ns: read_at,
-                    interp,
-                    pc: pc as u64,
-                });
-                self.samples_taken += 1;
-                i += 1;
-            } else if self.interps[i].source.is_finished() {
-                let slot = self.interps.swap_remove(i);
-                self.retire(slot, read_at);
-            } else {
-                i += 1;
+                None if self.interps.native[i].is_finished() => {
+                    self.interps.native.swap_remove(i);
+                    let id = self.interps.native_ids.swap_remove(i);
+                    self.retire(id, read_at);
+                }
+                None => i += 1,
+            }
+        }
+        let mut i = 0;
+        while i < self.interps.foreign.len() {
+            match self.interps.foreign[i].pc() {
+                Some(pc) => {
+                    let interp = self.interps.foreign_ids[i];
+                    self.push(read_at, interp, pc);
+                    i += 1;
+                }
+                None if self.interps.foreign[i].is_finished() => {
+                    // The registry holds the last reference: nothing is
+                    // freed here.
+                    drop(self.interps.foreign.swap_remove(i));
+                    let id = self.interps.foreign_ids.swap_remove(i);
+                    self.retire(id, read_at);
+                }
+                None => i += 1,
             }
         }
         #[cfg(debug_assertions)]
@@ -164,14 +216,28 @@ impl SamplerCore {
         }
     }
 
+    /// One sample into the batch (handed over first if full).
+    #[inline]
+    fn push(&mut self, time_ns: Nanos, interp: u32, pc: usize) {
+        if self.batch.len() == self.batch.capacity() {
+            self.hand_over();
+        }
+        self.batch.push(Sample {
+            time_ns,
+            interp,
+            pc: pc as u64,
+        });
+        self.samples_taken += 1;
+    }
+
     /// Retirement is rare, so telling the registry (which allocates a
     /// message) is acceptable here.
     #[cold]
-    fn retire(&mut self, slot: Slot, now: u64) {
-        debug!(name: "sampler.retired", interp = slot.id);
+    fn retire(&mut self, id: u32, now: u64) {
+        debug!(name: "sampler.retired", interp = id);
         if let Some(registry) = &self.registry {
             let _ = registry.cast(RegistryMsg::InterpreterRetired {
-                id: slot.id,
+                id,
                 retired_ns: now,
             });
         }
@@ -220,6 +286,97 @@ impl SamplerCore {
 mod tests {
     use super::*;
     use crate::pc::PcHandle;
+
+    struct Foreign(
+        std::sync::atomic::AtomicUsize,
+        std::sync::atomic::AtomicBool,
+    );
+
+    impl PcSource for Foreign {
+        fn pc(&self) -> Option<usize> {
+            match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+                0 => None,
+                pc => Some(pc),
+            }
+        }
+        fn is_finished(&self) -> bool {
+            self.1.load(std::sync::atomic::Ordering::Acquire)
+        }
+    }
+
+    /// Thousands registered, few executing: a tick samples exactly the
+    /// executing ones, native or foreign, and retires exactly the finished
+    /// ones, whatever their place in the table; the others stay.
+    #[test]
+    fn a_tick_samples_the_executing_and_retires_the_finished_among_thousands() {
+        let (to_writer, batches) = flume::unbounded();
+        let (free_tx, free) = flume::unbounded();
+        free_tx
+            .send(Vec::with_capacity(64))
+            .expect("the pool is open");
+        let mut s = SamplerCore::new(
+            1_000_000,
+            u64::MAX,
+            Vec::with_capacity(64),
+            to_writer,
+            free,
+            None,
+        );
+        let handles: Vec<PcHandle> = (0..5_000).map(|_| PcHandle::new()).collect();
+        for (i, h) in handles.iter().enumerate() {
+            s.add_interpreter(i as u32, Source::Native(h.reader()));
+        }
+        let foreign: Vec<Arc<Foreign>> = (0..100)
+            .map(|_| Arc::new(Foreign(0.into(), false.into())))
+            .collect();
+        for (i, f) in foreign.iter().enumerate() {
+            let source: Arc<dyn PcSource> = f.clone();
+            s.add_interpreter(10_000 + i as u32, Source::Foreign(source));
+        }
+        handles[7].set(0x70);
+        handles[4_999].set(0x4999);
+        foreign[3]
+            .0
+            .store(0x3000, std::sync::atomic::Ordering::Relaxed);
+        let tick = |s: &mut SamplerCore, seq: u64| {
+            s.sample(
+                SampleCommand {
+                    seq,
+                    deadline: seq * 1_000,
+                },
+                seq * 1_000,
+            )
+        };
+        tick(&mut s, 1);
+        // The first native, the last native and a foreign one finish.
+        let mut handles = handles;
+        drop(handles.remove(0));
+        drop(handles.pop());
+        foreign[99]
+            .1
+            .store(true, std::sync::atomic::Ordering::Release);
+        tick(&mut s, 2);
+        assert_eq!(s.live_interpreters(), 5_100 - 3);
+        s.hand_over();
+        let mut got: Vec<(u64, u32, u64)> = batches
+            .try_recv()
+            .expect("handed over")
+            .iter()
+            .map(|x| (x.time_ns, x.interp, x.pc))
+            .collect();
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            [
+                (1_000, 7, 0x70),
+                (1_000, 4_999, 0x4999),
+                (1_000, 10_003, 0x3000),
+                (2_000, 7, 0x70),
+                (2_000, 10_003, 0x3000),
+            ]
+        );
+        assert_eq!(s.samples_taken, 5);
+    }
 
     /// A late tick stamps its samples with the moment of the read, not the
     /// deadline, and a batch's age is measured on the same readings.

@@ -9,7 +9,9 @@
 # apart at most, so that summarise.py can give each figure as a ratio to the
 # limit of the same run. Prints one line per run: label, impl, the machine's
 # busy cores during the run, the program's JSON. Summarise with
-# bench/summarise.py.
+# bench/summarise.py. The `cpu*` scenarios set the default spin policy
+# beside ticks first (`--spin-max`) and sleeping alone (`--spin-us 0`); the
+# `idle*` and `parked*` ones are the many-interpreter cases (issue 22).
 #
 #   bench/compare.sh > bench-results.txt && python3 bench/summarise.py bench-results.txt
 set -euo pipefail
@@ -72,6 +74,20 @@ for rep in $(seq 1 "${REPS:-3}"); do
     both "rate$hz" --freq "$hz" --interpreters 4 --seconds "$secs" --work idle
     limits "rate$hz" "$hz" "$secs"
   done
+  # The spin policies beside the default, in the same repetition: ticks
+  # first (max) and sleep only (0); 1 idle interpreter, as issue 22's table.
+  for hz in 1000 10000 20000; do
+    both "cpu$hz" --freq "$hz" --interpreters 1 --seconds 3 --work idle
+    run "cpu$hz" pcprof-max "$P" --freq "$hz" --interpreters 1 --seconds 3 --work idle --spin-max
+    run "cpu$hz" pcprof-sleep "$P" --freq "$hz" --interpreters 1 --seconds 3 --work idle --spin-us 0
+    limits "cpu$hz" "$hz" 3
+  done
+  # Thousands of interpreters at 1 kHz: 2 running among N registered and
+  # idle (PC 0); then 10 000 parked on a PC (10 M samples a second).
+  for n in 100 1000 10000; do
+    run "idle$n" pcprof "$P" --freq 1000 --interpreters 2 --work spin --idle $((n - 2)) --seconds 3
+  done
+  both parked10000 --freq 1000 --interpreters 10000 --seconds 3 --work idle
   both spin1k --freq 1000 --interpreters 4 --seconds 3 --work spin
   both spin10k --freq 10000 --interpreters 16 --seconds 3 --work spin
   run spin10k_fifo pcprof "$P" --freq 10000 --interpreters 16 --seconds 3 --work spin --realtime 10

@@ -49,6 +49,11 @@ def opt(x, fmt):
     return "" if x != x else fmt.format(x)
 
 
+def secs(label):
+    """The length of a limit probe's run: what compare.sh gives it."""
+    return 3.0 if label.startswith("cpu") or label == "rate1" else 2.0
+
+
 def per_run(ds, key, fmt="{:.0f}"):
     return ", ".join(fmt.format(d[key]) for d in ds)
 
@@ -57,22 +62,22 @@ def ratio(a, b):
     return a / b if b else float("nan")
 
 
-print("| scenario | impl | ticks taken / expected | ticks share | Δ ticks vs spin (points) | p50 µs | p99 µs | p99 per run | p99 / floor | max µs | profiler CPU s | CPU / floor | steps/s | B/sample | scheduling | busy cores |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| scenario | impl | ticks taken / expected | ticks share | Δ ticks vs spin (points) | p50 µs | p99 µs | p99 per run | p99 / floor | max µs | profiler CPU s | CPU share of a core | CPU / floor | steps/s | B/sample | scheduling | busy cores |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for (label, impl), ds in runs.items():
-    if label == "coreprobe":
+    if label == "coreprobe" or label.startswith("idle") or label.startswith("parked"):
         continue
     busy = f"{min(d['busy'] for d in ds):.2f}-{max(d['busy'] for d in ds):.2f}"
     if impl == "spin":
         share = med([tick_share(d) for d in ds])
         taken = med([d["taken"] for d in ds])
-        print(f"| {label} | spin (limit) | {taken:.0f} / {ds[0]['expected']} | {share:.4f} | 0 | | | | | | | | | | | {busy} |")
+        print(f"| {label} | spin (limit) | {taken:.0f} / {ds[0]['expected']} | {share:.4f} | 0 | | | | | | | | | | | | {busy} |")
         continue
     if impl == "floor":
         print(
             f"| {label} | floor (limit) | | | | {med([d['late_p50_us'] for d in ds]):.1f} "
             f"| {med([d['late_p99_us'] for d in ds]):.1f} | {per_run(ds, 'late_p99_us')} | 1 | "
-            f"| {med([d['cpu_s'] for d in ds]):.3f} | 1 | | | | {busy} |"
+            f"| {med([d['cpu_s'] for d in ds]):.3f} | {med([d['cpu_s'] / secs(label) for d in ds]):.3f} | 1 | | | | {busy} |"
         )
         continue
     delta, p99r, cpur = [], [], []
@@ -90,7 +95,8 @@ for (label, impl), ds in runs.items():
         f"| {opt(med(delta), '{:+.2f}')} | {med([d['late_p50_us'] for d in ds]):.1f} "
         f"| {med([d['late_p99_us'] for d in ds]):.1f} | {per_run(ds, 'late_p99_us')} "
         f"| {opt(med(p99r), '{:.2f}')} | {med([d['late_max_us'] for d in ds]):.0f} "
-        f"| {med([d['profiler_cpu_s'] for d in ds]):.3f} | {opt(med(cpur), '{:.2f}')} "
+        f"| {med([d['profiler_cpu_s'] for d in ds]):.3f} | {med([d['profiler_cpu_s'] / d['seconds'] for d in ds]):.3f} "
+        f"| {opt(med(cpur), '{:.2f}')} "
         f"| {med([d.get('steps_per_sec', 0) for d in ds]):.3g} "
         f"| {med([d.get('bytes_per_sample', float('nan')) for d in ds]):.2f} | {ds[0].get('scheduling', '-')} "
         f"| {busy} |"
@@ -125,4 +131,28 @@ if probe:
             f"| {ds[0]['mechanism']} | {100 * med([d['slowdown'] for d in ds]):.1f} % "
             f"| {', '.join('%.1f' % (100 * d['slowdown']) for d in ds)} "
             f"| {med([d['us_per_tick'] for d in ds]):.1f} | {opt(share, '{:.3f}')} |"
+        )
+
+# Thousands of interpreters (issue 22): the timing thread's CPU a tick and
+# the writer's a sample, over the middle half of each run (registering and
+# retiring apart), with the ticks and the samples dropped.
+many = [(k, ds) for k, ds in runs.items() if k[0].startswith("idle") or k[0].startswith("parked")]
+if many:
+    print("\n| scenario | impl | ticks share (middle half) | sampler µs a tick (middle half) | per run | writer ns a sample (middle half) | samples taken | samples dropped | profiler CPU s | busy cores |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (label, impl), ds in many:
+        busy = f"{min(d['busy'] for d in ds):.2f}-{max(d['busy'] for d in ds):.2f}"
+        if impl == "seed-baseline":
+            print(
+                f"| {label} | {impl} | {med([d['ticks'] / d['expected_ticks'] for d in ds]):.4f} (whole run) | "
+                f"{med([d['sampling_cpu_s'] * 1e6 / max(d['ticks'], 1) for d in ds]):.1f} (whole run) | | "
+                f"{med([d['recording_cpu_s'] * 1e9 / max(d['file_samples'], 1) for d in ds]):.0f} (whole run) | "
+                f"{med([d['samples'] for d in ds]):.0f} | 0 | {med([d['profiler_cpu_s'] for d in ds]):.3f} | {busy} |"
+            )
+            continue
+        print(
+            f"| {label} | {impl} | {med([d['steady_ticks_share'] for d in ds]):.4f} "
+            f"| {med([d['steady_sampler_us_per_tick'] for d in ds]):.1f} | {per_run(ds, 'steady_sampler_us_per_tick', '{:.1f}')} "
+            f"| {med([d['steady_writer_ns_per_sample'] for d in ds]):.0f} | {med([d['samples'] for d in ds]):.0f} "
+            f"| {med([d['samples_dropped'] for d in ds]):.0f} | {med([d['profiler_cpu_s'] for d in ds]):.3f} | {busy} |"
         )

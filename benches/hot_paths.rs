@@ -65,6 +65,15 @@ fn tick(c: &mut Criterion) {
         assert_eq!(t.dropped(), 0, "the bench must not drop samples");
     }
     g.finish();
+    // 2 executing among thousands registered and idle (PC 0).
+    let mut g = c.benchmark_group("tick_idle");
+    for idle in [98usize, 998, 9998] {
+        let mut t = Tick::with_idle(2, idle, BATCH);
+        g.throughput(Throughput::Elements(idle as u64 + 2));
+        g.bench_function(format!("2+{idle}"), |b| b.iter(|| black_box(t.tick())));
+        assert_eq!(t.dropped(), 0, "the bench must not drop samples");
+    }
+    g.finish();
 }
 
 fn encode(c: &mut Criterion) {

@@ -54,10 +54,14 @@ struct Args {
     timerslack_ns: Option<u64>,
     realtime: Option<u8>,
     spin_us: Option<u64>,
+    spin_max: bool,
     target_us: Option<u64>,
     sampling: SamplingMode,
     format: Format,
     buffers: Option<usize>,
+    /// Interpreters registered beside the working ones that stay idle
+    /// (PC 0, no thread, no function): a server's idle Stores.
+    idle: usize,
 }
 
 fn usage(problem: &str) -> ! {
@@ -67,12 +71,15 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: bench_sampling [--freq HZ=1000] [--flush N=20000] [--interpreters N=4] \
          [--seconds S=2] [--out PATH] [--keep] [--work spin|idle] [--timerslack-ns N]\n\
-         \x20      [--realtime PRIO] [--spin-us N] [--target-us N] [--sampling randomized|periodic] [--format native|pulley] [--buffers N]\n\
+         \x20      [--realtime PRIO] [--spin-us N | --spin-max] [--target-us N] [--sampling randomized|periodic] [--format native|pulley] [--buffers N] [--idle N]\n\
          Without --out a temp file under /tmp is used and removed at the end unless --keep.\n\
          --realtime asks for SCHED_FIFO on the timing thread (falls back to normal scheduling\n\
          where the process may not raise it; the JSON's \"scheduling\" says which was in force).\n\
-         --spin-us caps the spin before each deadline (default: the profiler's own).\n\
-         --target-us is the p99 lateness the timing thread aims at (default: the profiler's own)."
+         --spin-us caps the spin before each deadline (default: the profiler's own);\n\
+         --spin-max puts ticks first at every rate (SpinPolicy::Max, PCPROF_SPIN=max).\n\
+         --target-us is the p99 lateness the timing thread aims at (default: the profiler's own).\n\
+         --idle N registers N more interpreters that stay idle (PC 0, no thread): the JSON's\n\
+         sampler_us_per_tick is then what reading them costs a tick."
     );
     std::process::exit(2)
 }
@@ -98,10 +105,12 @@ fn parse_args() -> Args {
         timerslack_ns: None,
         realtime: None,
         spin_us: None,
+        spin_max: false,
         target_us: None,
         sampling: SamplingMode::Randomized,
         format: Format::Native,
         buffers: None,
+        idle: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -115,12 +124,14 @@ fn parse_args() -> Args {
             "--timerslack-ns" => a.timerslack_ns = Some(parse(&flag, it.next())),
             "--realtime" => a.realtime = Some(parse(&flag, it.next())),
             "--spin-us" => a.spin_us = Some(parse(&flag, it.next())),
+            "--spin-max" => a.spin_max = true,
             "--target-us" => a.target_us = Some(parse(&flag, it.next())),
             "--sampling" => {
                 let v: String = parse(&flag, it.next());
                 a.sampling = v.parse().unwrap_or_else(|e: String| usage(&e));
             }
             "--buffers" => a.buffers = Some(parse(&flag, it.next())),
+            "--idle" => a.idle = parse(&flag, it.next()),
             "--format" => {
                 let v: String = parse(&flag, it.next());
                 a.format = v.parse().unwrap_or_else(|e: String| usage(&e));
@@ -365,6 +376,9 @@ fn main() {
     if let Some(us) = args.spin_us {
         builder = builder.spin(Duration::from_micros(us));
     }
+    if args.spin_max {
+        builder = builder.spin(pcprof_actors::SpinPolicy::Max);
+    }
     if let Some(us) = args.target_us {
         builder = builder.lateness_target(Duration::from_micros(us));
     }
@@ -392,15 +406,50 @@ fn main() {
             .spawn(move || interpreter_main(code, pc, stop, barrier, work));
         handles.push(spawned.unwrap_or_else(|e| fail(format!("spawn: {e}"))));
     }
+    // Idle interpreters: registered, never executing, dropped at the end.
+    let idle: Vec<PcHandle> = (0..args.idle)
+        .map(|i| {
+            profiler
+                .new_interpreter(Some(&format!("idle{i}")))
+                .unwrap_or_else(|e| fail(format!("new_interpreter: {e}")))
+        })
+        .collect();
     // Registration is asynchronous: make sure every interpreter is sampled
     // before the interpreters start.
     profiler
         .sync()
         .unwrap_or_else(|e| fail(format!("sync: {e}")));
     barrier.wait();
-    thread::sleep(Duration::from_secs_f64(args.seconds / 2.0));
+    // The middle half of the run, apart from registering and retiring:
+    // the steady cost of a tick and of a sample written.
+    thread::sleep(Duration::from_secs_f64(args.seconds / 4.0));
+    let first = profiler
+        .stats()
+        .unwrap_or_else(|e| fail(format!("stats: {e}")));
+    thread::sleep(Duration::from_secs_f64(args.seconds / 4.0));
     let timerslack_ns = timing_thread_slack();
-    thread::sleep(Duration::from_secs_f64(args.seconds / 2.0));
+    thread::sleep(Duration::from_secs_f64(args.seconds / 4.0));
+    let second = profiler
+        .stats()
+        .unwrap_or_else(|e| fail(format!("stats: {e}")));
+    thread::sleep(Duration::from_secs_f64(args.seconds / 4.0));
+    let steady_ticks = second.ticks_taken.saturating_sub(first.ticks_taken).max(1);
+    let steady_tick_us = second.sampler_cpu_ns.saturating_sub(first.sampler_cpu_ns) as f64
+        / 1e3
+        / steady_ticks as f64;
+    let steady_sample_ns = second.writer_cpu_ns.saturating_sub(first.writer_cpu_ns) as f64
+        / second
+            .samples_written
+            .saturating_sub(first.samples_written)
+            .max(1) as f64;
+    let steady_share = (second.sampler_cpu_ns + second.writer_cpu_ns)
+        .saturating_sub(first.sampler_cpu_ns + first.writer_cpu_ns) as f64
+        / second.elapsed_ns.saturating_sub(first.elapsed_ns).max(1) as f64;
+    let steady_ticks_share = steady_ticks as f64
+        / second
+            .ticks_scheduled
+            .saturating_sub(first.ticks_scheduled)
+            .max(1) as f64;
     stop.store(true, Ordering::Release);
     for h in &handles {
         h.thread().unpark();
@@ -414,6 +463,7 @@ fn main() {
         steps_per_sec += r.steps as f64 / r.run.as_secs_f64();
         interp_cpu_ns += r.cpu_ns;
     }
+    drop(idle);
     let stats: Stats = profiler
         .stop()
         .unwrap_or_else(|e| fail(format!("the profiler failed: {e}")));
@@ -450,9 +500,11 @@ fn main() {
     };
     let expected_ticks = (f64::from(args.freq) * args.seconds).round() as u64;
     let scheduling = serde_json::to_string(&stats.scheduling).unwrap_or_default();
-    let spin_us = args
-        .spin_us
-        .map_or_else(|| "null".to_string(), |us| us.to_string());
+    let spin_us = match (args.spin_max, args.spin_us) {
+        (true, _) => "\"max\"".to_string(),
+        (false, Some(us)) => us.to_string(),
+        (false, None) => "null".to_string(),
+    };
     let us = |ns: u64| ns as f64 / 1000.0;
     println!(
         "{{\"impl\":\"pcprof\",\"freq\":{},\"interpreters\":{},\"seconds\":{},\"work\":\"{}\",\
@@ -463,7 +515,10 @@ fn main() {
 \"total_steps\":{},\"batches\":{},\"flush\":{},\"timerslack_ns\":{},\
 \"ticks_scheduled\":{},\"ticks_missed\":{},\"tick_ratio\":{:.5},\"samples_written\":{},\"samples_dropped\":{},\
 \"batches_dropped\":{},\"runtime_cpu_s\":{:.6},\"scheduling\":{},\"spin_us\":{},\"sampling\":\"{}\",\
-\"format\":\"{}\",\"errors\":{},\"phased_brief_share\":{:.4}}}",
+\"format\":\"{}\",\"errors\":{},\"phased_brief_share\":{:.4},\"idle_interpreters\":{},\
+\"sampler_us_per_tick\":{:.3},\"writer_ns_per_sample\":{:.1},\"profiler_cpu_share\":{:.4},\
+\"steady_sampler_us_per_tick\":{:.3},\"steady_writer_ns_per_sample\":{:.1},\"steady_cpu_share\":{:.4},\
+\"steady_ticks_share\":{:.4}}}",
         args.freq,
         args.interpreters,
         args.seconds,
@@ -501,6 +556,14 @@ fn main() {
         args.format,
         stats.errors,
         back.at_offset_4 as f64 / back.samples.max(1) as f64,
+        args.idle,
+        stats.sampler_cpu_ns as f64 / 1e3 / stats.ticks_taken.max(1) as f64,
+        stats.writer_cpu_ns as f64 / stats.samples_written.max(1) as f64,
+        (sampling_cpu_s + recording_cpu_s + runtime_cpu_s) / profiler_wall_s,
+        steady_tick_us,
+        steady_sample_ns,
+        steady_share,
+        steady_ticks_share,
     );
     if back.samples != stats.samples_taken {
         eprintln!(

@@ -35,6 +35,12 @@ impl Tick {
     /// `interpreters` executing interpreters, batches of `flush` samples, at
     /// 1 kHz (the rate only sets the deadlines; nothing sleeps).
     pub fn new(interpreters: usize, flush: usize) -> Tick {
+        Tick::with_idle(interpreters, 0, flush)
+    }
+
+    /// As [`Tick::new`], with `idle` more interpreters registered whose PC
+    /// is 0 (not executing): a server's idle Stores.
+    pub fn with_idle(interpreters: usize, idle: usize, flush: usize) -> Tick {
         let buffers = 4;
         let (to_writer, written) = flume::bounded(buffers);
         let (free, from_writer) = flume::bounded(buffers);
@@ -54,6 +60,11 @@ impl Tick {
             let h = PcHandle::new();
             h.set(0x1000 + 4 * i);
             sampler.add_interpreter(i as u32, Source::Native(h.reader()));
+            handles.push(h);
+        }
+        for i in 0..idle {
+            let h = PcHandle::new();
+            sampler.add_interpreter((interpreters + i) as u32, Source::Native(h.reader()));
             handles.push(h);
         }
         let clock = Arc::new(MonotonicClock::default());

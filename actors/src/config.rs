@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
+pub use crate::clock::SpinPolicy;
 use crate::error::Error;
 use crate::format::Format;
 pub use crate::sys::Scheduling;
@@ -38,8 +39,9 @@ pub const ENV_SAMPLING: &str = "PCPROF_SAMPLING";
 /// Flush interval variable (`500ms`, `2s`; a bare number is milliseconds).
 pub const ENV_FLUSH_INTERVAL: &str = "PCPROF_FLUSH_INTERVAL";
 
-/// Spin cap variable: `0` only sleeps, `20us` or `1ms` caps the spin
-/// before each deadline, `auto` is the timing policy's own.
+/// Spin variable: `auto` (the default policy's cheap point), `max` (ticks
+/// first at every rate, up to a core), `0` only sleeps, `20us` or `1ms`
+/// caps the spin before each deadline.
 pub const ENV_SPIN: &str = "PCPROF_SPIN";
 /// The longest spin cap accepted from the environment.
 pub const MAX_ENV_SPIN: Duration = Duration::from_secs(1);
@@ -94,14 +96,14 @@ pub struct Config {
     pub format: Format,
     /// The time source; `None` = the monotonic clock.
     pub clock: Option<Arc<dyn Clock>>,
-    /// The longest the timing thread spins before each deadline instead of
-    /// sleeping (monotonic clock only). Within it, the clock learns how late
-    /// the kernel wakes the thread and spins only about that long.
-    /// `None` (the default): at most 1/100 of the tick period and at most
-    /// [`AUTO_SPIN_MAX`](crate::clock::AUTO_SPIN_MAX), spinning through
-    /// where the period is shorter than the kernel's wake-up error (100 kHz);
-    /// `Some(d)`: at most `d`, always; `Some(ZERO)` never spins.
-    pub spin: Option<Duration>,
+    /// How much the timing thread may spin before each deadline instead of
+    /// sleeping (monotonic clock only; see [`SpinPolicy`]). The clock
+    /// learns how late the kernel wakes the thread and spins only about as
+    /// long as that is worth. [`SpinPolicy::Auto`] (the default) never
+    /// spins a whole core below 20 kHz; [`SpinPolicy::Max`] puts ticks
+    /// first at every rate; [`SpinPolicy::Cap`] never exceeds its
+    /// duration (`ZERO` never spins).
+    pub spin: SpinPolicy,
     /// The 99th percentile of lateness the timing thread aims at: it wakes
     /// early (spinning the rest, within `spin`) only as much as this needs.
     pub lateness_target: Duration,
@@ -128,7 +130,7 @@ impl Default for Config {
             output: Output::Path(default_output()),
             format: Format::Native,
             clock: None,
-            spin: None,
+            spin: SpinPolicy::Auto,
             lateness_target: crate::clock::DEFAULT_LATENESS_TARGET,
             scheduling: Scheduling::Normal,
             sampling: SamplingMode::Randomized,
@@ -169,17 +171,17 @@ fn parse_interval(variable: &str, value: &str) -> Result<Duration, Error> {
     check_interval(variable, value, d)
 }
 
-/// A spin cap: `auto` (the policy's, `None`), `0`, or a duration with its
-/// unit. A bare number other than 0 is refused: microseconds or
-/// milliseconds would both be a plausible guess.
-fn parse_spin(variable: &str, value: &str) -> Result<Option<Duration>, Error> {
-    const HINT: &str = "not a duration with a unit (examples: 0, 20us, 1ms, auto)";
+/// A spin policy: `auto`, `max`, `0`, or a cap with its unit. A bare
+/// number other than 0 is refused: microseconds or milliseconds would both
+/// be a plausible guess.
+fn parse_spin(variable: &str, value: &str) -> Result<SpinPolicy, Error> {
+    const HINT: &str = "not a duration with a unit (examples: 0, 20us, 1ms), auto or max";
     let v = value.trim();
-    if v == "auto" {
-        return Ok(None);
-    }
-    if v == "0" {
-        return Ok(Some(Duration::ZERO));
+    match v {
+        "auto" => return Ok(SpinPolicy::Auto),
+        "max" => return Ok(SpinPolicy::Max),
+        "0" => return Ok(SpinPolicy::Cap(Duration::ZERO)),
+        _ => {}
     }
     if !v.ends_with('s') {
         return Err(Error::config(variable, value, HINT));
@@ -192,7 +194,7 @@ fn parse_spin(variable: &str, value: &str) -> Result<Option<Duration>, Error> {
             format!("must be at most {MAX_ENV_SPIN:?}"),
         ));
     }
-    Ok(Some(d))
+    Ok(SpinPolicy::Cap(d))
 }
 
 /// `500ms`, `20us`, `1.5s`; a bare number is milliseconds.
@@ -464,21 +466,30 @@ mod tests {
 
     #[test]
     fn spin_cap_from_env() {
+        let cap = |us| SpinPolicy::Cap(Duration::from_micros(us));
         for (val, want) in [
-            ("0", Some(Duration::ZERO)),
-            ("20us", Some(Duration::from_micros(20))),
-            ("1ms", Some(Duration::from_millis(1))),
-            (" 0.5ms ", Some(Duration::from_micros(500))),
-            ("auto", None),
+            ("0", cap(0)),
+            ("20us", cap(20)),
+            ("1ms", cap(1000)),
+            (" 0.5ms ", cap(500)),
+            ("auto", SpinPolicy::Auto),
+            ("max", SpinPolicy::Max),
         ] {
             let mut c = Config {
-                spin: Some(Duration::from_micros(7)),
+                spin: cap(7),
                 ..Config::default()
             };
             c.apply_env(env(&[(ENV_SPIN, val)])).unwrap();
             assert_eq!(c.spin, want, "{val}");
         }
-        assert_eq!(Config::default().spin, None);
+        assert_eq!(Config::default().spin, SpinPolicy::Auto);
+        for bad in ["20", "maximum", "-1us"] {
+            let err = Config::default()
+                .apply_env(env(&[(ENV_SPIN, bad)]))
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains(ENV_SPIN) && err.contains(bad), "{err}");
+        }
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub mod watch;
 pub mod writer;
 
 pub use clock::{Clock, MonotonicClock, Nanos, VirtualClock};
-pub use config::{Config, Output, SamplingMode, Scheduling};
+pub use config::{Config, Output, SamplingMode, Scheduling, SpinPolicy};
 pub use error::{Error, ErrorKind};
 pub use format::{Event, Format, ProfileReader, ReadError, Sample};
 pub use isa::{InstructionSet, ListingBuilder};

@@ -164,14 +164,6 @@ impl Source {
             Source::Stacked(s, _) => s.is_finished(),
         }
     }
-
-    /// Its shadow stack, if it keeps one.
-    pub(crate) fn stack(&self) -> Option<&StackReader> {
-        match self {
-            Source::Stacked(_, st) => Some(st),
-            _ => None,
-        }
-    }
 }
 
 impl std::fmt::Debug for Source {

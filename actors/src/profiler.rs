@@ -120,16 +120,17 @@ impl ProfilerBuilder {
         self
     }
 
-    /// Spin at most through the last `spin` before each deadline (monotonic
-    /// clock), never more, instead of the automatic policy: 1/100 of the
-    /// tick period (at most 50 µs) for lateness, and for ticks as much as
-    /// keeps sleeping from losing over 0.5 % of them, which on a VM means
-    /// spinning through the whole period from 10-20 kHz (about one core).
-    /// Zero never spins: the CPU of one wake-up a tick, for the ticks that
-    /// sleeping loses. `PCPROF_SPIN` sets it from the environment
-    /// ([`ProfilerBuilder::env`]).
-    pub fn spin(mut self, spin: Duration) -> Self {
-        self.config.spin = Some(spin);
+    /// How much the timing thread may spin before each deadline (monotonic
+    /// clock): a [`SpinPolicy`](crate::config::SpinPolicy), or a `Duration`
+    /// that caps it, never exceeded (zero never spins: the CPU of one
+    /// wake-up a tick, for the ticks that sleeping loses). The default,
+    /// [`SpinPolicy::Auto`](crate::config::SpinPolicy::Auto), spins below
+    /// 20 kHz only as far as each µs buys enough ticks on this host, never a
+    /// whole core; [`SpinPolicy::Max`](crate::config::SpinPolicy::Max) puts
+    /// ticks first at every rate (about a core at 10 kHz on a VM).
+    /// `PCPROF_SPIN` sets it from the environment ([`ProfilerBuilder::env`]).
+    pub fn spin(mut self, spin: impl Into<crate::config::SpinPolicy>) -> Self {
+        self.config.spin = spin.into();
         self
     }
 

@@ -147,6 +147,13 @@ impl TimingThread {
         // normal priority, where the short slice was granted.
         let adjust_slice = policy.starts_with("normal (slice");
         let mut short_slice = adjust_slice;
+        // What a tick costs this thread is learned from its CPU time, read
+        // (a system call) once in `CPU_EVERY` ticks.
+        const CPU_EVERY: u32 = 256;
+        let mut since_cpu = 0u32;
+        if let Some(w) = wake.as_mut() {
+            w.observe_cpu(sys::thread_cpu_ns());
+        }
         loop {
             // Messages first: registrations and control take effect between
             // ticks, never in the middle of one. The queue is polled only when
@@ -185,6 +192,13 @@ impl TimingThread {
                 w.set_period(self.ticker.period());
             }
             let now = clock.wait_until(self.ticker.next_deadline(), wake.as_mut());
+            since_cpu += 1;
+            if since_cpu == CPU_EVERY
+                && let Some(w) = wake.as_mut()
+            {
+                since_cpu = 0;
+                w.observe_cpu(sys::thread_cpu_ns());
+            }
             if adjust_slice
                 && let Some(w) = wake.as_ref()
                 && w.spinning_through() == short_slice

@@ -1,6 +1,6 @@
 //! How late the kernel wakes a sleeping thread, learned: the spin margin.
 
-use super::{AUTO_SPIN_MAX, AUTO_SPIN_SHARE, Nanos};
+use super::{AUTO_SPIN_MAX, AUTO_SPIN_SHARE, Nanos, SpinPolicy};
 
 /// Wake-up errors remembered: the p99 is the 11th largest of them.
 pub(crate) const WAKE_WINDOW: usize = 1024;
@@ -46,16 +46,30 @@ const RETRY_GRACE: u32 = 8192;
 /// a retry every few seconds rather than every few hundred ms, each
 /// retry costing the ticks a preempted spin loses.
 const RETRY_BACKOFF_MAX: u32 = 6;
-/// The most the automatic policy spins a tick to save ticks, where the
-/// period is longer than [`SPIN_THROUGH_PERIOD`]: about five wake-ups' worth
-/// of CPU (5 % of a core at 1 kHz). A margin that would need more is not
-/// paid on every tick for the few ticks it saves: at 1 kHz a sleeping
-/// thread loses only what the host's multi-millisecond stalls take.
-pub(crate) const TICK_SPIN_MAX: Nanos = 50_000;
-/// At this period and shorter (10 kHz and above) a wake-up a tick already
-/// costs a tenth of a core or more, and the automatic policy spins as much
-/// as saving the ticks needs, through the whole period if it must.
-pub(crate) const SPIN_THROUGH_PERIOD: Nanos = 100_000;
+/// What a lost tick is worth to the automatic policy below 20 kHz: this
+/// many times what a sleeping tick costs the thread (its wake-up and its
+/// sample, learned on this host: [`WakeEstimator::observe_cpu`]). It spins
+/// one more microsecond before each deadline only while that microsecond
+/// saves ticks at that price or less. At 10 kHz on a 2-vCPU VM, where a
+/// tick costs 10–20 µs, that buys the ticks a sleeping thread loses by a
+/// few tens of µs (the goal: 99 % of the ticks for at most 20 % of a
+/// core), and at 1 kHz almost nothing beyond the free head start (the
+/// goal: the reference design's CPU). What a microsecond buys is read off
+/// this host's own wake-ups ([`WakeEstimator::cheap_margin`]).
+pub(crate) const TICK_PRICE: u64 = 20;
+/// At this period and shorter (20 kHz and above) the automatic policy puts
+/// ticks first, as [`SpinPolicy::Max`](super::SpinPolicy::Max) does at
+/// every rate: it spins as much as keeping sleep's losses within
+/// [`TICK_LOSS_BUDGET`] needs, through the whole period if it must. Below,
+/// spinning a whole core is only ever asked for.
+pub(crate) const SPIN_THROUGH_PERIOD: Nanos = 50_000;
+/// Below 20 kHz the automatic policy spins for ticks at most 1/5 of each
+/// period, by the window's count of what its margin costs: the 20 % of a
+/// core the goals allow at 10 kHz, whatever the price says. It also spins
+/// at most what a sleeping tick costs the thread otherwise (learned,
+/// [`WakeEstimator::observe_cpu`]), so the default costs at most twice
+/// what sleeping alone would.
+pub(crate) const SPIN_SHARE_MAX: u64 = 5;
 /// What [`WakeEstimator::plan`] returns to spin through: never sleep, even
 /// when a randomized deadline is more than a period away.
 pub const SPIN_THROUGH: Nanos = Nanos::MAX;
@@ -82,20 +96,33 @@ pub const SPIN_THROUGH: Nanos = Nanos::MAX;
 ///   spin is paid on every tick; the cap is what bounds that cost. When
 ///   even the cap cannot bring the p99 within the target (a noisy host),
 ///   the thread keeps only the head start rather than pay for a miss.
-/// - Ticks come before CPU, within a bound: the lateness cap does not
-///   bound the margin that keeps sleeping from losing more than
-///   [`TICK_LOSS_BUDGET`] of the ticks, [`TICK_SPIN_MAX`] does below
-///   10 kHz ([`SPIN_THROUGH_PERIOD`]), and nothing does above it (a
-///   wake-up late past the next deadline loses it). How many ticks a late
+/// - Below 20 kHz ([`SPIN_THROUGH_PERIOD`]) the automatic policy spins for
+///   ticks only where it is cheap: from the window it reads, microsecond by
+///   microsecond, how much spin one more microsecond of margin costs (the
+///   wake-ups that come before it) and how many ticks it saves (those that
+///   come late), and stops where a tick saved would cost more than
+///   [`TICK_PRICE`] times what a sleeping tick costs the thread
+///   ([`WakeEstimator::cheap_margin`]), or where the spin would exceed that
+///   cost or a fifth of the period ([`SPIN_SHARE_MAX`]). So it
+///   takes the cheap head of the curve (the wake-ups that miss a random
+///   instant by a few tens of µs) and leaves the tail that only a spinning
+///   core could save; it always sleeps.
+/// - From 20 kHz up, and at every rate with [`SpinPolicy::Max`]
+///   (`PCPROF_SPIN=max`), ticks come before CPU: the margin keeps sleeping
+///   from losing more than [`TICK_LOSS_BUDGET`] of the ticks, without bound
+///   (a wake-up late past the next deadline loses it); an explicit cap
+///   bounds it. How many ticks a late
 ///   wake-up loses depends on the deadlines: with random instants, gaps
 ///   shorter than a period lose some too ([`WakeEstimator::set_randomized`]).
 ///   Read off the same window every [`WAKE_RECOMPUTE`] wake-ups, the margin
-///   follows the host's noise: none on a quiet host at 10 kHz, more when the
+///   follows the host's noise: none on a quiet host, more when the
 ///   tail grows. When what is left to sleep is shorter than [`SLEEP_MIN`]
 ///   (50 kHz and above, or a noisy host at 20 kHz), the thread spins
 ///   through, and sleeps a probe tick now and then (every
 ///   [`PROBE_INTERVAL`], or one tick in [`PROBE_EVERY`] where sleeping
 ///   cannot pay) to keep learning. An explicit cap is never exceeded.
+///
+/// [`SpinPolicy::Max`]: super::SpinPolicy::Max
 /// - Spinning must pay: the ticks lost by spins that ended late (the CPU
 ///   taken from the spinning thread, an overloaded host) are averaged over
 ///   about 1024 spins, and while they are more than half of what sleeping
@@ -117,12 +144,25 @@ pub struct WakeEstimator {
     p99: Nanos,
     /// `None`: the automatic cap (a share of the period).
     cap: Option<Nanos>,
+    /// [`SpinPolicy::Max`](super::SpinPolicy::Max): ticks first at every
+    /// rate.
+    ticks_first: bool,
     target: Nanos,
     /// The tick period the owner sleeps for (0: unknown).
     period: Nanos,
     /// The smallest margin (a multiple of period/8) with which sleeping
     /// loses at most [`TICK_LOSS_BUDGET`] of the ticks, for `period`.
     loss_margin: Nanos,
+    /// The cheap point for `period` ([`WakeEstimator::cheap_margin`]).
+    cheap_margin: Nanos,
+    /// What a sleeping tick costs the thread besides its spin, in CPU ns
+    /// (0: not known yet): learned from [`WakeEstimator::observe_cpu`].
+    tick_cost: Nanos,
+    /// Spin counted so far, in ns ([`WakeEstimator::count_spin`]).
+    spun_ns: Nanos,
+    /// The thread's CPU time, the spin and the wake-ups seen at the last
+    /// [`WakeEstimator::observe_cpu`].
+    cpu_mark: Option<(Nanos, Nanos, usize)>,
     /// The sleeping thread shares its only CPU with the interpreters:
     /// spinning would take that CPU from them, so only the head start.
     shared_core: bool,
@@ -164,6 +204,21 @@ impl WakeEstimator {
     /// margin never exceeds `cap` ns (`None`: the automatic cap, 1/100 of
     /// the period and at most [`AUTO_SPIN_MAX`]).
     pub fn new(cap: Option<Nanos>, target: Nanos) -> WakeEstimator {
+        WakeEstimator::with_policy(
+            cap.map_or(SpinPolicy::Auto, |c| {
+                SpinPolicy::Cap(std::time::Duration::from_nanos(c))
+            }),
+            target,
+        )
+    }
+
+    /// A new estimator for `policy`, aiming the p99 of lateness at `target`
+    /// ns.
+    pub fn with_policy(policy: SpinPolicy, target: Nanos) -> WakeEstimator {
+        let cap = match policy {
+            SpinPolicy::Auto | SpinPolicy::Max => None,
+            SpinPolicy::Cap(d) => Some(d.as_nanos().min(u128::from(u64::MAX / 4)) as Nanos),
+        };
         WakeEstimator {
             counts: Box::new(WakeCounts {
                 per_bucket: [0; WAKE_BUCKETS],
@@ -174,9 +229,14 @@ impl WakeEstimator {
             p50: 0,
             p99: 0,
             cap,
+            ticks_first: policy == SpinPolicy::Max,
             target,
             period: 0,
             loss_margin: 0,
+            cheap_margin: 0,
+            tick_cost: 0,
+            spun_ns: 0,
+            cpu_mark: None,
             shared_core: false,
             spun: 0,
             probe_every: PROBE_EVERY,
@@ -214,6 +274,40 @@ impl WakeEstimator {
         self.spin_loss = self.spin_loss - (self.spin_loss >> 10) + lost;
     }
 
+    /// Records that the thread spun `ns` before a deadline.
+    #[inline]
+    pub fn count_spin(&mut self, ns: Nanos) {
+        self.spun_ns = self.spun_ns.wrapping_add(ns);
+    }
+
+    /// Records the sleeping thread's CPU time so far, in ns (its owner
+    /// reads it every few hundred ticks): what a sleeping tick costs it
+    /// besides its spin (the wake-up, the sample) is learned from two such
+    /// readings at least [`WAKE_RECOMPUTE`] wake-ups apart, and bounds the
+    /// spin the cheap point may buy. A host whose wake-ups are cheap gets
+    /// a small bound, one whose wake-ups are dear a larger one: the default
+    /// costs at most twice what sleeping alone would.
+    pub fn observe_cpu(&mut self, cpu_ns: Nanos) {
+        if let Some((cpu, spun, seen)) = self.cpu_mark {
+            let wakes = self.seen - seen;
+            if wakes < WAKE_RECOMPUTE {
+                return; // spinning through: too few sleeps yet to tell
+            }
+            let used = cpu_ns
+                .saturating_sub(cpu)
+                .saturating_sub(self.spun_ns.wrapping_sub(spun));
+            self.tick_cost = used / wakes as Nanos;
+            self.cheap_margin = self.cheap_margin_if_used();
+        }
+        self.cpu_mark = Some((cpu_ns, self.spun_ns, self.seen));
+    }
+
+    /// What a sleeping tick costs the thread besides its spin, in CPU ns,
+    /// as last learned (0: not yet known).
+    pub fn tick_cost(&self) -> Nanos {
+        self.tick_cost
+    }
+
     /// Whether spinning saves ticks on this host now: it loses at most half
     /// as many as sleeping would.
     #[inline]
@@ -229,6 +323,7 @@ impl WakeEstimator {
             self.period = period;
             self.probe_every = probe_every(period);
             self.loss_margin = self.compute_loss_margin();
+            self.cheap_margin = self.cheap_margin_if_used();
         }
     }
 
@@ -239,6 +334,7 @@ impl WakeEstimator {
         if randomized != self.randomized {
             self.randomized = randomized;
             self.loss_margin = self.compute_loss_margin();
+            self.cheap_margin = self.cheap_margin_if_used();
         }
     }
 
@@ -321,14 +417,17 @@ impl WakeEstimator {
     ///   and at least the p5; else the p5 alone (within the cap): a margin
     ///   that cannot bring the p99 within the target would be spun on every
     ///   tick for a p99 still above it, since late wake-ups are random.
-    /// - For the ticks: at least the smallest margin with which sleeping
-    ///   loses at most [`TICK_LOSS_BUDGET`] of them, beyond the automatic
-    ///   cap (a lost tick is a lost sample, which no later spin makes up),
-    ///   but with the automatic cap at most [`TICK_SPIN_MAX`] where the
-    ///   period is longer than [`SPIN_THROUGH_PERIOD`] (none if that is not
-    ///   enough).
-    /// - When what is left to sleep is shorter than [`SLEEP_MIN`], the
-    ///   period: spin through.
+    /// - For the ticks, by default below 20 kHz ([`SPIN_THROUGH_PERIOD`]):
+    ///   at least the cheap point ([`WakeEstimator::cheap_margin`]), which
+    ///   always leaves a sleep.
+    /// - For the ticks otherwise (from 20 kHz up, with
+    ///   [`SpinPolicy::Max`](super::SpinPolicy::Max) at every rate, or
+    ///   within an explicit cap): at least the smallest margin with which
+    ///   sleeping loses at most [`TICK_LOSS_BUDGET`] of them (a lost tick
+    ///   is a lost sample, which no later spin makes up); when what is left
+    ///   to sleep is then shorter than [`SLEEP_MIN`], the period: spin
+    ///   through.
+    /// - Spinning for ticks only while it pays (see [`WakeEstimator::plan`]).
     /// - An explicit cap is never exceeded; on a shared core (see
     ///   [`WakeEstimator::set_shared_core`]) never more than the head start.
     pub fn margin_for(&self, period: Nanos) -> Nanos {
@@ -349,23 +448,139 @@ impl WakeEstimator {
         if period == 0 {
             return margin;
         }
-        let for_ticks = if period == self.period {
-            self.loss_margin
-        } else {
-            self.loss_margin_for(period)
+        let cheap = self.seeks_cheap_point(period);
+        let for_ticks = match (cheap, period == self.period) {
+            (true, true) => self.cheap_margin,
+            (true, false) => self.cheap_margin_for(period),
+            (false, true) => self.loss_margin,
+            (false, false) => self.loss_margin_for(period),
         };
         let for_ticks = match self.cap {
             Some(cap) => for_ticks.min(cap),
-            None if for_ticks > TICK_SPIN_MAX && period > SPIN_THROUGH_PERIOD => 0,
             None => for_ticks,
         };
         if self.spin_pays() {
             margin = margin.max(for_ticks);
         }
-        if margin.saturating_add(SLEEP_MIN) >= period && self.cap.is_none_or(|c| c >= period) {
+        if !cheap
+            && margin.saturating_add(SLEEP_MIN) >= period
+            && self.cap.is_none_or(|c| c >= period)
+        {
             return period;
         }
         margin.min(period)
+    }
+
+    /// The cheap point for the period set with
+    /// [`WakeEstimator::set_period`]: the margin, in whole microseconds and
+    /// at most `period − SLEEP_MIN` (so that the thread still sleeps), that
+    /// minimises the spin it costs plus the ticks sleeping then loses, each
+    /// priced at [`TICK_PRICE`] times what a sleeping tick costs; read off
+    /// the window every [`WAKE_RECOMPUTE`] wake-ups. Nothing until that
+    /// cost is known.
+    ///
+    /// One more microsecond of margin costs a microsecond of spin to every
+    /// wake-up that comes before it, and saves, to every one that comes
+    /// after it, what that microsecond of lateness loses: `1/period` of a
+    /// tick beyond a period late, less below (`x²/2` with random instants,
+    /// a whole tick at each multiple of the period with periodic ones; see
+    /// [`WakeEstimator::ticks_lost`]). The sum of both, swept from 0 up, is
+    /// the margin's cost; its minimum is the cheap point. So a host whose
+    /// wake-ups are mostly a few µs late but sometimes milliseconds late
+    /// gets the few µs, and sleeps through the stalls it cannot afford to
+    /// spin through.
+    pub fn cheap_margin(&self) -> Nanos {
+        self.cheap_margin
+    }
+
+    /// Whether the margin for ticks `period` ns apart is the cheap point:
+    /// the automatic policy below 20 kHz.
+    #[inline]
+    fn seeks_cheap_point(&self, period: Nanos) -> bool {
+        self.cap.is_none() && !self.ticks_first && period > SPIN_THROUGH_PERIOD
+    }
+
+    /// The cheap point for the period set, where it is used (the sweep is
+    /// skipped where ticks come first).
+    fn cheap_margin_if_used(&self) -> Nanos {
+        if self.seeks_cheap_point(self.period) {
+            self.cheap_margin_for(self.period)
+        } else {
+            0
+        }
+    }
+
+    fn cheap_margin_for(&self, period: Nanos) -> Nanos {
+        if self.seen < WAKE_WARMUP || period <= SLEEP_MIN {
+            return 0;
+        }
+        let counts = &self.counts.per_bucket;
+        let count = |b: usize| f64::from(counts[b]);
+        let n = self.seen.min(WAKE_WINDOW) as f64;
+        // In µs (the buckets' unit) and counts of wake-ups.
+        let p = period as f64 / WAKE_BUCKET_NS as f64;
+        let price = (TICK_PRICE * self.tick_cost) as f64 / WAKE_BUCKET_NS as f64;
+        let top = ((period - SLEEP_MIN) / WAKE_BUCKET_NS).min(WAKE_BUCKETS as Nanos - 1) as usize;
+        // With margin m: wake-ups in buckets ≤ m spin; those in (m, m + p]
+        // lose x²/2 of a tick (randomized), those beyond (the tail) lose a
+        // tick a period, so 1/p a µs.
+        // The last bucket's wake-ups (how late is unknown) count in the
+        // tail: a period late at least, whatever the margin.
+        let last = WAKE_BUCKETS - 1;
+        let reach = p as usize; // whole µs within a period
+        let mut below = count(0);
+        let (mut w0, mut w1) = (0.0, 0.0);
+        for b in 1..=reach.min(last - 1) {
+            w0 += count(b);
+            w1 += count(b) * b as f64;
+        }
+        // The spin the margin costs, summed over the window: at most a
+        // fifth of every period, and at most what a sleeping tick costs
+        // otherwise (nothing until that is known).
+        let budget = (period / SPIN_SHARE_MAX).min(self.tick_cost) as f64 / WAKE_BUCKET_NS as f64;
+        let (mut spun, spin_max) = (0.0, n * budget);
+        let (mut cost, mut best, mut best_m) = (0.0f64, 0.0f64, 0usize);
+        for m in 0..top {
+            if below >= n || spun + below > spin_max {
+                break; // nothing left to save, or no more spin to spend
+            }
+            spun += below;
+            let saved = if self.randomized {
+                // Σ over the window of ((b−m)² − (b−m−1)²) / 2p², and the
+                // tail's 1/p each.
+                let tail = n - below - w0;
+                (2.0 * w1 - (2.0 * m as f64 + 1.0) * w0) / (2.0 * p * p) + tail / p
+            } else {
+                // A whole tick for each wake-up exactly a multiple of the
+                // period past the margin.
+                let mut s = count(last) / p;
+                let mut k = 1.0;
+                loop {
+                    let b = m + (k * p).ceil() as usize;
+                    if b >= last {
+                        break;
+                    }
+                    s += count(b);
+                    k += 1.0;
+                }
+                s
+            };
+            cost += below - price * saved;
+            if cost < best {
+                (best, best_m) = (cost, m + 1);
+            }
+            // Slide to m + 1: bucket m + 1 now spins, bucket m + 1 + reach
+            // enters the window.
+            let next = m + 1;
+            below += count(next);
+            w0 -= count(next);
+            w1 -= count(next) * next as f64;
+            if next + reach < last {
+                w0 += count(next + reach);
+                w1 += count(next + reach) * (next + reach) as f64;
+            }
+        }
+        best_m as Nanos * WAKE_BUCKET_NS
     }
 
     /// The margin for the next sleep, for the period set with
@@ -516,6 +731,7 @@ impl WakeEstimator {
             }
             [self.p5, self.p50, self.p99] = found;
             self.loss_margin = self.compute_loss_margin();
+            self.cheap_margin = self.cheap_margin_if_used();
         }
     }
 }

@@ -16,11 +16,14 @@
 //!   head start that almost never needs spinning), capped by default at
 //!   1/100 of the tick period. So the thread spins only as much as a p99
 //!   lateness within the target needs, and never more than a set share of
-//!   the CPU for it. Ticks come first: where sleeping would lose more than
-//!   0.5 % of them (wake-ups more than a period late), it wakes early enough
-//!   to save them, and spins through when too little sleep is left to be
-//!   worth a wake-up (100 kHz), as long as spinning does save ticks on this
-//!   host (see [`WakeEstimator`]).
+//!   the CPU for it. For ticks (a wake-up later than the next deadline
+//!   loses it), below 20 kHz it spins only as far as each µs of spin saves
+//!   enough ticks on this host, now: the cheap point, read off the same
+//!   wake-ups ([`WakeEstimator::cheap_margin`]), never a whole core unless
+//!   asked for ([`SpinPolicy::Max`]); from 20 kHz up ticks come first, and
+//!   it spins through when too little sleep is left to be worth a wake-up,
+//!   as long as spinning does save ticks on this host (see
+//!   [`WakeEstimator`]).
 //! - [`VirtualClock`] moves only when a test says so, and stops at every
 //!   deadline on the way, so "advance 10 ms at 1 kHz" is exactly 10 ticks.
 
@@ -34,7 +37,7 @@ mod tests;
 mod virtual_clock;
 
 #[cfg(test)]
-use estimator::{PROBE_EVERY, WAKE_BUCKETS, WAKE_WARMUP, WAKE_WINDOW};
+use estimator::{PROBE_EVERY, WAKE_BUCKETS, WAKE_RECOMPUTE, WAKE_WARMUP, WAKE_WINDOW};
 pub use estimator::{SPIN_THROUGH, WakeEstimator};
 pub use monotonic::MonotonicClock;
 pub use virtual_clock::VirtualClock;
@@ -110,6 +113,59 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 /// futex waits that an unpark ends. So a control message (a stats query, a
 /// registration, a stop) waits at most this long for the timing thread.
 pub const DEAF_SLEEP_MAX: Nanos = 10_000_000;
+
+/// How much the timing thread may spin before each deadline rather than
+/// sleep ([`Config::spin`](crate::config::Config::spin), `PCPROF_SPIN`).
+///
+/// A sleeping thread costs a kernel wake-up a tick (about 10 µs of CPU on a
+/// 2-vCPU VM) and wakes tens of µs late, sometimes milliseconds; a spinning
+/// one is on time but costs the CPU it spins. Below 20 kHz the default
+/// spends only what the ticks it saves are worth; a whole core is spent
+/// only where asked for: by [`SpinPolicy::Max`], or by a rate (20 kHz and
+/// above) that a sleeping thread cannot hold on the host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SpinPolicy {
+    /// The default. For lateness, at most 1/100 of the tick period (and
+    /// 50 µs). For ticks below 20 kHz, the cheap point: one more µs of spin
+    /// before each deadline only while the ticks it saves on this host, now,
+    /// cost at most 20 times what a sleeping tick costs the thread, and in
+    /// all at most that cost and a fifth of the period a tick (so at most
+    /// twice the CPU of sleeping alone), always sleeping between ticks.
+    /// From 20 kHz up, ticks first, as [`SpinPolicy::Max`].
+    #[default]
+    Auto,
+    /// Ticks first at every rate (`PCPROF_SPIN=max`): as much spin as keeps
+    /// sleeping from losing more than 0.5 % of the ticks, through the whole
+    /// period where it must (about one core at 10 kHz on a 2-vCPU VM);
+    /// none where sleeping holds the rate.
+    Max,
+    /// At most this long before each deadline, never more; within it, ticks
+    /// first. [`Duration::ZERO`] only sleeps.
+    Cap(Duration),
+}
+
+impl From<Duration> for SpinPolicy {
+    fn from(cap: Duration) -> SpinPolicy {
+        SpinPolicy::Cap(cap)
+    }
+}
+
+impl From<Option<Duration>> for SpinPolicy {
+    /// `None`: [`SpinPolicy::Auto`].
+    fn from(cap: Option<Duration>) -> SpinPolicy {
+        cap.map_or(SpinPolicy::Auto, SpinPolicy::Cap)
+    }
+}
+
+impl fmt::Display for SpinPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpinPolicy::Auto => f.write_str("auto"),
+            SpinPolicy::Max => f.write_str("max"),
+            SpinPolicy::Cap(d) => write!(f, "{}us", d.as_micros()),
+        }
+    }
+}
 
 /// The default lateness target: the 99th percentile of lateness the clock
 /// aims at, spinning only as much as that needs.

@@ -3,7 +3,9 @@
 use std::thread;
 use std::time::Duration;
 
-use super::{Clock, DEAF_SLEEP_MAX, DEFAULT_LATENESS_TARGET, NEVER, Nanos, WakeEstimator};
+use super::{
+    Clock, DEAF_SLEEP_MAX, DEFAULT_LATENESS_TARGET, NEVER, Nanos, SpinPolicy, WakeEstimator,
+};
 use crate::sys::Epoch;
 
 /// The real clock: `CLOCK_MONOTONIC` through [`std::time::Instant`].
@@ -16,29 +18,28 @@ use crate::sys::Epoch;
 pub struct MonotonicClock {
     /// The origin of the readings.
     epoch: Epoch,
-    /// The most it spins before a deadline (`None`: the automatic cap), ns.
-    spin_cap: Option<Nanos>,
+    /// How much it may spin before a deadline.
+    spin: SpinPolicy,
     /// The p99 lateness it aims at, ns.
     target: Nanos,
 }
 
 impl MonotonicClock {
-    /// A clock whose epoch is now, which spins through at most the last
-    /// `spin` before each deadline (`Some(ZERO)`: never spin, wake on the
-    /// kernel's timer alone; `None`: the automatic cap, 1/100 of the tick
-    /// period and at most [`AUTO_SPIN_MAX`](super::AUTO_SPIN_MAX)).
-    pub fn new(spin: Option<Duration>) -> MonotonicClock {
+    /// A clock whose epoch is now, which spins before each deadline as
+    /// `spin` allows (a [`SpinPolicy`]; a `Duration` caps it, `ZERO` never
+    /// spins and wakes on the kernel's timer alone; `None` is
+    /// [`SpinPolicy::Auto`]).
+    pub fn new(spin: impl Into<SpinPolicy>) -> MonotonicClock {
         MonotonicClock::with_target(spin, DEFAULT_LATENESS_TARGET)
     }
 
     /// As [`MonotonicClock::new`], aiming the 99th percentile of lateness at
     /// `target` rather than [`DEFAULT_LATENESS_TARGET`].
-    pub fn with_target(spin: Option<Duration>, target: Duration) -> MonotonicClock {
-        let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX / 4)) as Nanos;
+    pub fn with_target(spin: impl Into<SpinPolicy>, target: Duration) -> MonotonicClock {
         MonotonicClock {
             epoch: Epoch::now(),
-            spin_cap: spin.map(ns),
-            target: ns(target),
+            spin: spin.into(),
+            target: target.as_nanos().min(u128::from(u64::MAX / 4)) as Nanos,
         }
     }
 
@@ -49,13 +50,13 @@ impl MonotonicClock {
     }
 
     fn estimator(&self) -> WakeEstimator {
-        WakeEstimator::new(self.spin_cap, self.target)
+        WakeEstimator::with_policy(self.spin, self.target)
     }
 }
 
 impl Default for MonotonicClock {
     fn default() -> Self {
-        MonotonicClock::new(Some(Duration::ZERO))
+        MonotonicClock::new(Duration::ZERO)
     }
 }
 
@@ -115,12 +116,14 @@ impl Clock for MonotonicClock {
         // The kernel's timer wake-up jitters by tens of microseconds; the
         // final margin is covered by spinning, bounded by the cap.
         if woke < deadline {
+            let from = woke;
             while woke < deadline {
                 std::hint::spin_loop();
                 woke = self.now();
             }
-            // How late the spin ended: the CPU taken from it meanwhile.
             if let Some(e) = estimator {
+                e.count_spin(woke - from);
+                // How late the spin ended: the CPU taken from it meanwhile.
                 e.observe_spin(woke - deadline);
             }
         }

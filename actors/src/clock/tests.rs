@@ -95,12 +95,13 @@ fn the_automatic_cap_is_a_share_of_the_period_and_spins_through_when_sleep_is_ho
     assert_eq!(e.margin_for(1_000_000), 6_000);
 }
 
-/// Ticks before CPU: where sleeping would lose more than the budget of
-/// ticks, the thread wakes early enough to save them, beyond the automatic
-/// cap, and stops as soon as the host quietens.
+/// Ticks before CPU (`SpinPolicy::Max`, and the default from 20 kHz up):
+/// where sleeping would lose more than the budget of ticks, the thread
+/// wakes early enough to save them, beyond the automatic cap, and stops as
+/// soon as the host quietens.
 #[test]
-fn the_margin_saves_ticks_a_noisy_host_would_lose_and_follows_the_noise() {
-    let mut e = WakeEstimator::new(None, 40_000);
+fn ticks_first_the_margin_saves_ticks_a_noisy_host_would_lose_and_follows_the_noise() {
+    let mut e = WakeEstimator::with_policy(SpinPolicy::Max, 40_000);
     e.set_period(100_000);
     // 10 kHz; 1 % of wake-ups 150 µs late: sleeping to the deadline would
     // lose a tick each time (1 % of the ticks, above the 0.5 % budget).
@@ -149,34 +150,163 @@ fn the_margin_saves_ticks_a_noisy_host_would_lose_and_follows_the_noise() {
     assert_eq!(e.plan(), 1_000);
 }
 
-/// Below 10 kHz the spin bought for ticks is bounded: at 2 kHz, saving
-/// the ticks of wake-ups 600 µs late would take a quarter of each period,
-/// a quarter of a core for 1 % of the ticks; the thread sleeps instead.
+/// Below 20 kHz the default takes the cheap point and never spins
+/// through. At 10 kHz with periodic deadlines, 3 % of wake-ups 250 µs late
+/// lose two ticks each, the rest are 40 µs late. Waking 51 µs early saves
+/// one of the two for 11 µs of spin on the other 97 % of the ticks (a
+/// tick for 341 µs of spin, within the price of 20 ticks' cost, 400 µs);
+/// saving the second would take 151 µs, more than a period: that the
+/// default leaves, where ticks-first spins through. With the rest 20 µs
+/// late, the 51 µs would spin 31 µs a tick, beyond a fifth of the period
+/// and the 20 µs a tick costs: none.
 #[test]
-fn below_10_khz_the_spin_for_ticks_is_bounded() {
-    let mut e = WakeEstimator::new(None, 40_000);
-    e.set_period(500_000);
-    for i in 0..WAKE_WINDOW {
-        e.observe(if i.is_multiple_of(100) {
-            600_000
+fn below_20_khz_the_default_takes_the_cheap_point_and_never_spins_through() {
+    let host = |i: usize| {
+        if i.is_multiple_of(33) {
+            250_000
         } else {
-            20_000
-        });
-    }
-    assert_eq!(e.tick_loss_margin(), 125_000);
-    // The lateness target's margin alone: the head start, capped at 5 µs.
-    assert_eq!(e.plan(), 5_000);
-    // At 5 kHz, 25 µs early is enough to save wake-ups 220 µs late: paid.
-    let mut e = WakeEstimator::new(None, 40_000);
-    e.set_period(200_000);
-    for i in 0..WAKE_WINDOW {
-        e.observe(if i.is_multiple_of(100) {
-            220_000
+            40_000
+        }
+    };
+    let mut e = learned(100_000, false, host);
+    assert_eq!(e.cheap_margin(), 51_000);
+    assert_eq!(e.plan(), 51_000);
+    assert!(!e.spinning_through());
+    let mut first = learned_with(SpinPolicy::Max, 100_000, false, host);
+    assert_eq!(first.plan(), SPIN_THROUGH);
+    let mut e = learned(100_000, false, noisy_10khz);
+    assert_eq!(e.cheap_margin(), 0);
+    assert_eq!(e.plan(), 1_000);
+    // However late the wake-ups, the default still sleeps below 20 kHz:
+    // at most what leaves SLEEP_MIN to sleep, where ticks-first spins.
+    let late = |_| 5_000_000;
+    let mut e = learned(100_000, true, late);
+    assert_eq!(e.plan(), 100_000 - super::estimator::SLEEP_MIN);
+    let mut e = learned(60_000, true, late);
+    assert_eq!(e.plan(), 60_000 - super::estimator::SLEEP_MIN);
+    // From 20 kHz up, ticks first: it spins through.
+    let mut e = learned(50_000, true, late);
+    assert_eq!(e.plan(), SPIN_THROUGH);
+    // A punctual host, every wake-up 12 µs late: with random instants each
+    // loses 0.7 % of a tick, and waking 12 µs early saves it for no spin.
+    let mut e = learned(100_000, true, |_| 12_000);
+    assert_eq!((e.cheap_margin(), e.plan()), (12_000, 12_000));
+    // With periodic deadlines there is no tick to save: only the head start
+    // (capped at 1 µs for the lateness target at 10 kHz).
+    let mut e = learned(100_000, false, |_| 12_000);
+    assert_eq!((e.cheap_margin(), e.plan()), (0, 1_000));
+    // Half the wake-ups spread evenly over 0-63 µs, half stalled for 5 ms:
+    // each µs of margin saves 1/100 of a tick on every stalled one, worth
+    // its spin at any margin; but a fifth of the period bounds it: 71 µs
+    // spins (71 − 31.5) / 2 = 19.75 µs a tick, 72 µs would spin 20.25 µs.
+    let e = learned(100_000, true, |i| {
+        if i.is_multiple_of(2) {
+            (i as u64 / 2 % 64) * 1_000
         } else {
-            20_000
-        });
+            5_000_000
+        }
+    });
+    assert_eq!(e.cheap_margin(), 71_000);
+    // Sharing the only CPU with the interpreter: the head start alone.
+    let mut e = learned(100_000, false, host);
+    e.set_shared_core(true);
+    assert_eq!(e.plan(), 1_000);
+    // Spinning that does not pay (its spins end late too): the head start.
+    let mut e = learned(100_000, false, host);
+    for _ in 0..256 {
+        e.observe_spin(300_000);
     }
-    assert_eq!((e.tick_loss_margin(), e.plan()), (25_000, 25_000));
+    assert_eq!(e.plan(), 1_000);
+}
+
+/// The cheap point is the minimum, over whole microseconds of margin, of
+/// the spin it costs plus the ticks it loses priced at `TICK_PRICE` times
+/// a tick's cost: checked against that cost evaluated directly from the window,
+/// wake-up by wake-up, for several hosts, rates and both kinds of
+/// deadline.
+#[test]
+fn the_cheap_point_minimises_spin_plus_priced_ticks() {
+    use super::estimator::{SLEEP_MIN, SPIN_SHARE_MAX, TICK_PRICE};
+    // The cost of margin `m` µs, straight from the definition.
+    let cost = |wakes: &[u64], p: f64, randomized: bool, m: u64| -> f64 {
+        wakes
+            .iter()
+            .map(|&b| {
+                let spin = m.saturating_sub(b) as f64;
+                // The last bucket: how late is unknown, beyond a period.
+                let last = b == WAKE_BUCKETS as u64 - 1;
+                let late = if last { 1e9 } else { b as f64 - m as f64 };
+                let x = late / p;
+                let lost = if late <= 0.0 {
+                    0.0
+                } else if !randomized && !last {
+                    x.floor()
+                } else if x < 1.0 {
+                    x * x / 2.0
+                } else {
+                    x - 0.5
+                };
+                spin + (TICK_PRICE * TICK_COST) as f64 / 1_000.0 * lost
+            })
+            .sum()
+    };
+    type Host = fn(usize) -> Nanos;
+    let hosts: [(&str, Host); 5] = [
+        // Most wake-ups 18-35 µs late, a tail to 400 µs and a stall.
+        ("loaded", |i| match i % 100 {
+            0 => 2_000_000,
+            1..=3 => 400_000 - 30_000 * (i as u64 % 7),
+            4..=9 => 60_000 + 5_000 * (i as u64 % 5),
+            j => 18_000 + 170 * j as u64,
+        }),
+        ("bimodal", |i| if i % 10 < 7 { 10_000 } else { 70_000 }),
+        ("tail", |i| if i % 50 == 0 { 150_000 } else { 12_000 }),
+        ("spread", |i| (i as u64 * 97 % 300) * 1_000),
+        ("noisy_10khz", noisy_10khz),
+    ];
+    for (name, host) in hosts {
+        for period in [60_000, 100_000, 200_000, 1_000_000] {
+            for randomized in [true, false] {
+                let e = learned(period, randomized, host);
+                let wakes: Vec<u64> = (0..WAKE_WINDOW)
+                    .map(|i| (host(i) / WAKE_BUCKET_NS).min(WAKE_BUCKETS as u64 - 1))
+                    .collect();
+                let p = (period / WAKE_BUCKET_NS) as f64;
+                // Within a sleep and a fifth of the period's spin.
+                let spin = |m: u64| wakes.iter().map(|&b| m.saturating_sub(b)).sum::<u64>();
+                let budget = (period / SPIN_SHARE_MAX).min(TICK_COST) as f64 / 1_000.0;
+                let top = ((period - SLEEP_MIN) / WAKE_BUCKET_NS).min(
+                    (0..)
+                        .take_while(|&m| spin(m) as f64 <= WAKE_WINDOW as f64 * budget)
+                        .last()
+                        .unwrap_or(0),
+                );
+                let best = (0..top).fold(0, |best, m| {
+                    let (c, b) = (
+                        cost(&wakes, p, randomized, m + 1),
+                        cost(&wakes, p, randomized, best),
+                    );
+                    if c < b - 1e-6 * b.abs().max(1.0) {
+                        m + 1
+                    } else {
+                        best
+                    }
+                });
+                let got = e.cheap_margin() / WAKE_BUCKET_NS;
+                // The same minimum: equal margins, or equal costs where the
+                // curve is flat.
+                let (cg, cb) = (
+                    cost(&wakes, p, randomized, got),
+                    cost(&wakes, p, randomized, best),
+                );
+                assert!(
+                    got == best || (cg - cb).abs() <= 1e-6 * cb.abs().max(1.0),
+                    "{name} at {period} ns, randomized {randomized}: {got} µs (cost {cg}) \
+                     against {best} µs (cost {cb})"
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -221,14 +351,29 @@ fn errors_are_counted_in_whole_microseconds_up_to_the_last_bucket() {
         e.observe(3_000);
     }
     assert_eq!((e.p5(), e.p50(), e.p99()), (3_000, 3_000, 3_000));
-    // Errors beyond the last bucket lose a tick whatever the margin: at
-    // 1 kHz no bounded spin saves them, so only the capped head start; at
-    // 10 kHz the thread spins through.
+    // Errors beyond the last bucket lose ticks whatever the margin short of
+    // a spin: by default the thread still sleeps below 20 kHz (each µs of
+    // margin saves 1/period of a tick a wake-up, so it wakes as early as
+    // still leaves a sleep); ticks first, it spins through at 10 kHz.
     for _ in 0..WAKE_WINDOW {
         e.observe(5_000_000);
     }
+    // Until what a tick costs is known, only the capped head start.
     assert_eq!(e.margin_for(1_000_000), 10_000);
-    assert_eq!(e.margin_for(100_000), 100_000);
+    assert_eq!(e.margin_for(100_000), 1_000);
+    e.observe_cpu(0);
+    for _ in 0..WAKE_RECOMPUTE {
+        e.observe(5_000_000);
+    }
+    e.observe_cpu(WAKE_RECOMPUTE as Nanos * TICK_COST);
+    // Then as early as still leaves a sleep: a margin that costs no spin.
+    assert_eq!(e.margin_for(1_000_000), 980_000);
+    assert_eq!(e.margin_for(100_000), 80_000);
+    let mut first = WakeEstimator::with_policy(SpinPolicy::Max, 40_000);
+    for _ in 0..WAKE_WINDOW {
+        first.observe(5_000_000);
+    }
+    assert_eq!(first.margin_for(100_000), 100_000);
 }
 
 #[test]
@@ -288,13 +433,68 @@ fn zero_cap_never_spins() {
 /// An estimator for ticks `period` ns apart (randomized deadlines or
 /// not) that has seen a window of wake-ups, the `i`th `wake(i)` ns late.
 fn learned(period: Nanos, randomized: bool, wake: impl Fn(usize) -> Nanos) -> WakeEstimator {
-    let mut e = WakeEstimator::new(None, 40_000);
+    learned_with(SpinPolicy::Auto, period, randomized, wake)
+}
+
+/// [`learned`] for a given policy.
+fn learned_with(
+    policy: SpinPolicy,
+    period: Nanos,
+    randomized: bool,
+    wake: impl Fn(usize) -> Nanos,
+) -> WakeEstimator {
+    let mut e = WakeEstimator::with_policy(policy, 40_000);
     e.set_period(period);
     e.set_randomized(randomized);
+    e.observe_cpu(1_000_000);
     for i in 0..WAKE_WINDOW {
         e.observe(wake(i));
     }
+    // A sleeping tick costs 20 µs of CPU besides its spin.
+    e.observe_cpu(1_000_000 + TICK_COST * WAKE_WINDOW as Nanos);
     e
+}
+
+/// What a sleeping tick costs in [`learned`], in CPU ns.
+const TICK_COST: Nanos = 20_000;
+
+/// The spin the cheap point may buy is bounded by what a sleeping tick
+/// costs otherwise, learned from the thread's CPU time (less the spin
+/// counted meanwhile); until that is known, only margins that cost no spin.
+#[test]
+fn the_cheap_point_spins_at_most_what_a_sleeping_tick_costs() {
+    // Half the wake-ups spread evenly over 0-63 µs, half stalled: every µs
+    // of margin is worth its spin, so the bound decides.
+    let host = |i: usize| {
+        if i.is_multiple_of(2) {
+            (i as u64 / 2 % 64) * 1_000
+        } else {
+            5_000_000
+        }
+    };
+    let mut e = WakeEstimator::new(None, 40_000);
+    e.set_period(100_000);
+    e.set_randomized(true);
+    for i in 0..WAKE_WINDOW {
+        e.observe(host(i));
+    }
+    // Not known: no spin at all (the lowest wake-up is 0 µs late).
+    assert_eq!((e.tick_cost(), e.cheap_margin()), (0, 0));
+    e.observe_cpu(0);
+    for i in 0..64 {
+        e.observe(host(i));
+        e.count_spin(50_000);
+    }
+    // 64 wake-ups for 3.52 ms of CPU, 3.2 ms of it spin: 5 µs a tick.
+    e.observe_cpu(3_520_000);
+    assert_eq!(e.tick_cost(), 5_000);
+    // 35 µs spins 8 × (35 × 36 / 2) µs over 1024 wake-ups, 4.92 µs a tick;
+    // 36 µs would spin 5.2 µs.
+    assert_eq!(e.cheap_margin(), 35_000);
+    // Fewer than 32 wake-ups since the last reading: too few to tell.
+    e.observe(host(0));
+    e.observe_cpu(100_000_000);
+    assert_eq!(e.tick_cost(), 5_000);
 }
 
 /// A noisy host at 10 kHz: 3 % of wake-ups two periods late, the rest
@@ -359,9 +559,10 @@ fn probes_renew_the_window_in_seconds_where_sleeping_could_pay() {
     assert_eq!(probe_every(50_000), 100);
     assert_eq!(probe_every(20_000), PROBE_EVERY);
     assert_eq!(probe_every(10_000), PROBE_EVERY);
-    // 10 kHz on a noisy host: 3 % of wake-ups two periods late lose two
-    // ticks whatever the margin short of a spin, so it spins through.
-    let mut e = learned(100_000, false, noisy_10khz);
+    // 10 kHz on a noisy host, ticks first: 3 % of wake-ups two periods
+    // late lose two ticks whatever the margin short of a spin, so it spins
+    // through.
+    let mut e = learned_with(SpinPolicy::Max, 100_000, false, noisy_10khz);
     assert_eq!(e.plan(), SPIN_THROUGH);
     // The host quietens: the probe sleeps see 20 µs wake-ups, and the
     // thread sleeps again (with a margin for the few late wake-ups left in
@@ -390,8 +591,8 @@ fn probes_renew_the_window_in_seconds_where_sleeping_could_pay() {
 /// next retry, up to 64 times. A retry that lasts resets the wait.
 #[test]
 fn retries_of_spinning_back_off_while_the_host_stays_overloaded() {
-    // Spinning through pays on this host's wake-ups...
-    let mut e = learned(100_000, false, noisy_10khz);
+    // Spinning through pays on this host's wake-ups (ticks first)...
+    let mut e = learned_with(SpinPolicy::Max, 100_000, false, noisy_10khz);
     // ...until its spins lose 3 ticks each: the waits between retries.
     let mut waits = Vec::new();
     let mut waited = 0u64;

@@ -465,8 +465,9 @@ impl WriterThread {
     }
 }
 
-/// Slots of [`PcMemo`]: a power of two.
-const MEMO_SLOTS: usize = 4096;
+/// Slots of [`PcMemo`]: a power of two, a few times the distinct PCs of
+/// one tick with 10 000 interpreters parked (1 MiB).
+const MEMO_SLOTS: usize = 32_768;
 
 /// A direct-mapped memo of PC → function for the hot-function tally, with
 /// the hits counted in it and handed to [`HotTally`] when a slot is reused

@@ -22,6 +22,9 @@
 //!   before its last sample; such generations leave the resolver, and their
 //!   tallies leave too, except the [`HOT_DEAD_KEPT`] hottest, which keep
 //!   [`WriterMsg::GetHotFunctions`] exact (see `HotTally`).
+//! - A sample reaches the tally through a direct-mapped PC memo (`PcMemo`):
+//!   thousands of parked interpreters repeat their PCs every tick,
+//!   interleaved, which the resolver's own last-answer memo cannot catch.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};

@@ -22,6 +22,9 @@
 //!   before its last sample; such generations leave the resolver, and their
 //!   tallies leave too, except the [`HOT_DEAD_KEPT`] hottest, which keep
 //!   [`WriterMsg::GetHotFunctions`] exact (see `HotTally`).
+//! - A sample reaches the tally through a direct-mapped PC memo (`PcMemo`):
+//!   thousands of parked interpreters repeat their PCs every tick,
+//!   interleaved, which the resolver's own last-answer memo cannot catch.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -465,8 +468,9 @@ impl WriterThread {
     }
 }
 
-/// Slots of [`PcMemo`]: a power of two.
-const MEMO_SLOTS: usize = 4096;
+/// Slots of [`PcMemo`]: a power of two, a few times the distinct PCs of
+/// one tick with 10 000 interpreters parked (1 MiB).
+const MEMO_SLOTS: usize = 32_768;
 
 /// A direct-mapped memo of PC → function for the hot-function tally, with
 /// the hits counted in it and handed to [`HotTally`] when a slot is reused

@@ -297,28 +297,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let functions = vec![main_fn(20_000), collatz()];
     let out = std::path::PathBuf::from("pcprof-stack-vm.data");
     if out.exists() {
         return Err(format!("{} exists; remove it first", out.display()).into());
     }
-    // pcprof: start (10 kHz here, for a short run) with the instruction
-    // set, register the bytecode and this interpreter.
-    let mut profiler = pcprof::Profiler::builder()
-        .frequency(10_000)
-        .instruction_set(Arc::new(StackVmIsa))
-        .output(&out)
-        .start()?;
-    profiler.register_function("main", &functions[0])?;
-    profiler.register_function("collatz", &functions[1])?;
-    let pc = profiler.new_interpreter(Some("main"))?;
-
     let t = Instant::now();
-    let total = run(&functions, &pc)?;
+    let (total, stats) = record(&out, 20_000)?;
     println!("sum of collatz steps: {total} in {:.2?}", t.elapsed());
-
-    // pcprof: stop; the file is complete once this returns.
-    let stats = profiler.stop()?;
     println!(
         "{} samples written to {}",
         stats.samples_written,
@@ -326,4 +311,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("next: cargo run --release -- report {}", out.display());
     Ok(())
+}
+
+/// Profiles the program (collatz steps of `limit` down to 1) into `out`;
+/// returns its result and the profiler's statistics. (Public for the
+/// tests, which run it too.)
+pub fn record(
+    out: &std::path::Path,
+    limit: i32,
+) -> Result<(i64, pcprof::Stats), Box<dyn std::error::Error>> {
+    let functions = vec![main_fn(limit), collatz()];
+    // pcprof: start (10 kHz here, for a short run) with the instruction
+    // set, register the bytecode and this interpreter.
+    let mut profiler = pcprof::Profiler::builder()
+        .frequency(10_000)
+        .instruction_set(Arc::new(StackVmIsa))
+        .output(out)
+        .start()?;
+    profiler.register_function("main", &functions[0])?;
+    profiler.register_function("collatz", &functions[1])?;
+    let pc = profiler.new_interpreter(Some("main"))?;
+
+    let total = run(&functions, &pc)?;
+
+    // pcprof: stop; the file is complete once this returns.
+    let stats = profiler.stop()?;
+    Ok((total, stats))
 }

@@ -26,6 +26,8 @@ mod merge;
 /// Outputs never replace an input or a special file; truncated and corrupt
 /// inputs fail every analysis command after its output.
 mod outputs;
+/// `pcprof convert --to pprof`, decoded and read by `go tool pprof`.
+mod pprof;
 /// The Pulley adapter on the real interpreter.
 mod pulley_adapter;
 /// Profiles shaped like real programs': Wasmtime's fixture, big code,

@@ -1,6 +1,6 @@
-//! The one pass the JSON exports share: stream a file, resolve every sample
-//! to a two-frame stack (function, then instruction) and hand it over in
-//! file order.
+//! The one pass the `firefox`, `speedscope` and `pprof` exports share:
+//! stream a file, resolve every sample to a two-frame stack (function, then
+//! instruction) and hand it over in file order.
 //!
 //! - Functions are decoded once, when their record arrives; samples resolve
 //!   by address and time ([`Resolver`]), so unloads and reused addresses
@@ -39,6 +39,21 @@ pub(super) struct WalkFunction {
 }
 
 impl WalkFunction {
+    /// The function's name.
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether nobody decodes its bytes (hex lines, opcode `bytes`).
+    pub(super) fn is_hex(&self) -> bool {
+        self.hex.is_some()
+    }
+
+    /// The instruction a [`Site`] names by index.
+    pub(super) fn instruction(&self, index: usize) -> Option<&Instruction> {
+        self.instructions.get(index)
+    }
+
     /// The index of the instruction at `offset` into the function.
     fn instruction_at(&mut self, offset: u64) -> Option<usize> {
         let Some((code, lines)) = &mut self.hex else {

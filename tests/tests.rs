@@ -30,6 +30,8 @@ mod outputs;
 mod pprof;
 /// The Pulley adapter on the real interpreter.
 mod pulley_adapter;
+/// Pushing to Grafana Pyroscope, against a loopback stand-in server.
+mod push;
 /// Profiles shaped like real programs': Wasmtime's fixture, big code,
 /// many threads' tallies.
 mod real;

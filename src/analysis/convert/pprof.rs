@@ -38,6 +38,8 @@ use super::walk::{Site, Step, WalkFunction, walk};
 use super::{ConvertError, ConvertOptions, ConvertReport, Prepared, UNRESOLVED, with_reader};
 #[cfg(feature = "export")]
 use crate::ProfileReader;
+#[cfg(feature = "export")]
+use crate::analysis::profile::FoldMap;
 
 #[cfg(feature = "export")]
 #[allow(missing_docs, clippy::all, clippy::pedantic, rustdoc::all)]
@@ -231,7 +233,12 @@ struct Builder {
     locations: Vec<proto::Location>,
     location_ids: HashMap<LocationKey, u64>,
     /// Per (site, interpreter): samples, and nanoseconds.
-    totals: HashMap<(Site, u32), (i64, i64)>,
+    totals: Vec<((Site, u32), (i64, i64))>,
+    /// Index in `totals` of each (site, interpreter), by [`slot_key`]:
+    /// one cheap hash a sample.
+    slots: FoldMap<(u64, u64, u32), usize>,
+    /// The last (site, interpreter) added, and its index in `totals`.
+    last: Option<((Site, u32), usize)>,
     /// Each site's stack, as location ids, leaf first.
     stacks: HashMap<Site, Vec<u64>>,
     /// The largest address a location has (the mapping's limit).
@@ -249,7 +256,9 @@ impl Builder {
             function_ids: HashMap::new(),
             locations: Vec::new(),
             location_ids: HashMap::new(),
-            totals: HashMap::new(),
+            totals: Vec::new(),
+            slots: FoldMap::default(),
+            last: None,
             stacks: HashMap::new(),
             max_address: 0,
         };
@@ -287,13 +296,32 @@ impl Builder {
 
     /// Adds one sample weighing `ns` nanoseconds.
     fn add(&mut self, site: Site, interp: u32, functions: &[WalkFunction], ns: u64) {
-        if !self.stacks.contains_key(&site) {
-            let stack = self.stack(site, functions);
-            self.stacks.insert(site, stack);
-        }
-        let t = self.totals.entry((site, interp)).or_insert((0, 0));
+        let ns = i64::try_from(ns).unwrap_or(i64::MAX);
+        let key = (site, interp);
+        // Runs of one site and interpreter are common: one lookup a run.
+        let slot = match self.last {
+            Some((k, slot)) if k == key => slot,
+            _ => {
+                let packed = slot_key(site, interp);
+                let slot = match self.slots.get(&packed) {
+                    Some(&slot) => slot,
+                    None => {
+                        if !self.stacks.contains_key(&site) {
+                            let stack = self.stack(site, functions);
+                            self.stacks.insert(site, stack);
+                        }
+                        self.totals.push((key, (0, 0)));
+                        self.slots.insert(packed, self.totals.len() - 1);
+                        self.totals.len() - 1
+                    }
+                };
+                self.last = Some((key, slot));
+                slot
+            }
+        };
+        let t = &mut self.totals[slot].1;
         t.0 += 1;
-        t.1 = t.1.saturating_add(i64::try_from(ns).unwrap_or(i64::MAX));
+        t.1 = t.1.saturating_add(ns);
     }
 
     /// The locations of a sample at `site`, leaf first: the one place a
@@ -374,7 +402,7 @@ impl Builder {
             sample_type[0]
         };
         let default_sample_type = period_type.r#type;
-        let mut totals: Vec<((Site, u32), (i64, i64))> = self.totals.drain().collect();
+        let mut totals = std::mem::take(&mut self.totals);
         // Deterministic output: hottest first, then by interpreter and stack.
         totals.sort_by_key(|&((site, interp), (n, _))| {
             (
@@ -442,6 +470,16 @@ impl Builder {
             default_sample_type,
             doc_url: 0,
         }
+    }
+}
+
+/// A (site, interpreter) as integers: function index (`u64::MAX`:
+/// unresolved), instruction index + 1 (0: none), interpreter.
+#[cfg(feature = "export")]
+fn slot_key(site: Site, interp: u32) -> (u64, u64, u32) {
+    match site {
+        Site::Unresolved => (u64::MAX, 0, interp),
+        Site::Function(fi, ins) => (fi as u64, ins.map_or(0, |i| i as u64 + 1), interp),
     }
 }
 

@@ -105,6 +105,8 @@ pub(super) fn walk<R: Read>(
     let mut functions: Vec<WalkFunction> = Vec::new();
     let mut resolver = Resolver::new();
     let mut seq: u64 = 0;
+    // The last (function index, PC) resolved to an instruction, and it.
+    let mut last_ins: Option<(usize, u64, Option<usize>)> = None;
     for event in reader.by_ref() {
         let event = match event {
             Ok(e) => e,
@@ -157,9 +159,14 @@ pub(super) fn walk<R: Read>(
                         continue;
                     }
                     let site = match resolver.resolve(s.pc, s.time_ns) {
+                        // Runs of one PC are common: its instruction once.
+                        Some(fi) if last_ins.is_some_and(|(f, pc, _)| f == fi && pc == s.pc) => {
+                            Site::Function(fi, last_ins.and_then(|(_, _, ins)| ins))
+                        }
                         Some(fi) => {
                             let f = &mut functions[fi];
                             let ins = s.pc.checked_sub(f.addr).and_then(|o| f.instruction_at(o));
+                            last_ins = Some((fi, s.pc, ins));
                             Site::Function(fi, ins)
                         }
                         None => {

@@ -32,6 +32,9 @@ mod hits;
 mod load;
 mod timeline;
 
+/// The cheap hash map of integer keys (also the pprof export's).
+pub(crate) use timeline::FoldMap;
+
 pub use hits::Hits;
 pub use load::{LoadError, load, load_bytes, load_reader};
 

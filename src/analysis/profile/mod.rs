@@ -33,6 +33,7 @@ mod load;
 mod timeline;
 
 /// The cheap hash map of integer keys (also the pprof export's).
+#[cfg(feature = "export")]
 pub(crate) use timeline::FoldMap;
 
 pub use hits::Hits;

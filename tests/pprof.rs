@@ -546,3 +546,40 @@ fn go_pprof_reads_the_stack_vm() {
     assert!(stats.samples_written > 0);
     check_with_go("go_pprof_reads_the_stack_vm", &data, &[(0, Some("main"))]);
 }
+
+#[test]
+fn pcprof_convert_takes_the_granularity() {
+    let dir = TempDir::new("pprof-cli");
+    let input = dir.path("in.pcprof");
+    write_fixture(&input, ["hot", "warm", "cold"]);
+    let out = dir.path("out.pb.gz");
+    let (code, _, err) = pcprof_exit(&[
+        "convert",
+        input.to_str().unwrap(),
+        "--to",
+        "pprof",
+        "--granularity",
+        "function",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("wrote") && err.contains("90 samples"), "{err}");
+    let p = decode(&std::fs::read(&out).unwrap());
+    let mut names: Vec<&str> = p.function.iter().map(|f| s(&p, f.name)).collect();
+    names.sort();
+    assert_eq!(names, ["[unresolved]", "hot", "warm"]);
+
+    let (code, _, err) = pcprof_exit(&[
+        "convert",
+        input.to_str().unwrap(),
+        "--to",
+        "pprof",
+        "--granularity",
+        "line",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("expected function or instruction"), "{err}");
+}

@@ -468,3 +468,33 @@ fn pcprof_push_sends_a_file_and_keeps_credentials_off_http() {
     );
     assert_eq!(server.received.lock().unwrap().len(), 2);
 }
+
+#[test]
+fn pcprof_push_of_a_cut_file_pushes_its_complete_records_and_fails() {
+    let dir = TempDir::new("push-cut");
+    let input = dir.path("in.pcprof");
+    write_fixture(&input, ["hot", "warm", "cold"]);
+    let bytes = std::fs::read(&input).unwrap();
+    let cut = dir.path("cut.pcprof");
+    std::fs::write(&cut, &bytes[..bytes.len() - 30]).unwrap();
+    let server = stand_in(&[]);
+    let out = crate::demo::pcprof()
+        .args(["push", cut.to_str().unwrap(), "--url", &server.url])
+        .args(["--service", "cut"])
+        .env_remove("PCPROF_PUSH_TOKEN")
+        .env_remove("PCPROF_PUSH_USER")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cut.pcprof")
+            && err.contains("only the complete records before it were pushed"),
+        "{err}"
+    );
+    let got = server.received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let (_, _, profile) = decode(&got[0]);
+    let n: i64 = profile.sample.iter().map(|s| s.value[0]).sum();
+    assert!(n > 0 && n <= 90, "{n}");
+}

@@ -583,3 +583,60 @@ fn pcprof_convert_takes_the_granularity() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("expected function or instruction"), "{err}");
 }
+
+#[test]
+fn pprof_profiles_cut_a_native_file_into_dated_intervals() {
+    use pcprof::analysis::convert::pprof::pprof_profiles_from;
+
+    let dir = TempDir::new("pprof-intervals");
+    let input = dir.path("in.pcprof");
+    write_fixture(&input, ["hot", "warm", "cold"]);
+    let mut got = Vec::new();
+    let reader = pcprof::ProfileReader::open(&input).unwrap();
+    let report =
+        pprof_profiles_from(reader, &options(), Some(20_000_000), |p| got.push(p)).unwrap();
+    assert_eq!(report.samples, 90);
+    // Ticks 1..=60 ms for `main`, 1..=30 ms for `worker`, in windows of
+    // 20 ms from the clock's epoch: [0, 20) holds ticks 1..=19 of both.
+    let ms = 1_000_000i64;
+    let summary: Vec<(i64, i64, i64, i64)> = got
+        .iter()
+        .map(|p| {
+            let n = p.sample.iter().map(|s| s.value[0]).sum();
+            let ns = p.sample.iter().map(|s| s.value[1]).sum();
+            (
+                p.time_nanos - STARTED_UNIX_NS as i64,
+                p.duration_nanos,
+                n,
+                ns,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (0, 20 * ms, 38, 38 * ms),
+            (20 * ms, 20 * ms, 31, 31 * ms),
+            (40 * ms, 20 * ms, 20, 20 * ms),
+            (60 * ms, 20 * ms, 1, ms),
+        ]
+    );
+    // Each window is a whole profile: its own tables, labels kept.
+    for p in &got {
+        assert_eq!(p.period, 1_000_000);
+        assert!(!rows(p).is_empty());
+        assert!(
+            rows(p)
+                .iter()
+                .all(|r| r.2.contains_key("interpreter_label"))
+        );
+    }
+
+    // A Pulley file has no times to cut.
+    let pulley = dir.path("in.pulley");
+    let code: Vec<u8> = (0..16).collect();
+    std::fs::write(&pulley, pulley_file(&[("w", WARM, &code)], &[WARM], 1)).unwrap();
+    let reader = pcprof::ProfileReader::open(&pulley).unwrap();
+    let e = pprof_profiles_from(reader, &options(), Some(1), |_| panic!("no profile")).unwrap_err();
+    assert!(e.to_string().contains("no times"), "{e}");
+}

@@ -498,3 +498,51 @@ fn pcprof_push_of_a_cut_file_pushes_its_complete_records_and_fails() {
     let n: i64 = profile.sample.iter().map(|s| s.value[0]).sum();
     assert!(n > 0 && n <= 90, "{n}");
 }
+
+#[test]
+fn pcprof_push_with_an_interval_sends_one_dated_profile_per_interval() {
+    let dir = TempDir::new("push-interval");
+    let input = dir.path("in.pcprof");
+    write_fixture(&input, ["hot", "warm", "cold"]);
+    let server = stand_in(&[]);
+    let out = crate::demo::pcprof()
+        .args(["push", input.to_str().unwrap(), "--url", &server.url])
+        .args(["--service", "intervals", "--interval", "0.02"])
+        .env_remove("PCPROF_PUSH_TOKEN")
+        .env_remove("PCPROF_PUSH_USER")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("90 samples, 4 profiles"), "{err}");
+    let got = server.received.lock().unwrap().clone();
+    let totals: Vec<(i64, i64)> = got
+        .iter()
+        .map(|r| {
+            let (_, _, p) = decode(r);
+            let n = p.sample.iter().map(|s| s.value[0]).sum();
+            (p.time_nanos - crate::convert::STARTED_UNIX_NS as i64, n)
+        })
+        .collect();
+    assert_eq!(
+        totals,
+        [(0, 38), (20_000_000, 31), (40_000_000, 20), (60_000_000, 1)]
+    );
+
+    // A Pulley file: refused before anything is sent.
+    let pulley = dir.path("in.pulley");
+    let code: Vec<u8> = (0..16).collect();
+    std::fs::write(
+        &pulley,
+        crate::report::pulley_file(&[("w", 0x2000, &code)], &[0x2000], 1),
+    )
+    .unwrap();
+    let out = crate::demo::pcprof()
+        .args(["push", pulley.to_str().unwrap(), "--url", &server.url])
+        .args(["--service", "intervals", "--interval", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no times"), "{err}");
+    assert_eq!(server.received.lock().unwrap().len(), 4);
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use pcprof::analysis::convert::{ConvertOptions, Granularity};
 use pcprof::analysis::text::counted;
-use pcprof::push::{PushConfig, Pusher, pprof_bytes};
+use pcprof::push::{PushConfig, Pusher, push_file};
 
 use super::CliResult;
 
@@ -48,6 +48,11 @@ pub struct PushArgs {
     /// answers 5xx/429 (each waits twice as long as the one before).
     #[arg(long, default_value_t = 3)]
     retries: u32,
+    /// Push one profile per this many seconds of recorded time (a native
+    /// file's), each dated to its interval, rather than one for the whole
+    /// file.
+    #[arg(long, value_name = "SECONDS")]
+    interval: Option<f64>,
     /// Pyroscope tenant (`X-Scope-OrgID`), in multi-tenant mode.
     #[arg(long)]
     tenant: Option<String>,
@@ -86,17 +91,28 @@ pub fn run(args: PushArgs) -> CliResult {
         granularity: args.granularity,
         ..ConvertOptions::default()
     };
-    let (bytes, report) = pprof_bytes(&args.file, &options)?;
-    let pushed = pusher.push(bytes)?;
+    let interval = match args.interval {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) => {
+            return Err(format!("--interval {s}: expected a positive number of seconds").into());
+        }
+    };
+    let pushed = push_file(&pusher, &args.file, &options, interval)?;
+    let report = pushed.report;
     let mut err = std::io::stderr().lock();
+    for note in &report.notes {
+        let _ = writeln!(err, "note: {note}");
+    }
     let _ = writeln!(
         err,
-        "pushed {} ({}, {} of pprof) to {} in {}",
+        "pushed {} ({}, {}, {} of pprof) to {} in {}",
         args.file.display(),
         counted(report.samples, "sample"),
-        counted(pushed.bytes as u64, "byte"),
+        counted(pushed.profiles, "profile"),
+        counted(pushed.bytes, "byte"),
         pusher.endpoint(),
-        counted(u64::from(pushed.attempts), "attempt"),
+        counted(pushed.attempts, "attempt"),
     );
     if let Some(e) = report.read_error {
         return Err(format!("{e}; only the complete records before it were pushed").into());

@@ -27,8 +27,8 @@ use std::time::Duration;
 use prost::Message;
 
 use crate::ProfileReader;
-use crate::analysis::convert::pprof::{pprof_profile_from, write_gzipped};
-use crate::analysis::convert::{ConvertError, ConvertOptions};
+use crate::analysis::convert::pprof::{pprof_profile_from, pprof_profiles_from, write_gzipped};
+use crate::analysis::convert::{ConvertError, ConvertOptions, ConvertReport};
 
 #[allow(missing_docs, clippy::all, clippy::pedantic, rustdoc::all)]
 pub mod proto;
@@ -168,6 +168,11 @@ pub enum PushError {
     },
     /// The profile could not be read or converted.
     Convert(ConvertError),
+    /// Intervals were asked of a file without times (Pulley's format).
+    NoTimes {
+        /// The file.
+        path: std::path::PathBuf,
+    },
     /// The server refused the profile (a 4xx other than 429: retrying
     /// would not help).
     Refused {
@@ -202,6 +207,11 @@ impl fmt::Display for PushError {
                 "label name {name:?}: must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __"
             ),
             PushError::Convert(e) => write!(f, "{e}"),
+            PushError::NoTimes { path } => write!(
+                f,
+                "{}: a Pulley file has no times: it cannot be cut into intervals",
+                path.display()
+            ),
             PushError::Refused { url, status, body } => {
                 write!(
                     f,
@@ -435,7 +445,7 @@ fn valid_label(name: &str) -> bool {
 pub fn pprof_bytes(
     path: &Path,
     options: &ConvertOptions,
-) -> Result<(Vec<u8>, crate::analysis::convert::ConvertReport), PushError> {
+) -> Result<(Vec<u8>, ConvertReport), PushError> {
     let reader =
         ProfileReader::open(path).map_err(|e| PushError::Convert(ConvertError::Read(e)))?;
     let (profile, report) = pprof_profile_from(reader, options).map_err(PushError::Convert)?;
@@ -447,4 +457,67 @@ pub fn pprof_bytes(
         })
     })?;
     Ok((out, report))
+}
+
+/// What pushing a file did.
+#[derive(Debug, Clone, Default)]
+pub struct FilePush {
+    /// Profiles pushed (one, or one per interval with samples).
+    pub profiles: u64,
+    /// Attempts they took, in all.
+    pub attempts: u64,
+    /// Bytes of their request bodies, in all.
+    pub bytes: u64,
+    /// What the conversion did (samples, notes, where reading stopped).
+    pub report: ConvertReport,
+}
+
+/// Pushes the profile file at `path` as `convert --to pprof` would write
+/// it: one profile, or with `interval` one per interval of recorded time
+/// (a native file's; each profile dated to its interval), each pushed as
+/// soon as it is complete, so memory holds one interval. Stops pushing at
+/// the first failure and returns it.
+pub fn push_file(
+    pusher: &Pusher,
+    path: &Path,
+    options: &ConvertOptions,
+    interval: Option<Duration>,
+) -> Result<FilePush, PushError> {
+    let reader =
+        ProfileReader::open(path).map_err(|e| PushError::Convert(ConvertError::Read(e)))?;
+    if interval.is_some() && reader.format() == crate::format::Format::Pulley {
+        return Err(PushError::NoTimes {
+            path: path.to_path_buf(),
+        });
+    }
+    let interval_ns = interval.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let mut done = FilePush::default();
+    let mut failed: Option<PushError> = None;
+    let report = pprof_profiles_from(reader, options, interval_ns, |profile| {
+        if failed.is_some() {
+            return;
+        }
+        let mut gz = Vec::new();
+        if let Err(source) = write_gzipped(&profile, &mut gz) {
+            failed = Some(PushError::Convert(ConvertError::Io {
+                path: path.to_path_buf(),
+                source,
+            }));
+            return;
+        }
+        match pusher.push(gz) {
+            Ok(r) => {
+                done.profiles += 1;
+                done.attempts += u64::from(r.attempts);
+                done.bytes += r.bytes as u64;
+            }
+            Err(e) => failed = Some(e),
+        }
+    })
+    .map_err(PushError::Convert)?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    done.report = report;
+    Ok(done)
 }

@@ -151,15 +151,60 @@ pub fn pprof_profile_from<R: Read>(
     reader: ProfileReader<R>,
     options: &ConvertOptions,
 ) -> Result<(proto::Profile, ConvertReport), ConvertError> {
+    let mut whole = None;
+    let report = pprof_profiles_from(reader, options, None, |p| whole = Some(p))?;
+    // `emit` is called exactly once without an interval.
+    Ok((whole.unwrap_or_default(), report))
+}
+
+/// One pprof profile per `interval_ns` of recorded time (windows aligned on
+/// the clock's epoch, each profile's `time_nanos` and `duration_nanos` its
+/// window; windows without samples are skipped), handed to `emit` in time
+/// order as the file streams by: memory holds one window's sums. Without
+/// an interval, `emit` gets the one profile of the whole file. A Pulley
+/// file has no times: asked for intervals, it is refused
+/// ([`ConvertError::Io`] of kind `InvalidInput`, naming `<input>`).
+#[cfg(feature = "export")]
+pub fn pprof_profiles_from<R: Read>(
+    reader: ProfileReader<R>,
+    options: &ConvertOptions,
+    interval_ns: Option<u64>,
+    mut emit: impl FnMut(proto::Profile),
+) -> Result<ConvertReport, ConvertError> {
     use crate::format::Format;
 
     let timed = reader.format() == Format::Native;
+    if interval_ns.is_some() && !timed {
+        return Err(ConvertError::Io {
+            path: Path::new("<input>").to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a Pulley file has no times: it cannot be cut into intervals",
+            ),
+        });
+    }
+    let interval = interval_ns.map(|i| i.max(1));
     let header = reader.header().cloned();
+    let started = header.as_ref().map_or(0, |h| h.started_unix_ns);
     let period_of = |hz: u32| 1_000_000_000 / u64::from(hz.max(1));
-    let mut period = header.as_ref().map_or(0, |h| period_of(h.frequency_hz));
+    let header_period = header.as_ref().map(|h| period_of(h.frequency_hz));
+    let mut period = header_period.unwrap_or(0);
     let mut builder = Builder::new(options.granularity);
     let mut labels: HashMap<u32, String> = HashMap::new();
     let mut last_ns = 0;
+    // The current window's start, once a sample opened it.
+    let mut window: Option<u64> = None;
+    let finish = |builder: Builder, labels: &HashMap<u32, String>, from: u64, to: u64| {
+        let mut profile = builder.finish(timed, labels);
+        if let Some(p) = header_period {
+            profile.time_nanos = clamp(started.saturating_add(from));
+            profile.period = clamp(p);
+        }
+        if timed {
+            profile.duration_nanos = clamp(to.saturating_sub(from));
+        }
+        profile
+    };
     let end = walk(reader, options, |step| match step {
         Step::Interpreter(i) => {
             if let Some(l) = &i.label {
@@ -180,17 +225,33 @@ pub fn pprof_profile_from<R: Read>(
             functions,
         } => {
             last_ns = last_ns.max(time_ns);
+            if let Some(iv) = interval {
+                let start = time_ns - time_ns % iv;
+                match window {
+                    // A later window: the current one is complete. (A
+                    // sample earlier than its window stays in it.)
+                    Some(w) if start > w => {
+                        let done =
+                            std::mem::replace(&mut builder, Builder::new(options.granularity));
+                        emit(finish(done, &labels, w, w.saturating_add(iv)));
+                        window = Some(start);
+                    }
+                    Some(_) => {}
+                    None => window = Some(start),
+                }
+            }
             builder.add(site, interp, functions, if timed { period } else { 0 });
         }
     })?;
-    let mut profile = builder.finish(timed, &labels);
-    if let Some(h) = &header {
-        profile.time_nanos = i64::try_from(h.started_unix_ns).unwrap_or(i64::MAX);
-        profile.period = i64::try_from(period_of(h.frequency_hz)).unwrap_or(i64::MAX);
-    }
-    if timed {
-        let duration = end.stopped_ns.unwrap_or(last_ns);
-        profile.duration_nanos = i64::try_from(duration).unwrap_or(i64::MAX);
+    match (interval, window) {
+        (Some(iv), Some(w)) => emit(finish(builder, &labels, w, w.saturating_add(iv))),
+        (Some(_), None) => {}
+        (None, _) => emit(finish(
+            builder,
+            &labels,
+            0,
+            end.stopped_ns.unwrap_or(last_ns),
+        )),
     }
     let mut report = end.report;
     report.notes.push(
@@ -206,7 +267,13 @@ pub fn pprof_profile_from<R: Read>(
     if !timed {
         report.notes.retain(|n| !n.contains("samples are"));
     }
-    Ok((profile, report))
+    Ok(report)
+}
+
+/// A time or count as profile.proto's `int64`.
+#[cfg(feature = "export")]
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// What a location stands for.

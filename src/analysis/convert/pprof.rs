@@ -22,6 +22,9 @@
 //!   the profile says so.
 //! - Labels: `interpreter_id` and `interpreter_label` (when the interpreter
 //!   has one), as strings.
+//! - `pprof_profiles_from` cuts a native file into one profile per
+//!   interval of recorded time, each dated to its interval and handed over
+//!   as soon as it is complete (`pcprof push --interval`).
 
 #[cfg(feature = "export")]
 use std::collections::HashMap;

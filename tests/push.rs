@@ -22,7 +22,7 @@ use crate::convert::write_fixture;
 
 /// How the stand-in answers one request.
 #[derive(Debug, Clone, Copy)]
-enum Answer {
+pub(crate) enum Answer {
     Status(u16),
     /// 200 after this long.
     Slow(Duration),
@@ -32,9 +32,9 @@ enum Answer {
 
 /// One request as the stand-in received it.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     method: String,
-    path: String,
+    pub(crate) path: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -49,9 +49,9 @@ impl Received {
 }
 
 /// The stand-in server: answers the scripted answers in order, then 200.
-struct StandIn {
-    url: String,
-    received: Arc<Mutex<Vec<Received>>>,
+pub(crate) struct StandIn {
+    pub(crate) url: String,
+    pub(crate) received: Arc<Mutex<Vec<Received>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -63,7 +63,7 @@ impl Drop for StandIn {
     }
 }
 
-fn stand_in(answers: &[Answer]) -> StandIn {
+pub(crate) fn stand_in(answers: &[Answer]) -> StandIn {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
     let url = format!("http://{}", listener.local_addr().unwrap());
     let received = Arc::new(Mutex::new(Vec::new()));
@@ -173,7 +173,7 @@ fn serve(
 }
 
 /// A config for `url` with fast retries and no credentials.
-fn config(url: &str) -> PushConfig {
+pub(crate) fn config(url: &str) -> PushConfig {
     PushConfig {
         timeout: Duration::from_secs(10),
         retries: 3,
@@ -192,7 +192,7 @@ fn fixture_pprof(dir: &TempDir) -> Vec<u8> {
 }
 
 /// Decodes a request as Pyroscope does, and its profile.
-fn decode(r: &Received) -> (Vec<(String, String)>, String, Profile) {
+pub(crate) fn decode(r: &Received) -> (Vec<(String, String)>, String, Profile) {
     let request = PushRequest::decode(r.body.as_slice()).expect("push.v1.PushRequest");
     assert_eq!(request.series.len(), 1);
     let series = &request.series[0];
@@ -211,7 +211,7 @@ fn decode(r: &Received) -> (Vec<(String, String)>, String, Profile) {
     (labels, sample.id.clone(), profile)
 }
 
-fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
     v.iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()

@@ -5,6 +5,9 @@
 mod churn;
 /// Shared helpers: temp paths, event recorder, file readers.
 mod common;
+/// Continuous profiling: a running profiler pushing each interval to a
+/// loopback stand-in of Pyroscope.
+mod continuous;
 /// `pcprof convert`: each export checked against what its consumer needs.
 mod convert;
 /// `pcprof demo` end to end.

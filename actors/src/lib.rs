@@ -45,6 +45,7 @@ pub mod sampler;
 pub mod stats;
 pub mod supervisor;
 mod sys;
+pub mod tee;
 pub mod ticker;
 pub mod timing;
 pub mod watch;
@@ -59,6 +60,7 @@ pub use pc::{NOT_EXECUTING, PcHandle, PcReader, PcSource};
 pub use profiler::{Profiler, ProfilerBuilder, ProfilerHandle};
 pub use resolve::{Hit, Resolver};
 pub use stats::Stats;
+pub use tee::{Tee, TeeReporter, TeeStream};
 pub use writer::HotFunction;
 
 /// Re-exported so embedders use the same ractor as the actors.

@@ -548,7 +548,9 @@ pub fn generate(g: &mut Gen) -> (Vec<u8>, Vec<Event>) {
                 Record::Rate(r) => Some(Event::Rate(*r)),
                 Record::Summary(s) => Some(Event::Summary(s.clone())),
                 Record::Sampling(s) => Some(Event::Sampling(*s)),
-                Record::Header(_) | Record::Listing(_) => None,
+                // Kept by the reader (`push_record`), not an event.
+                Record::Header(_) | Record::Listing(_) | Record::Push(_) => None,
+                Record::Reserved10(r) | Record::Reserved11(r) => match *r {},
             };
             let written = enc.write(&record).expect("encode record");
             // Pulley has no empty batch: nothing is written for one.

@@ -30,8 +30,11 @@ use crate::ProfileReader;
 use crate::analysis::convert::pprof::{pprof_profile_from, pprof_profiles_from, write_gzipped};
 use crate::analysis::convert::{ConvertError, ConvertOptions, ConvertReport};
 
+pub mod continuous;
 #[allow(missing_docs, clippy::all, clippy::pedantic, rustdoc::all)]
 pub mod proto;
+
+pub use continuous::{Continuous, PushTo};
 
 /// The push path under the server's URL.
 pub const PUSH_PATH: &str = "/push.v1.PusherService/Push";

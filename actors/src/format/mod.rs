@@ -38,8 +38,8 @@ pub use encoder::{EncodeError, Encoder};
 pub use reader::{Event, ProfileReader, RawPc, ReadError, ReadErrorKind};
 pub use records::{
     FileHeader, Flow, FunctionRecord, InterpreterRecord, ListedInstruction, ListingRecord,
-    RateRecord, Record, RetiredRecord, SamplingMode, SamplingRecord, Summary, UnloadRecord,
-    code_hash,
+    PushRecord, RateRecord, Record, Reserved, RetiredRecord, SamplingMode, SamplingRecord, Summary,
+    UnloadRecord, code_hash,
 };
 
 use std::fmt;
@@ -55,7 +55,7 @@ pub(crate) const PULLEY_SAMPLES: u8 = 2;
 pub const MAGIC: [u8; 8] = *b"PCPROF\0\n";
 /// Version of the native format this crate writes (FORMAT.md, "Version
 /// history"); it reads every version from [`OLDEST_VERSION`] to this one.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// The oldest native version this crate reads.
 pub const OLDEST_VERSION: u16 = 1;
 /// Largest record payload accepted, in bytes: guards against allocating

@@ -128,6 +128,11 @@ impl<R: Read> ProfileReader<R> {
                 Record::Rate(r) => Event::Rate(r),
                 Record::Summary(s) => Event::Summary(s),
                 Record::Sampling(s) => Event::Sampling(s),
+                Record::Push(p) => {
+                    self.push = Some(p);
+                    continue;
+                }
+                Record::Reserved10(r) | Record::Reserved11(r) => match r {},
                 Record::Listing(l) => {
                     l.check().map_err(invalid)?;
                     self.listings.insert(l.code_hash, Arc::new(l));

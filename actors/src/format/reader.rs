@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::batch::Sample;
 use super::records::{
-    FileHeader, FunctionRecord, InterpreterRecord, ListingRecord, RateRecord, Record,
+    FileHeader, FunctionRecord, InterpreterRecord, ListingRecord, PushRecord, RateRecord, Record,
     RetiredRecord, SamplingRecord, Summary, UnloadRecord,
 };
 use super::{Format, MAGIC, OLDEST_VERSION, PULLEY_FUNCTION, PULLEY_SAMPLES, VERSION};
@@ -204,6 +204,8 @@ pub struct ProfileReader<R: Read> {
     pub(super) pulley_pcs: Vec<RawPc>,
     /// Where the code of the last function event lies in the source.
     pub(super) code_at: Option<u64>,
+    /// The push record, once read (version 3).
+    pub(super) push: Option<PushRecord>,
 }
 
 /// Buffer of a file opened by [`ProfileReader::open`]: half a Pulley
@@ -315,6 +317,7 @@ impl<R: Read> ProfileReader<R> {
             pulley: PulleySection::default(),
             pulley_pcs: Vec::new(),
             code_at: None,
+            push: None,
         };
         match first[0] {
             b if b == MAGIC[0] => {
@@ -390,6 +393,12 @@ impl<R: Read> ProfileReader<R> {
     /// Pulley files.
     pub fn version(&self) -> u16 {
         self.version
+    }
+
+    /// The push record (what became of the intervals pushed while
+    /// recording), once read: it comes just before the summary.
+    pub fn push_record(&self) -> Option<&PushRecord> {
+        self.push.as_ref()
     }
 
     /// The header of a native file (`None` for Pulley files).

@@ -356,6 +356,8 @@ impl From<SummaryV1> for Summary {
                 writer_cpu_ns: v.writer_cpu_ns,
                 errors: v.errors,
                 first_error: v.first_error,
+                // Not in this layout: the push record has them.
+                ..Stats::default()
             },
         }
     }
@@ -385,6 +387,36 @@ pub enum Record {
     Listing(ListingRecord),
     /// How the ticks were placed, right after the header.
     Sampling(SamplingRecord),
+    // Version 3. Indices 10 and 11 are version 3's other records; until
+    // they are merged here, these placeholders keep the index of `Push`.
+    #[doc(hidden)]
+    Reserved10(Reserved),
+    #[doc(hidden)]
+    Reserved11(Reserved),
+    /// What became of the intervals pushed while recording (continuous
+    /// profiling), just before the summary.
+    Push(PushRecord),
+}
+
+/// Stands for a record this build does not know: it has no value, so such
+/// a record never decodes (the reader names its offset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reserved {}
+
+/// What became of the intervals pushed while recording (record 12, format
+/// version 3): the profile's own account of what the server did not get.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRecord {
+    /// When the profiler stopped, in ns since the clock's epoch.
+    pub stopped_ns: u64,
+    /// Intervals the server took.
+    pub intervals_pushed: u64,
+    /// Intervals dropped: a full queue, a server that refused them or did
+    /// not answer in time, a stream cut, or still in flight at the stop.
+    pub intervals_dropped: u64,
+    /// Chunks of the output the consumer fell too far behind to take; the
+    /// first one ended the pushes (intervals after it are not counted).
+    pub chunks_dropped: u64,
 }
 
 impl Record {
@@ -401,6 +433,8 @@ impl Record {
             Record::Summary(_) => "summary",
             Record::Listing(_) => "listing",
             Record::Sampling(_) => "sampling",
+            Record::Reserved10(r) | Record::Reserved11(r) => match *r {},
+            Record::Push(_) => "push",
         }
     }
 
@@ -408,6 +442,7 @@ impl Record {
     pub fn since_version(&self) -> u16 {
         match self {
             Record::Listing(_) | Record::Sampling(_) => 2,
+            Record::Reserved10(_) | Record::Reserved11(_) | Record::Push(_) => 3,
             _ => 1,
         }
     }

@@ -51,9 +51,9 @@ fn live_server() -> String {
     url
 }
 
-/// CPU (user + system) of this process's threads named `name`, in ns.
+/// CPU time of this process's threads named `name`, in ns (schedstat:
+/// nanoseconds, where `stat` counts 10 ms ticks).
 fn thread_cpu_ns(name: &str) -> u64 {
-    let ticks = 100; // USER_HZ
     let mut total = 0;
     for task in std::fs::read_dir("/proc/self/task")
         .into_iter()
@@ -64,16 +64,12 @@ fn thread_cpu_ns(name: &str) -> u64 {
         if comm.trim() != name {
             continue;
         }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let after = stat.rsplit(')').next().unwrap_or("");
-        let f: Vec<u64> = after
+        let sched = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        total += sched
             .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        // Fields 14 and 15 (utime, stime), counted after the `)`.
-        if f.len() > 12 {
-            total += (f[10] + f[11]) * 1_000_000_000 / ticks;
-        }
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
     }
     total
 }
@@ -151,7 +147,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.samples_written, stats.push_intervals_pushed, stats.push_intervals_dropped
     );
     println!(
-        "CPU per interval: tee {:.2} ms, push {:.2} ms (writer, whole run: {:.1} ms); rss at the end {} KiB",
+        "CPU per interval: tee {:.3} ms, push {:.3} ms (writer, whole run: {:.1} ms); rss at the end {} KiB",
         tee_ns as f64 / 1e6 / intervals as f64,
         push_ns as f64 / 1e6 / intervals as f64,
         writer_ns as f64 / 1e6,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pcprof::push::{Continuous, PushConfig, PushTo as _};
+use pcprof::push::{Continuous, Credentials, PushConfig, PushTo as _};
 use pcprof::{Event, ProfileReader, Profiler, SamplingMode, Stats, VirtualClock};
 
 use crate::common::TempDir;
@@ -227,4 +227,40 @@ fn continuous_settings_are_checked_before_the_profiler_starts() {
         .start()
         .unwrap_err();
     assert!(e.to_string().contains("tee"), "{e}");
+}
+
+/// Credentials go in the request's header only: never into the file, never
+/// into the profiler's statistics or errors; over plain http only when
+/// allowed.
+#[test]
+fn continuous_credentials_stay_out_of_the_file() {
+    const TOKEN: &str = "s3cret-t0ken";
+    let refused = Profiler::builder()
+        .push_to(Continuous {
+            push: PushConfig {
+                credentials: Some(Credentials::Bearer(TOKEN.into())),
+                ..crate::push::config("http://127.0.0.1:1")
+            },
+            ..Continuous::new("http://127.0.0.1:1", "s")
+        })
+        .unwrap_err();
+    assert!(refused.to_string().contains("plain http"), "{refused}");
+    assert!(!refused.to_string().contains(TOKEN));
+
+    let dir = TempDir::new("continuous-credentials");
+    let server = stand_in(&[]);
+    let mut c = continuous(&server.url, 0, Duration::from_secs(10));
+    c.push.credentials = Some(Credentials::Bearer(TOKEN.into()));
+    c.push.allow_insecure_credentials = true;
+    let stats = record(&dir, c, Duration::from_secs(60));
+    assert_eq!(stats.push_intervals_pushed, 4);
+    let received = server.received.lock().unwrap().clone();
+    assert!(
+        received
+            .iter()
+            .all(|r| r.header("authorization") == Some(&format!("Bearer {TOKEN}")))
+    );
+    let bytes = std::fs::read(dir.path("p.data")).unwrap();
+    assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()));
+    assert!(!format!("{stats:?}").contains(TOKEN));
 }

@@ -156,6 +156,9 @@ impl TeeWriter {
     /// Hands the pending bytes over without waiting; a full queue drops
     /// them and cuts the stream.
     pub(crate) fn hand_over(&mut self) {
+        // Sums the reports as they come, so their channel stays short
+        // however rarely the statistics are asked.
+        self.counts();
         if self.cut || self.pending.is_empty() {
             return;
         }

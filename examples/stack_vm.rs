@@ -404,34 +404,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(d)
     };
-    let functions = vec![
-        main_fn(env("COLLATZ_LIMIT", 20_000), env("FIB_N", 22)),
-        collatz(),
-        fib(),
-    ];
     let out = std::path::PathBuf::from("pcprof-stack-vm.data");
     if out.exists() {
         return Err(format!("{} exists; remove it first", out.display()).into());
     }
-    // pcprof: start (10 kHz here, for a short run) with the instruction
-    // set, register the bytecode and this interpreter.
-    let mut profiler = pcprof::Profiler::builder()
-        .frequency(10_000)
-        .instruction_set(Arc::new(StackVmIsa))
-        .output(&out)
-        .start()?;
-    profiler.register_function("main", &functions[0])?;
-    profiler.register_function("collatz", &functions[1])?;
-    profiler.register_function("fib", &functions[2])?;
-    // pcprof: an interpreter with a shadow stack of up to 64 frames.
-    let (pc, mut stack) = profiler.new_interpreter_with_stack(Some("main"), 64)?;
-
     let t = Instant::now();
-    let (total, _) = run(&functions, &pc, &mut stack)?;
+    let (total, stats) = record(&out, env("COLLATZ_LIMIT", 20_000), env("FIB_N", 22))?;
     println!("sum of collatz steps: {total} in {:.2?}", t.elapsed());
-
-    // pcprof: stop; the file is complete once this returns.
-    let stats = profiler.stop()?;
     println!(
         "{} samples written to {}",
         stats.samples_written,
@@ -439,6 +418,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("next: cargo run --release -- report {}", out.display());
     Ok(())
+}
+
+/// Profiles the program (collatz steps of `limit` down to 1, then
+/// `fib(fib_n)`) into `out` with a shadow stack; returns its result and the
+/// profiler's statistics. (Public for the tests, which run it too.)
+pub fn record(
+    out: &std::path::Path,
+    limit: i32,
+    fib_n: i32,
+) -> Result<(i64, pcprof::Stats), Box<dyn std::error::Error>> {
+    let functions = vec![main_fn(limit, fib_n), collatz(), fib()];
+    // pcprof: start (10 kHz here, for a short run) with the instruction
+    // set, register the bytecode and this interpreter.
+    let mut profiler = pcprof::Profiler::builder()
+        .frequency(10_000)
+        .instruction_set(Arc::new(StackVmIsa))
+        .output(out)
+        .start()?;
+    profiler.register_function("main", &functions[0])?;
+    profiler.register_function("collatz", &functions[1])?;
+    profiler.register_function("fib", &functions[2])?;
+    // pcprof: an interpreter with a shadow stack of up to 64 frames.
+    let (pc, mut stack) = profiler.new_interpreter_with_stack(Some("main"), 64)?;
+
+    let (total, _) = run(&functions, &pc, &mut stack)?;
+
+    // pcprof: stop; the file is complete once this returns.
+    let stats = profiler.stop()?;
+    Ok((total, stats))
 }
 
 /// This thread's CPU time, in seconds: what the runs are timed with, so a

@@ -10,6 +10,8 @@
 //!   functions and instructions with disassembly, hot instruction sequences,
 //!   exports, diffs. Bytecode becomes instructions through [`disasm`], which
 //!   also picks the decoder for all of them.
+//! - The `push` feature sends pprof profiles to Grafana Pyroscope
+//!   ([`push`]).
 //! - The `pulley` feature adds an adapter for Wasmtime's Pulley interpreter
 //!   and its disassembler.
 #![warn(missing_docs, missing_debug_implementations)]
@@ -20,6 +22,8 @@ pub mod analysis;
 pub mod disasm;
 #[cfg(feature = "pulley")]
 pub mod pulley;
+#[cfg(feature = "push")]
+pub mod push;
 
 /// The README's code is compiled as a doctest, so its embedding snippet
 /// cannot rot (`cargo test --doc`, with or without default features).

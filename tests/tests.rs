@@ -5,6 +5,9 @@
 mod churn;
 /// Shared helpers: temp paths, event recorder, file readers.
 mod common;
+/// Continuous profiling: a running profiler pushing each interval to a
+/// loopback stand-in of Pyroscope.
+mod continuous;
 /// `pcprof convert`: each export checked against what its consumer needs.
 mod convert;
 /// `pcprof demo` end to end.
@@ -26,8 +29,12 @@ mod merge;
 /// Outputs never replace an input or a special file; truncated and corrupt
 /// inputs fail every analysis command after its output.
 mod outputs;
+/// `pcprof convert --to pprof`, decoded and read by `go tool pprof`.
+mod pprof;
 /// The Pulley adapter on the real interpreter.
 mod pulley_adapter;
+/// Pushing to Grafana Pyroscope, against a loopback stand-in server.
+mod push;
 /// Profiles shaped like real programs': Wasmtime's fixture, big code,
 /// many threads' tallies.
 mod real;

@@ -16,11 +16,11 @@ use std::sync::Arc;
 use pcprof::analysis::{LoadOptions, load_bytes};
 use pcprof::disasm::{DecoderChoice, InstructionKind, decode_function};
 use pcprof::format::{
-    Encoder, FileHeader, FunctionRecord, InterpreterRecord, RateRecord, Record, SamplingMode,
-    SamplingRecord, Summary, UnloadRecord,
+    Encoder, FileHeader, FunctionRecord, InterpreterRecord, PushRecord, RateRecord, Record,
+    SamplingMode, SamplingRecord, Summary, UnloadRecord,
 };
 use pcprof::isa::listing_of;
-use pcprof::{Sample, Stats};
+use pcprof::{ProfileReader, Sample, Stats};
 
 use crate::isa::Tiny;
 
@@ -109,6 +109,9 @@ fn v2_fixture() -> Vec<u8> {
     }))
     .unwrap();
     drop(e);
+    // The encoder writes the current version; every record here is of
+    // version 2, so the file is the version 2 fixture once it says so.
+    file[8..10].copy_from_slice(&2u16.to_le_bytes());
     file
 }
 
@@ -533,6 +536,54 @@ fn a_version_1_file_with_a_version_2_record_is_refused() {
         e.to_string(),
         "native format version 4 at byte 8 is not supported (this pcprof reads versions 1 to 3)"
     );
+}
+
+/// The push record (12) is of version 3: in a version 2 file it is
+/// corrupt, and the reader says so rather than skip it.
+#[test]
+fn a_push_record_in_a_version_2_file_is_refused() {
+    let push = PushRecord {
+        stopped_ns: 9,
+        intervals_pushed: 3,
+        intervals_dropped: 1,
+        chunks_dropped: 0,
+    };
+    let mut bytes = V2.to_vec();
+    // A native frame of the push record, appended to the fixture.
+    let header = FileHeader {
+        pcprof_version: "fixture".into(),
+        pid: 7,
+        started_unix_ns: 0,
+        frequency_hz: 1000,
+        flush_samples: 100,
+        clock: "virtual".into(),
+    };
+    let mut e = Encoder::native(Vec::new(), &header).unwrap();
+    let start = e.bytes_written() as usize;
+    e.write(&Record::Push(push)).unwrap();
+    bytes.extend_from_slice(&e.into_inner()[start..]);
+    let at = V2.len() as u64;
+    let mut reader = ProfileReader::new(bytes.as_slice()).unwrap();
+    let e = loop {
+        match reader.next() {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => break e,
+            None => panic!("the push record was accepted"),
+        }
+    };
+    assert_eq!(e.offset(), at);
+    assert!(
+        e.to_string()
+            .contains("a push record (format version 3) in a version 2 file"),
+        "{e}"
+    );
+    // In a version 3 file it is read, and kept.
+    bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
+    let mut reader = ProfileReader::new(bytes.as_slice()).unwrap();
+    for ev in reader.by_ref() {
+        ev.unwrap();
+    }
+    assert_eq!(reader.push_record(), Some(&push));
 }
 
 /// Samples per function of the version 1 fixture, by name.

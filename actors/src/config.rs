@@ -118,6 +118,9 @@ pub struct Config {
     /// The interpreter's instruction set: each registered function's
     /// listing goes into the file, so reports show its mnemonics.
     pub instruction_set: Option<Arc<dyn crate::isa::InstructionSet>>,
+    /// A copy of the output for a consumer thread (continuous profiling;
+    /// native format only).
+    pub tee: Option<crate::tee::Tee>,
 }
 
 impl Default for Config {
@@ -136,6 +139,7 @@ impl Default for Config {
             sampling: SamplingMode::Randomized,
             buffers: 4,
             instruction_set: None,
+            tee: None,
         }
     }
 }
@@ -366,6 +370,13 @@ impl Config {
                 "realtime priority",
                 priority,
                 "must be between 1 and 99",
+            ));
+        }
+        if self.tee.is_some() && self.format != Format::Native {
+            return Err(Error::config(
+                "tee",
+                self.format,
+                "a tee reads the native format (a Pulley file has no times)",
             ));
         }
         self.buffer_bytes()?;

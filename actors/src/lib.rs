@@ -46,6 +46,7 @@ pub mod stack;
 pub mod stats;
 pub mod supervisor;
 mod sys;
+pub mod tee;
 pub mod ticker;
 pub mod timing;
 pub mod watch;
@@ -61,6 +62,7 @@ pub use profiler::{Profiler, ProfilerBuilder, ProfilerHandle};
 pub use resolve::{Hit, Resolver};
 pub use stack::{StackHandle, StackReader};
 pub use stats::Stats;
+pub use tee::{Tee, TeeReporter, TeeStream};
 pub use writer::HotFunction;
 
 /// Re-exported so embedders use the same ractor as the actors.

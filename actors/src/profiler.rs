@@ -165,6 +165,16 @@ impl ProfilerBuilder {
         self
     }
 
+    /// A bounded copy of the output (the native stream, the bytes the file
+    /// gets) for `tee`'s consumer, on its own thread: how `pcprof::push`
+    /// pushes each interval to a server while recording. The writer hands
+    /// each flushed chunk over without waiting; the stop waits a bounded
+    /// time for the consumer. Native format only.
+    pub fn tee(mut self, tee: crate::tee::Tee) -> Self {
+        self.config.tee = Some(tee);
+        self
+    }
+
     /// Batch buffers in circulation (at least 2): the memory bound.
     pub fn buffers(mut self, n: usize) -> Self {
         self.config.buffers = n;
@@ -342,6 +352,15 @@ impl Profiler {
         let (sink, path) = open_output(config.output)?;
         let mut created = RemoveOnFailure(path.clone());
         let label = sink_label(&path);
+        let sink = match config.tee {
+            None => sink,
+            Some(tee) => Sink::Teed {
+                inner: Box::new(sink),
+                tee: tee.start(config.actor_timeout).map_err(|e| {
+                    Error::actor("writer", format!("cannot spawn the tee's thread: {e}"))
+                })?,
+            },
+        };
         let encoder = match config.format {
             Format::Pulley => Encoder::pulley(sink),
             Format::Native => {

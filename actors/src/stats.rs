@@ -72,6 +72,18 @@ pub struct Stats {
     pub errors: u64,
     /// The first error, as text.
     pub first_error: Option<String>,
+    /// Continuous profiling: intervals the server took (not in the
+    /// summary record: in the push record, FORMAT.md record 12).
+    #[serde(default)]
+    pub push_intervals_pushed: u64,
+    /// Continuous profiling: intervals dropped (a full queue, a server that
+    /// refused or did not answer, in flight at the stop).
+    #[serde(default)]
+    pub push_intervals_dropped: u64,
+    /// Continuous profiling: chunks of the output the consumer fell too far
+    /// behind to take (the first one ends the pushes).
+    #[serde(default)]
+    pub push_chunks_dropped: u64,
 }
 
 impl Stats {

@@ -189,6 +189,9 @@ fn merge(t: &TimingStats, c: &RegistryCounts, w: Option<&WriterStats>, errors: &
         s.batches_written = w.batches_written;
         s.bytes_written = w.bytes_written;
         s.writer_cpu_ns = w.cpu_ns;
+        s.push_intervals_pushed = w.push_intervals_pushed;
+        s.push_intervals_dropped = w.push_intervals_dropped;
+        s.push_chunks_dropped = w.push_chunks_dropped;
         s.errors += w.errors;
         if s.first_error.is_none() {
             s.first_error = w.first_error.as_ref().map(|e| e.to_string());

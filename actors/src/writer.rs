@@ -53,6 +53,11 @@ pub(crate) enum Sink {
         file: BufWriter<File>,
     },
     Custom(Box<dyn Write + Send>),
+    /// The output, with a copy of its bytes for a tee's consumer.
+    Teed {
+        inner: Box<Sink>,
+        tee: crate::tee::TeeWriter,
+    },
 }
 
 impl Sink {
@@ -60,6 +65,7 @@ impl Sink {
         match self {
             Sink::File { path, .. } => path.clone(),
             Sink::Custom(_) => PathBuf::from("<writer>"),
+            Sink::Teed { inner, .. } => inner.label(),
         }
     }
 
@@ -68,6 +74,7 @@ impl Sink {
         match self {
             Sink::File { file, .. } => file.get_ref().sync_all(),
             Sink::Custom(_) => Ok(()),
+            Sink::Teed { inner, .. } => inner.sync(),
         }
     }
 }
@@ -77,6 +84,11 @@ impl Write for Sink {
         match self {
             Sink::File { file, .. } => file.write(buf),
             Sink::Custom(w) => w.write(buf),
+            Sink::Teed { inner, tee } => {
+                let n = inner.write(buf)?;
+                tee.copy(&buf[..n]);
+                Ok(n)
+            }
         }
     }
 
@@ -84,6 +96,11 @@ impl Write for Sink {
         match self {
             Sink::File { file, .. } => file.write_all(buf),
             Sink::Custom(w) => w.write_all(buf),
+            Sink::Teed { inner, tee } => {
+                inner.write_all(buf)?;
+                tee.copy(buf);
+                Ok(())
+            }
         }
     }
 
@@ -91,6 +108,13 @@ impl Write for Sink {
         match self {
             Sink::File { file, .. } => file.flush(),
             Sink::Custom(w) => w.flush(),
+            // A flush ends on a record boundary: the chunk is handed over
+            // (never waiting), whatever the output's own flush does.
+            Sink::Teed { inner, tee } => {
+                let flushed = inner.flush();
+                tee.hand_over();
+                flushed
+            }
         }
     }
 }
@@ -137,6 +161,7 @@ pub(crate) struct WriterThread {
 }
 
 /// What the writer thread waits for.
+#[allow(clippy::large_enum_variant)] // as `WriterCmd`
 enum Ev {
     Cmd(Option<WriterCmd>),
     Batch(Option<SampleBuffer>),
@@ -293,10 +318,17 @@ impl WriterThread {
         }
     }
 
-    fn current_stats(&self) -> WriterStats {
+    fn current_stats(&mut self) -> WriterStats {
+        let tee = match self.encoder.get_mut() {
+            Sink::Teed { tee, .. } => tee.counts(),
+            _ => crate::tee::TeeCounts::default(),
+        };
         WriterStats {
             bytes_written: self.encoder.bytes_written(),
             cpu_ns: sys::thread_cpu_ns(),
+            push_intervals_pushed: tee.pushed,
+            push_intervals_dropped: tee.dropped,
+            push_chunks_dropped: tee.chunks_dropped,
             ..self.stats.clone()
         }
     }
@@ -446,6 +478,24 @@ impl WriterThread {
             stats.first_error = self.stats.first_error.as_ref().map(|e| e.to_string());
         }
         let _ = self.guarded(|w| {
+            // The tee's end: its last chunk, then a bounded wait for the
+            // consumer; the push record precedes the summary.
+            w.flush_output("write");
+            let push = match w.encoder.get_mut() {
+                Sink::Teed { tee, .. } => Some(tee.finish(stopped_ns)),
+                _ => None,
+            };
+            if let Some(p) = push {
+                stats.push_intervals_pushed = p.intervals_pushed;
+                stats.push_intervals_dropped = p.intervals_dropped;
+                stats.push_chunks_dropped = p.chunks_dropped;
+                if !w.broken
+                    && w.encoder.format() == crate::format::Format::Native
+                    && let Err(e) = w.encoder.write(&Record::Push(p))
+                {
+                    w.encode_failed("push", e);
+                }
+            }
             if !w.broken {
                 let summary = Record::Summary(Summary { stopped_ns, stats });
                 if let Err(e) = w.encoder.write(&summary) {

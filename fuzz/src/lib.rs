@@ -564,7 +564,8 @@ pub fn generate(g: &mut Gen) -> (Vec<u8>, Vec<Event>) {
                         .expect("an encoded stacks record decodes");
                     Some(Event::Stacks(v))
                 }
-                Record::Header(_) | Record::Listing(_) => None,
+                // Kept by the reader (`push_record`), not an event.
+                Record::Header(_) | Record::Listing(_) | Record::Push(_) => None,
             };
             let written = enc.write(&record).expect("encode record");
             // Pulley has no empty batch: nothing is written for one.

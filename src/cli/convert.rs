@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-use pcprof::analysis::convert::{ConvertOptions, ExportFormat, convert};
+use pcprof::analysis::convert::{ConvertOptions, ExportFormat, Granularity, convert};
 use pcprof::analysis::text::counted;
 
 use pcprof::disasm::DecoderChoice;
@@ -62,6 +62,10 @@ pub struct ConvertArgs {
     /// nanoseconds.
     #[arg(long, value_name = "NS", default_value_t = 1_000_000)]
     pulley_interval_ns: u64,
+    /// pprof: what a sample's leaf names, `instruction` (an inner frame
+    /// `func+0x1c xadd64` under its function) or `function`.
+    #[arg(long, value_name = "LEVEL", default_value = "instruction")]
+    granularity: Granularity,
 }
 
 /// Runs `pcprof convert`.
@@ -71,6 +75,7 @@ pub fn run(args: ConvertArgs) -> CliResult {
         interp: args.interp,
         decoder: args.decoder,
         pulley_interval_ns: args.pulley_interval_ns,
+        granularity: args.granularity,
     };
     let report = convert(&args.file, &args.output, format, &options)?;
     let mut err = std::io::stderr().lock();

@@ -7,6 +7,7 @@ pub mod diff;
 pub mod html;
 pub mod interrupt;
 pub mod merge;
+pub mod push;
 pub mod report;
 pub mod sequences;
 
@@ -66,6 +67,8 @@ enum Command {
     Diff(diff::DiffArgs),
     /// Merge several profiles (runs, processes) into one native profile.
     Merge(merge::MergeArgs),
+    /// Send a profile to Grafana Pyroscope as pprof.
+    Push(push::PushArgs),
 }
 
 /// `--pulley-version`: a Wasmtime major version, or `auto`.
@@ -108,6 +111,7 @@ pub fn run(cli: Cli) -> CliResult {
         Some(Command::Convert(a)) => convert::run(a),
         Some(Command::Diff(a)) => diff::run(a),
         Some(Command::Merge(a)) => merge::run(a),
+        Some(Command::Push(a)) => push::run(a),
     }
 }
 

@@ -44,8 +44,8 @@ pub use encoder::{EncodeError, Encoder};
 pub use reader::{Event, ProfileReader, RawPc, ReadError, ReadErrorKind};
 pub use records::{
     FileHeader, Flow, FunctionRecord, InterpreterRecord, ListedInstruction, ListingRecord,
-    RateRecord, Record, RetiredRecord, SamplingMode, SamplingRecord, Summary, UnloadRecord,
-    code_hash,
+    PushRecord, RateRecord, Record, RetiredRecord, SamplingMode, SamplingRecord, Summary,
+    UnloadRecord, code_hash,
 };
 pub use stacks::{
     CompactBatch, INTERNED_MAX, StackInterner, StackNode, StacksRecord, TRUNCATED_FRAME,

@@ -136,6 +136,10 @@ impl<R: Read> ProfileReader<R> {
                 Record::Rate(r) => Event::Rate(r),
                 Record::Summary(s) => Event::Summary(s),
                 Record::Sampling(s) => Event::Sampling(s),
+                Record::Push(p) => {
+                    self.push = Some(p);
+                    continue;
+                }
                 Record::Listing(l) => {
                     l.check().map_err(invalid)?;
                     self.listings.insert(l.code_hash, Arc::new(l));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::batch::Sample;
 use super::records::{
-    FileHeader, FunctionRecord, InterpreterRecord, ListingRecord, RateRecord, Record,
+    FileHeader, FunctionRecord, InterpreterRecord, ListingRecord, PushRecord, RateRecord, Record,
     RetiredRecord, SamplingRecord, Summary, UnloadRecord,
 };
 use super::stacks::StackNode;
@@ -212,6 +212,8 @@ pub struct ProfileReader<R: Read> {
     pub(super) code_at: Option<u64>,
     /// The highest stack id introduced so far (version 3).
     pub(super) stacks_known: u32,
+    /// The push record, once read (version 3).
+    pub(super) push: Option<PushRecord>,
 }
 
 /// Buffer of a file opened by [`ProfileReader::open`]: half a Pulley
@@ -324,6 +326,7 @@ impl<R: Read> ProfileReader<R> {
             pulley_pcs: Vec::new(),
             code_at: None,
             stacks_known: 0,
+            push: None,
         };
         match first[0] {
             b if b == MAGIC[0] => {
@@ -399,6 +402,12 @@ impl<R: Read> ProfileReader<R> {
     /// Pulley files.
     pub fn version(&self) -> u16 {
         self.version
+    }
+
+    /// The push record (what became of the intervals pushed while
+    /// recording), once read: it comes just before the summary.
+    pub fn push_record(&self) -> Option<&PushRecord> {
+        self.push.as_ref()
     }
 
     /// The header of a native file (`None` for Pulley files).

@@ -357,9 +357,9 @@ impl From<SummaryV1> for Summary {
                 writer_cpu_ns: v.writer_cpu_ns,
                 errors: v.errors,
                 first_error: v.first_error,
-                // Not in the frozen layout.
-                stack_reads_torn: 0,
-                stacks_cut: 0,
+                // Not in this layout: the push record has the push
+                // counts; the stack counters are the runtime's only.
+                ..Stats::default()
             },
         }
     }
@@ -389,13 +389,31 @@ pub enum Record {
     Listing(ListingRecord),
     /// How the ticks were placed, right after the header.
     Sampling(SamplingRecord),
-    // Version 3. Index 12 is taken by a record of the same version (the
-    // push summary); append after it.
+    // Version 3, appended.
     /// Call stacks, each introduced before the first batch that uses it.
     Stacks(StacksRecord),
     /// A batch of samples, compact, with their stacks: version 3's
     /// replacement of `Samples`.
     Batch(CompactBatch),
+    /// What became of the intervals pushed while recording (continuous
+    /// profiling), just before the summary.
+    Push(PushRecord),
+}
+
+/// What became of the intervals pushed while recording (record 12, format
+/// version 3): the profile's own account of what the server did not get.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRecord {
+    /// When the profiler stopped, in ns since the clock's epoch.
+    pub stopped_ns: u64,
+    /// Intervals the server took.
+    pub intervals_pushed: u64,
+    /// Intervals dropped: a full queue, a server that refused them or did
+    /// not answer in time, a stream cut, or still in flight at the stop.
+    pub intervals_dropped: u64,
+    /// Chunks of the output the consumer fell too far behind to take; the
+    /// first one ended the pushes (intervals after it are not counted).
+    pub chunks_dropped: u64,
 }
 
 impl Record {
@@ -414,6 +432,7 @@ impl Record {
             Record::Sampling(_) => "sampling",
             Record::Stacks(_) => "stacks",
             Record::Batch(_) => "batch",
+            Record::Push(_) => "push",
         }
     }
 
@@ -421,7 +440,7 @@ impl Record {
     pub fn since_version(&self) -> u16 {
         match self {
             Record::Listing(_) | Record::Sampling(_) => 2,
-            Record::Stacks(_) | Record::Batch(_) => 3,
+            Record::Stacks(_) | Record::Batch(_) | Record::Push(_) => 3,
             _ => 1,
         }
     }

@@ -42,6 +42,12 @@ pub struct WriterStats {
     pub errors: u64,
     /// The first error.
     pub first_error: Option<Error>,
+    /// Intervals pushed by a tee's consumer (continuous profiling).
+    pub push_intervals_pushed: u64,
+    /// Intervals it dropped.
+    pub push_intervals_dropped: u64,
+    /// Chunks of the output it fell too far behind to take.
+    pub push_chunks_dropped: u64,
 }
 
 /// Messages of the writer actor (queries).
@@ -60,6 +66,9 @@ pub enum WriterMsg {
 }
 
 /// Messages to the writer thread.
+// A summary's statistics are the large variant; records are the many, and
+// boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum WriterCmd {
     /// A record from the registry or the supervisor.
     Record(Record),

@@ -17,7 +17,9 @@
 //! - The formats: [`collapsed`] (flame graph lines, from the aggregated
 //!   profile), [`recode`](mod@recode) (`pulley` and `native`, record by record),
 //!   [`firefox`] and [`speedscope`] (JSON built whole from one streaming
-//!   pass, `walk.rs`; behind the `export` feature).
+//!   pass, `walk.rs`; behind the `export` feature), [`pprof`](mod@pprof)
+//!   (gzipped `profile.proto`, summed per stack in the same pass; behind
+//!   the `export` feature).
 //! - A file that ends early or has a corrupt record converts up to the fault
 //!   and the output is still written, holding the complete records;
 //!   [`ConvertReport::read_error`] says where it stopped (the CLI then exits
@@ -36,6 +38,7 @@ use super::output;
 
 pub mod collapsed;
 pub mod firefox;
+pub mod pprof;
 pub mod recode;
 pub mod speedscope;
 #[cfg(feature = "export")]
@@ -44,6 +47,9 @@ mod walk;
 pub use collapsed::write_collapsed;
 #[cfg(feature = "export")]
 pub use firefox::{firefox_profile, firefox_profile_from};
+pub use pprof::Granularity;
+#[cfg(feature = "export")]
+pub use pprof::{pprof_profile, pprof_profile_from};
 pub use recode::recode;
 #[cfg(feature = "export")]
 pub use speedscope::{speedscope_file, speedscope_file_from};
@@ -52,6 +58,7 @@ pub use speedscope::{speedscope_file, speedscope_file_from};
 pub const EXPORTERS: &[&Exporter] = &[
     &firefox::EXPORTER,
     &speedscope::EXPORTER,
+    &pprof::EXPORTER,
     &collapsed::EXPORTER,
     &recode::PULLEY,
     &recode::NATIVE,
@@ -182,6 +189,8 @@ impl ExportFormat {
     pub const Firefox: ExportFormat = ExportFormat(&firefox::EXPORTER);
     /// speedscope's file format, "sampled" profiles (JSON).
     pub const Speedscope: ExportFormat = ExportFormat(&speedscope::EXPORTER);
+    /// pprof: gzipped `profile.proto`.
+    pub const Pprof: ExportFormat = ExportFormat(&pprof::EXPORTER);
     /// Collapsed stacks: `function;instruction count` lines.
     pub const Collapsed: ExportFormat = ExportFormat(&collapsed::EXPORTER);
     /// `pulley_interpreter::profile`'s format.
@@ -267,6 +276,9 @@ pub struct ConvertOptions {
     /// Time between two samples of a Pulley file, which records none: the
     /// synthetic times of `native`, `firefox` and `speedscope` outputs.
     pub pulley_interval_ns: u64,
+    /// What the leaf of a `pprof` sample names: the instruction (default)
+    /// or its function.
+    pub granularity: Granularity,
 }
 
 impl Default for ConvertOptions {
@@ -275,6 +287,7 @@ impl Default for ConvertOptions {
             interp: None,
             decoder: DecoderChoice::Auto,
             pulley_interval_ns: 1_000_000,
+            granularity: Granularity::default(),
         }
     }
 }

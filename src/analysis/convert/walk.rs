@@ -1,6 +1,6 @@
-//! The one pass the JSON exports share: stream a file, resolve every sample
-//! to its frames (callers, function, then instruction) and hand it over in
-//! file order.
+//! The one pass the `firefox`, `speedscope` and `pprof` exports share:
+//! stream a file, resolve every sample to its frames (callers, function,
+//! then instruction) and hand it over in file order.
 //!
 //! - Call stacks (format version 3) resolve like the profile model's
 //!   ([`StackBuilder`]): a file's stack is resolved once, at its first
@@ -47,6 +47,21 @@ pub(super) struct WalkFunction {
 }
 
 impl WalkFunction {
+    /// The function's name.
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether nobody decodes its bytes (hex lines, opcode `bytes`).
+    pub(super) fn is_hex(&self) -> bool {
+        self.hex.is_some()
+    }
+
+    /// The instruction a [`Site`] names by index.
+    pub(super) fn instruction(&self, index: usize) -> Option<&Instruction> {
+        self.instructions.get(index)
+    }
+
     /// The index of the instruction at `offset` into the function.
     fn instruction_at(&mut self, offset: u64) -> Option<usize> {
         let Some((code, lines)) = &mut self.hex else {
@@ -88,6 +103,15 @@ pub(super) struct Callers<'a> {
 }
 
 impl Callers<'_> {
+    /// The callers' frames, outermost first (none without a stack).
+    #[cfg(feature = "export")]
+    pub(super) fn path(&self) -> Vec<Frame> {
+        if self.node == 0 {
+            return Vec::new();
+        }
+        self.tree.path(self.node)
+    }
+
     /// The callers' frame names, outermost first: each caller's function,
     /// `[truncated]` where frames were lost, `[unresolved]` for a call site
     /// outside every function.
@@ -132,6 +156,8 @@ pub(super) fn walk<R: Read>(
     let mut seq: u64 = 0;
     let mut stacks = StackBuilder::default();
     let mut stacked = 0u64;
+    // The last (function index, PC) resolved to an instruction, and it.
+    let mut last_ins: Option<(usize, u64, Option<usize>)> = None;
     for event in reader.by_ref() {
         let event = match event {
             Ok(e) => e,
@@ -185,9 +211,14 @@ pub(super) fn walk<R: Read>(
                         continue;
                     }
                     let site = match resolver.resolve(s.pc, s.time_ns) {
+                        // Runs of one PC are common: its instruction once.
+                        Some(fi) if last_ins.is_some_and(|(f, pc, _)| f == fi && pc == s.pc) => {
+                            Site::Function(fi, last_ins.and_then(|(_, _, ins)| ins))
+                        }
                         Some(fi) => {
                             let f = &mut functions[fi];
                             let ins = s.pc.checked_sub(f.addr).and_then(|o| f.instruction_at(o));
+                            last_ins = Some((fi, s.pc, ins));
                             Site::Function(fi, ins)
                         }
                         None => {

@@ -36,6 +36,10 @@ mod load;
 mod stacks;
 mod timeline;
 
+/// The cheap hash map of integer keys (also the pprof export's).
+#[cfg(feature = "export")]
+pub(crate) use timeline::FoldMap;
+
 pub use hits::Hits;
 pub use load::{LoadError, load, load_bytes, load_reader};
 // The streaming exports resolve a file's stacks as the model does.

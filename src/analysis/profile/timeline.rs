@@ -36,7 +36,7 @@ type Cell = (u32, u32, u32, u64);
 
 /// Hashes a packed cell key with one multiplication and a fold.
 #[derive(Default, Clone, Copy)]
-pub(super) struct FoldHasher(u64);
+pub(crate) struct FoldHasher(u64);
 
 impl std::hash::Hasher for FoldHasher {
     fn finish(&self) -> u64 {
@@ -57,7 +57,7 @@ impl std::hash::Hasher for FoldHasher {
 }
 
 /// A map with [`FoldHasher`].
-pub(super) type FoldMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
+pub(crate) type FoldMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
 
 pub(super) struct TimelineBuilder {
     by_sample_index: bool,

@@ -394,6 +394,7 @@ mod tests {
     #[test]
     fn a_stuck_consumer_costs_a_bounded_wait_and_counts_as_dropped() {
         let (release_tx, release_rx) = flume::bounded::<()>(1);
+        let (reported_tx, reported_rx) = flume::bounded::<()>(1);
         let tee = Tee {
             capacity: 4,
             finish_wait: Some(Duration::from_millis(1)),
@@ -401,12 +402,16 @@ mod tests {
                 reporter.queued();
                 reporter.queued();
                 reporter.pushed();
+                let _ = reported_tx.send(());
                 let _ = release_rx.recv();
             }),
         };
         let mut w = tee.start(Duration::from_secs(5)).unwrap();
         w.copy(b"x");
         w.hand_over();
+        // The reports are sent before the stop: what is counted must not
+        // depend on when the consumer's thread got to run.
+        reported_rx.recv().unwrap();
         let record = w.finish(1);
         // One queued and not answered, and the last never queued.
         assert_eq!((record.intervals_pushed, record.intervals_dropped), (1, 2));

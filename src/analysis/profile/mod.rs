@@ -42,6 +42,8 @@ pub use load::{LoadError, load, load_bytes, load_reader};
 #[cfg(feature = "export")]
 pub(crate) use stacks::StackBuilder;
 pub use stacks::{Frame, PathNode, StackLeaf, StackTree};
+#[cfg(feature = "export")]
+pub(crate) use timeline::FoldMap;
 
 /// Options for [`load()`].
 #[derive(Debug, Clone)]

@@ -36,7 +36,7 @@ type Cell = (u32, u32, u32, u64);
 
 /// Hashes a packed cell key with one multiplication and a fold.
 #[derive(Default, Clone, Copy)]
-pub(super) struct FoldHasher(u64);
+pub(crate) struct FoldHasher(u64);
 
 impl std::hash::Hasher for FoldHasher {
     fn finish(&self) -> u64 {
@@ -54,10 +54,13 @@ impl std::hash::Hasher for FoldHasher {
     fn write_u32(&mut self, n: u32) {
         self.write_u64(u64::from(n));
     }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
 }
 
 /// A map with [`FoldHasher`].
-pub(super) type FoldMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
+pub(crate) type FoldMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
 
 pub(super) struct TimelineBuilder {
     by_sample_index: bool,

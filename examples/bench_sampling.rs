@@ -58,6 +58,8 @@ struct Args {
     sampling: SamplingMode,
     format: Format,
     buffers: Option<usize>,
+    /// Each interpreter keeps a shadow stack this deep (0: none).
+    stack_depth: usize,
 }
 
 fn usage(problem: &str) -> ! {
@@ -67,6 +69,7 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: bench_sampling [--freq HZ=1000] [--flush N=20000] [--interpreters N=4] \
          [--seconds S=2] [--out PATH] [--keep] [--work spin|idle] [--timerslack-ns N]\n\
+         [--stack-depth N (a shadow stack N calls deep, one return and call a pass)]\n\
          \x20      [--realtime PRIO] [--spin-us N] [--target-us N] [--sampling randomized|periodic] [--format native|pulley] [--buffers N]\n\
          Without --out a temp file under /tmp is used and removed at the end unless --keep.\n\
          --realtime asks for SCHED_FIFO on the timing thread (falls back to normal scheduling\n\
@@ -102,6 +105,7 @@ fn parse_args() -> Args {
         sampling: SamplingMode::Randomized,
         format: Format::Native,
         buffers: None,
+        stack_depth: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -109,6 +113,7 @@ fn parse_args() -> Args {
             "--freq" => a.freq = parse(&flag, it.next()),
             "--flush" => a.flush = parse(&flag, it.next()),
             "--interpreters" => a.interpreters = parse(&flag, it.next()),
+            "--stack-depth" => a.stack_depth = parse(&flag, it.next()),
             "--seconds" => a.seconds = parse(&flag, it.next()),
             "--out" => a.out = Some(parse(&flag, it.next())),
             "--keep" => a.keep = true,
@@ -174,8 +179,15 @@ fn interpreter_main(
     stop: Arc<AtomicBool>,
     start: Arc<Barrier>,
     work: Work,
+    mut stack: Option<pcprof::StackHandle>,
 ) -> InterpReport {
     let base = code.as_ptr() as usize;
+    let depth = stack.as_ref().map_or(0, |s| s.capacity());
+    if let Some(st) = stack.as_mut() {
+        for d in 0..depth {
+            st.call(base + d);
+        }
+    }
     let mut steps = 0u64;
     let mut acc: u64 = 0x243F_6A88_85A3_08D3;
     start.wait();
@@ -183,6 +195,12 @@ fn interpreter_main(
     match work {
         Work::Spin => {
             while !stop.load(Ordering::Relaxed) {
+                // A return and a call a pass: a new generation, so the
+                // sampler reads the whole stack again at the next tick.
+                if let Some(st) = stack.as_mut() {
+                    st.ret();
+                    st.call(base + depth);
+                }
                 for off in (0..CODE_LEN).step_by(4) {
                     pc.set(base + off);
                     // ~20 cheap arithmetic ops standing in for "executing" the op.
@@ -383,13 +401,21 @@ fn main() {
             .register_function(&format!("func{i}"), &code)
             .unwrap_or_else(|e| fail(format!("register_function: {e}")));
         let label = format!("interp{i}");
-        let pc = profiler
-            .new_interpreter(Some(&label))
-            .unwrap_or_else(|e| fail(format!("new_interpreter: {e}")));
+        let (pc, stack) = if args.stack_depth > 0 {
+            let (pc, st) = profiler
+                .new_interpreter_with_stack(Some(&label), args.stack_depth)
+                .unwrap_or_else(|e| fail(format!("new_interpreter_with_stack: {e}")));
+            (pc, Some(st))
+        } else {
+            let pc = profiler
+                .new_interpreter(Some(&label))
+                .unwrap_or_else(|e| fail(format!("new_interpreter: {e}")));
+            (pc, None)
+        };
         let (stop, barrier, work) = (stop.clone(), barrier.clone(), args.work);
         let spawned = thread::Builder::new()
             .name(label)
-            .spawn(move || interpreter_main(code, pc, stop, barrier, work));
+            .spawn(move || interpreter_main(code, pc, stop, barrier, work, stack));
         handles.push(spawned.unwrap_or_else(|e| fail(format!("spawn: {e}"))));
     }
     // Registration is asynchronous: make sure every interpreter is sampled

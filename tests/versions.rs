@@ -601,3 +601,36 @@ fn a_file_converted_from_pulley_says_so_and_native_copies_keep_listings() {
     assert!(text.contains("sampling: randomized, 1000 Hz"), "{text}");
     assert!(!render(&p, &HtmlOptions::default()).contains(synthetic));
 }
+
+/// Merging the version 3 fixture with itself keeps its stacks: frames are
+/// translated like PCs, so every path and figure doubles.
+#[test]
+fn a_merge_of_the_v3_fixture_keeps_its_stacks() {
+    use pcprof::analysis::merge::{MergeInput, MergeOptions, merge};
+    let dir = crate::common::TempDir::new("v3-merge");
+    let input = dir.path("v3.data");
+    std::fs::write(&input, V3).unwrap();
+    let inputs = [MergeInput::new(input.clone()), MergeInput::new(input)];
+    merge(&inputs, &dir.path("merged.data"), &MergeOptions::default()).unwrap();
+    let one = load_bytes(V3, &LoadOptions::default(), |_| {}).unwrap();
+    let two =
+        pcprof::analysis::load(&dir.path("merged.data"), &LoadOptions::default(), |_| {}).unwrap();
+    assert_eq!(two.total_samples, 48);
+    assert_eq!(two.inclusive_samples(), [48, 18, 18]);
+    assert_eq!(two.stacks.truncated_samples, 6);
+    let paths = |p: &pcprof::analysis::Profile| {
+        let mut v: Vec<_> = p
+            .stacks
+            .leaves
+            .iter()
+            .map(|l| (p.stacks.path(l.stack), l.function, l.offset, l.samples))
+            .collect();
+        v.sort();
+        v
+    };
+    let doubled: Vec<_> = paths(&one)
+        .into_iter()
+        .map(|(path, f, o, n)| (path, f, o, 2 * n))
+        .collect();
+    assert_eq!(paths(&two), doubled);
+}

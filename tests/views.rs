@@ -115,6 +115,25 @@ fn speedscope_samples_are_multi_frame() {
     assert_eq!(file.profiles[1].weights, vec![12e6]);
 }
 
+/// The export keeps each distinct stack once and writes each sample's in
+/// full: its bytes are the [`speedscope::File`] of the same input's, on
+/// stacks, merged samples and two interpreters.
+#[test]
+fn speedscope_export_writes_the_file_api_bytes() {
+    let dir = TempDir::new("views-speedscope-bytes");
+    let input = fixture(&dir);
+    let out = dir.path("v3.json");
+    let options = ConvertOptions::default();
+    convert(&input, &out, ExportFormat::Speedscope, &options).unwrap();
+    let (file, _) = speedscope::speedscope_file(&input, &options).unwrap();
+    let written = std::fs::read(&out).unwrap();
+    let from_api = serde_json::to_vec(&file).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&written),
+        String::from_utf8_lossy(&from_api)
+    );
+}
+
 /// The collapsed export, rendered by inferno: every frame of every path is
 /// a rectangle of the SVG, with its samples.
 #[test]

@@ -7,7 +7,9 @@
 //!   its instruction. Callers are functions, not call sites, so the call
 //!   tree and flame graph merge every call from one function to another.
 //! - The profile is built whole before it is serialised: memory grows with
-//!   the samples (about 40 bytes each).
+//!   the samples (about 40 bytes each), never with their depth: a caller
+//!   path is interned once per thread, on its parent's handle
+//!   ([`Interner`]), and a (path, instruction) once.
 //! - Unloads and rate changes are not kept (no equivalent).
 
 #[cfg(feature = "export")]
@@ -68,6 +70,8 @@ pub fn firefox_profile_from<R: Read>(
 
     use fxprof_processed_profile as fx;
 
+    use crate::analysis::profile::FoldMap;
+
     // The header is needed before the first thread.
     let header = reader.header().cloned();
     let interval_ns = match &header {
@@ -99,7 +103,13 @@ pub fn firefox_profile_from<R: Read>(
     }
     let mut tracks: HashMap<u32, Track> = HashMap::new();
     // By (interpreter, call path node, site): each stack interned once.
-    let mut stacks: HashMap<(u32, u32, Site), Option<fx::StackHandle>> = HashMap::new();
+    let mut stacks: FoldMap<(u32, u32, Site), Option<fx::StackHandle>> = FoldMap::default();
+    let mut interner = Interner {
+        category: category.into(),
+        callers: FoldMap::default(),
+        frames: FoldMap::default(),
+        todo: Vec::new(),
+    };
     // No thread is "main": the Firefox Profiler would show the process name
     // instead of the interpreter's. Every interpreter is visible at first,
     // the first one selected.
@@ -157,19 +167,14 @@ pub fn firefox_profile_from<R: Read>(
                 .or_insert_with(|| new_track(&mut profile, interp, None, time_ns, first));
             let thread = track.thread;
             let key = (interp, callers.node, site);
-            let stack = *stacks.entry(key).or_insert_with(|| {
-                let mut names = callers.frame_names(functions);
-                names.extend(site_frames(site, functions));
-                let frames: Vec<fx::FrameInfo> = names
-                    .iter()
-                    .map(|name| fx::FrameInfo {
-                        frame: fx::Frame::Label(profile.intern_string(name)),
-                        category_pair: category.into(),
-                        flags: fx::FrameFlags::empty(),
-                    })
-                    .collect();
-                profile.intern_stack_frames(thread, frames.into_iter())
-            });
+            let stack = match stacks.get(&key) {
+                Some(&h) => h,
+                None => {
+                    let h = interner.stack(&mut profile, thread, interp, callers, site, functions);
+                    stacks.insert(key, h);
+                    h
+                }
+            };
             // The interpreter was executing when sampled: count it busy
             // since its previous sample, at most one tick (it may have been
             // idle, and unsampled, in a longer gap).
@@ -194,4 +199,94 @@ pub fn firefox_profile_from<R: Read>(
         .notes
         .push("Not kept: unloads and rate changes (no Firefox Profiler equivalent).".to_string());
     Ok((profile, report))
+}
+
+/// Interns call paths in a Firefox profile once each: a walk node's stack
+/// on its parent's (so a new path costs one frame, however deep), frames
+/// by function and by site.
+#[cfg(feature = "export")]
+struct Interner {
+    category: fxprof_processed_profile::CategoryPairHandle,
+    /// (interpreter, walk node) → its callers' stack.
+    callers: crate::analysis::profile::FoldMap<(u32, u32), fxprof_processed_profile::StackHandle>,
+    /// (interpreter, caller frame) → its frame.
+    frames: crate::analysis::profile::FoldMap<
+        (u32, crate::analysis::profile::Frame),
+        fxprof_processed_profile::FrameHandle,
+    >,
+    /// Nodes to intern, innermost first (scratch).
+    todo: Vec<(u32, crate::analysis::profile::Frame)>,
+}
+
+#[cfg(feature = "export")]
+impl Interner {
+    fn frame(
+        &mut self,
+        profile: &mut fxprof_processed_profile::Profile,
+        thread: fxprof_processed_profile::ThreadHandle,
+        name: &str,
+    ) -> fxprof_processed_profile::FrameHandle {
+        use fxprof_processed_profile as fx;
+        let label = profile.intern_string(name);
+        profile.intern_frame(
+            thread,
+            fx::FrameInfo {
+                frame: fx::Frame::Label(label),
+                category_pair: self.category,
+                flags: fx::FrameFlags::empty(),
+            },
+        )
+    }
+
+    /// The stack of a sample at `site` under `callers`, on thread `thread`
+    /// of interpreter `interp`.
+    fn stack(
+        &mut self,
+        profile: &mut fxprof_processed_profile::Profile,
+        thread: fxprof_processed_profile::ThreadHandle,
+        interp: u32,
+        callers: super::walk::Callers<'_>,
+        site: Site,
+        functions: &[super::walk::WalkFunction],
+    ) -> Option<fxprof_processed_profile::StackHandle> {
+        use crate::analysis::profile::Frame;
+        // Up to the nearest ancestor interned already (or the root).
+        self.todo.clear();
+        let mut node = callers.node;
+        let mut parent = None;
+        while node != 0 {
+            if let Some(&h) = self.callers.get(&(interp, node)) {
+                parent = Some(h);
+                break;
+            }
+            let (up, frame) = callers.parent_and_frame(node);
+            self.todo.push((node, frame));
+            node = up;
+        }
+        while let Some((node, frame)) = self.todo.pop() {
+            let handle = match self.frames.get(&(interp, frame)) {
+                Some(&h) => h,
+                None => {
+                    let name = match frame {
+                        Frame::Function(i) => {
+                            functions.get(i).map_or(super::UNRESOLVED, |f| f.name())
+                        }
+                        Frame::Outside => super::UNRESOLVED,
+                        Frame::Truncated => super::TRUNCATED,
+                    };
+                    let h = self.frame(profile, thread, name);
+                    self.frames.insert((interp, frame), h);
+                    h
+                }
+            };
+            let h = profile.intern_stack(thread, parent, handle);
+            self.callers.insert((interp, node), h);
+            parent = Some(h);
+        }
+        for name in site_frames(site, functions) {
+            let frame = self.frame(profile, thread, &name);
+            parent = Some(profile.intern_stack(thread, parent, frame));
+        }
+        parent
+    }
 }

@@ -17,9 +17,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use super::{
-    ConvertError, ConvertOptions, ConvertReport, TRUNCATED, UNRESOLVED, instruction_label,
-};
+use super::{ConvertError, ConvertOptions, ConvertReport, UNRESOLVED, instruction_label};
 use crate::analysis::profile::{Frame, StackBuilder};
 use crate::disasm::{HexDecoder, Instruction, containing_instruction, decode_function};
 use crate::format::{Event, Format, InterpreterRecord};
@@ -106,30 +104,20 @@ impl Callers<'_> {
     /// The callers' frames, outermost first (none without a stack).
     #[cfg(feature = "export")]
     pub(super) fn path(&self) -> Vec<Frame> {
-        if self.node == 0 {
-            return Vec::new();
-        }
-        self.tree.path(self.node)
+        let mut out = Vec::new();
+        self.path_into(&mut out);
+        out
     }
 
-    /// The callers' frame names, outermost first: each caller's function,
-    /// `[truncated]` where frames were lost, `[unresolved]` for a call site
-    /// outside every function.
-    pub(super) fn frame_names(&self, functions: &[WalkFunction]) -> Vec<String> {
-        if self.node == 0 {
-            return Vec::new();
-        }
-        self.tree
-            .path(self.node)
-            .into_iter()
-            .map(|f| match f {
-                Frame::Function(i) => functions
-                    .get(i)
-                    .map_or_else(|| UNRESOLVED.to_string(), |f| f.name.clone()),
-                Frame::Outside => UNRESOLVED.to_string(),
-                Frame::Truncated => TRUNCATED.to_string(),
-            })
-            .collect()
+    /// The callers' frames, outermost first, into `out` (cleared first).
+    pub(super) fn path_into(&self, out: &mut Vec<Frame>) {
+        self.tree.path_into(self.node, out);
+    }
+
+    /// Walk node `node`'s parent node and caller frame (as for
+    /// [`Callers::node`]; the root: itself).
+    pub(super) fn parent_and_frame(&self, node: u32) -> (u32, Frame) {
+        self.tree.parent_and_frame(node)
     }
 }
 

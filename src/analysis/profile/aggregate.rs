@@ -749,7 +749,7 @@ impl Aggregator {
             let f = self.tally.hit(s.pc, s.time_ns);
             self.timeline.add(slot, s.time_ns, f);
             if s.stack != 0 {
-                self.count_stack(p, s, f);
+                self.count_stack(p, slot, s, f);
             }
         }
         if k > 0 {
@@ -759,8 +759,8 @@ impl Aggregator {
     }
 
     /// A sample with a stack, whose leaf is function `f` (or [`OTHER`]).
-    #[cold]
-    fn count_stack(&mut self, p: &Profile, s: &Sample, f: u32) {
+    #[inline]
+    fn count_stack(&mut self, p: &Profile, slot: usize, s: &Sample, f: u32) {
         let tally = &mut self.tally;
         let node = self
             .stacks
@@ -770,7 +770,7 @@ impl Aggregator {
             _ => 0,
         };
         let f = if f == OTHER { u32::MAX } else { f };
-        self.stacks.count(node, f, offset);
+        self.stacks.count(slot, node, f, offset);
     }
 
     /// Samples of interpreter 0 without times (Pulley): their timeline

@@ -18,8 +18,7 @@
 //!   nodes' parents; [`StackTree::inclusive`] gives each function's samples
 //!   counted once per sample however often it recurs.
 
-use std::collections::HashMap;
-
+use super::timeline::FoldMap;
 use crate::format::{StackNode, TRUNCATED_FRAME};
 
 /// One frame of an aggregated call path.
@@ -146,8 +145,46 @@ impl StackTree {
     }
 }
 
+/// A packed frame in the builder: a function index, or one of these.
+const OUTSIDE: u32 = u32::MAX - 1;
+const TRUNCATED: u32 = u32::MAX;
+
+fn pack(frame: Frame) -> u32 {
+    match frame {
+        // Function indices fit in 32 bits less the markers (see `Tally`).
+        Frame::Function(i) => i as u32,
+        Frame::Outside => OUTSIDE,
+        Frame::Truncated => TRUNCATED,
+    }
+}
+
+fn unpack(frame: u32) -> Frame {
+    match frame {
+        OUTSIDE => Frame::Outside,
+        TRUNCATED => Frame::Truncated,
+        i => Frame::Function(i as usize),
+    }
+}
+
+/// The leaf key of a run: (node << 32 | function), offset.
+type LeafKey = (u64, u64);
+
+/// An interpreter's run of samples at one (node, function, offset), not yet
+/// in the map.
+#[derive(Clone, Copy, Default)]
+struct Run {
+    key: LeafKey,
+    samples: u64,
+}
+
 /// Builds a [`StackTree`] from a file's stacks and samples (and resolves
 /// a file's stacks for the streaming exports, `convert/walk.rs`).
+///
+/// Per sample, O(1) without SipHash: the file's stack id is an index
+/// (`resolved`, ids are dense), and each interpreter's run of samples at
+/// one (node, leaf) is counted in place and moved to the map when the leaf
+/// changes, so a phase of samples costs one lookup. Nodes are 8 bytes
+/// (parent, packed frame) while building, their index keyed by one `u64`.
 #[derive(Default)]
 pub(crate) struct StackBuilder {
     /// The file's stacks by id - 1: (parent id, frame PC).
@@ -155,11 +192,15 @@ pub(crate) struct StackBuilder {
     /// The tree node of each file stack, by id - 1, once resolved (0: not
     /// yet; file stack ids never map to the root unless empty).
     resolved: Vec<u32>,
-    nodes: Vec<PathNode>,
-    index: HashMap<(u32, Frame), u32>,
-    /// (node, function or `u32::MAX`, offset) → samples, for samples with
-    /// a stack.
-    leaves: HashMap<(u32, u32, u64), u64>,
+    /// (parent, packed frame) of each node; node 0 is the root.
+    nodes: Vec<(u32, u32)>,
+    /// (parent << 32 | packed frame) → node.
+    index: FoldMap<u64, u32>,
+    /// (node << 32 | function or `u32::MAX`, offset) → samples, for
+    /// samples with a stack.
+    leaves: FoldMap<LeafKey, u64>,
+    /// Per interpreter slot: its current run.
+    runs: Vec<Run>,
     truncated: u64,
     /// Samples with a stack were seen.
     pub(super) any: bool,
@@ -181,16 +222,18 @@ impl StackBuilder {
 
     /// The tree node of file stack `id`, resolving its frames (with
     /// `function_of`, at this sample's time) on first use.
-    pub(crate) fn node(
-        &mut self,
-        id: u32,
-        mut function_of: impl FnMut(u64) -> Option<usize>,
-    ) -> u32 {
+    #[inline]
+    pub(crate) fn node(&mut self, id: u32, function_of: impl FnMut(u64) -> Option<usize>) -> u32 {
+        match self.resolved.get((id as usize).wrapping_sub(1)) {
+            Some(&r) if r != 0 => r,
+            _ => self.resolve(id, function_of),
+        }
+    }
+
+    #[cold]
+    fn resolve(&mut self, id: u32, mut function_of: impl FnMut(u64) -> Option<usize>) -> u32 {
         if self.nodes.is_empty() {
-            self.nodes.push(PathNode {
-                parent: 0,
-                frame: Frame::Outside,
-            });
+            self.nodes.push((0, OUTSIDE));
         }
         self.todo.clear();
         let mut at = id;
@@ -214,80 +257,121 @@ impl StackBuilder {
         while let Some(id) = self.todo.pop() {
             let (_, pc) = self.file[id as usize - 1];
             let frame = if pc == TRUNCATED_FRAME {
-                Frame::Truncated
+                TRUNCATED
             } else {
-                function_of(pc).map_or(Frame::Outside, Frame::Function)
+                function_of(pc).map_or(OUTSIDE, |i| pack(Frame::Function(i)))
             };
             let next = self.nodes.len() as u32;
-            node = *self.index.entry((node, frame)).or_insert_with(|| {
-                self.nodes.push(PathNode {
-                    parent: node,
-                    frame,
+            let parent = node;
+            node = *self
+                .index
+                .entry(u64::from(parent) << 32 | u64::from(frame))
+                .or_insert_with(|| {
+                    self.nodes.push((parent, frame));
+                    next
                 });
-                next
-            });
             self.resolved[id as usize - 1] = node;
         }
         node
     }
 
     /// The frames of tree node `node` (from [`StackBuilder::node`]), root
-    /// first.
+    /// first, into `out` (cleared first).
     #[cfg(feature = "export")]
-    pub(crate) fn path(&self, node: u32) -> Vec<Frame> {
-        let mut v = Vec::new();
+    pub(crate) fn path_into(&self, node: u32, out: &mut Vec<Frame>) {
+        out.clear();
         let mut n = node as usize;
         while n != 0 {
-            let Some(p) = self.nodes.get(n) else { break };
-            v.push(p.frame);
-            n = p.parent as usize;
+            let Some(&(parent, frame)) = self.nodes.get(n) else {
+                break;
+            };
+            out.push(unpack(frame));
+            n = parent as usize;
         }
-        v.reverse();
-        v
+        out.reverse();
     }
 
-    /// A sample under tree node `node` at `function` (`u32::MAX`: outside)
-    /// and `offset`.
+    /// Tree node `node`'s parent node and frame (the root: itself, and
+    /// [`Frame::Outside`]).
+    #[cfg(feature = "export")]
+    pub(crate) fn parent_and_frame(&self, node: u32) -> (u32, Frame) {
+        self.nodes
+            .get(node as usize)
+            .map_or((0, Frame::Outside), |&(p, f)| (p, unpack(f)))
+    }
+
+    /// A sample of interpreter slot `slot` under tree node `node` at
+    /// `function` (`u32::MAX`: outside) and `offset`.
     #[inline]
-    pub(super) fn count(&mut self, node: u32, function: u32, offset: u64) {
+    pub(super) fn count(&mut self, slot: usize, node: u32, function: u32, offset: u64) {
         self.any = true;
-        if self.nodes.get(node as usize).map(|n| n.frame) == Some(Frame::Truncated) {
-            self.truncated += 1;
+        let key = (u64::from(node) << 32 | u64::from(function), offset);
+        if slot >= self.runs.len() {
+            self.runs.resize(slot + 1, Run::default());
         }
-        *self.leaves.entry((node, function, offset)).or_insert(0) += 1;
+        let run = &mut self.runs[slot];
+        if run.key == key && run.samples > 0 {
+            run.samples += 1;
+            return;
+        }
+        let done = std::mem::replace(run, Run { key, samples: 1 });
+        self.flush(done);
+    }
+
+    fn flush(&mut self, run: Run) {
+        if run.samples == 0 {
+            return;
+        }
+        let node = (run.key.0 >> 32) as usize;
+        if self.nodes.get(node).map(|n| n.1) == Some(TRUNCATED) {
+            self.truncated += run.samples;
+        }
+        *self.leaves.entry(run.key).or_insert(0) += run.samples;
     }
 
     /// The tree; `flat` gives the samples of each function without a stack:
     /// every (function, offset, samples) counted, minus those with a stack.
     pub(super) fn finish(
-        self,
+        mut self,
         flat: impl Iterator<Item = (usize, u64, u64)>,
         unresolved: u64,
     ) -> StackTree {
         if !self.any {
             return StackTree::default();
         }
-        let mut stacked: HashMap<(u32, u64), u64> = HashMap::new();
+        for run in std::mem::take(&mut self.runs) {
+            self.flush(run);
+        }
+        // Done with the index and the file's stacks before the tree's own
+        // nodes are made.
+        drop(std::mem::take(&mut self.index));
+        drop(std::mem::take(&mut self.file));
+        drop(std::mem::take(&mut self.resolved));
+        let mut stacked: FoldMap<(u64, u64), u64> = FoldMap::default();
         let mut stacked_outside = 0;
-        for (&(_, f, o), &n) in &self.leaves {
+        for (&(nf, o), &n) in &self.leaves {
+            let f = nf as u32;
             if f == u32::MAX {
                 stacked_outside += n;
             } else {
-                *stacked.entry((f, o)).or_insert(0) += n;
+                *stacked.entry((u64::from(f), o)).or_insert(0) += n;
             }
         }
         let mut leaves: Vec<StackLeaf> = self
             .leaves
             .into_iter()
-            .map(|((stack, f, offset), samples)| StackLeaf {
-                stack,
-                function: (f != u32::MAX).then_some(f as usize),
-                offset,
-                samples,
+            .map(|((nf, offset), samples)| {
+                let f = nf as u32;
+                StackLeaf {
+                    stack: (nf >> 32) as u32,
+                    function: (f != u32::MAX).then_some(f as usize),
+                    offset,
+                    samples,
+                }
             })
             .collect();
         for (f, offset, n) in flat {
-            let with = stacked.get(&(f as u32, offset)).copied().unwrap_or(0);
+            let with = stacked.get(&(f as u64, offset)).copied().unwrap_or(0);
             if n > with {
                 leaves.push(StackLeaf {
                     stack: 0,
@@ -306,8 +390,16 @@ impl StackBuilder {
             });
         }
         leaves.sort_by_key(|l| (l.stack, l.function.map_or(u64::MAX, |f| f as u64), l.offset));
+        let nodes = self
+            .nodes
+            .into_iter()
+            .map(|(parent, frame)| PathNode {
+                parent,
+                frame: unpack(frame),
+            })
+            .collect();
         StackTree {
-            nodes: self.nodes,
+            nodes,
             leaves,
             truncated_samples: self.truncated,
         }

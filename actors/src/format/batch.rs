@@ -232,13 +232,15 @@ impl EncodedBatch {
 }
 
 /// Interpreter ids below this keep their last PC in a vector while a batch
-/// is encoded or decoded; the sampler's ids are small.
-const DENSE_LAST_PC: usize = 1 << 12;
+/// is encoded or decoded: the sampler's ids are dense from 0, and 10 000
+/// interpreters parked put every one of them in each batch, where a hashed
+/// map cost more than the rest of the encoding.
+const DENSE_LAST_PC: usize = 1 << 16;
 
 /// The last PC of each interpreter in a batch (PCs are stored as deltas from
 /// it). Ids from [`DENSE_LAST_PC`] up (valid to 2^24, rare) go to a map: a
 /// vector would be zeroed up to 8 × id bytes for every batch, on the writer's
-/// side as on the reader's.
+/// side as on the reader's (at most 512 KiB below the bound).
 #[derive(Default)]
 pub(super) struct LastPcs {
     dense: Vec<u64>,

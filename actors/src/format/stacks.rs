@@ -157,7 +157,14 @@ pub struct CompactBatch {
     /// Whether each sample carries a stack id.
     pub stacks: bool,
     /// The stream.
+    #[serde(serialize_with = "serialize_stream")]
     pub data: Vec<u8>,
+}
+
+/// The stream in one piece: the same bytes as the derived sequence (a
+/// length, then each byte as is), without a serializer call a byte.
+fn serialize_stream<S: serde::Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(data)
 }
 
 impl CompactBatch {
@@ -452,6 +459,35 @@ mod tests {
         let e = b.decode_into(&mut out, 2).unwrap_err();
         assert!(e.contains("stack 3 before its introduction"), "{e}");
         assert!(out.is_empty());
+    }
+
+    /// Thousands of interpreters parked, ids on both sides of the dense
+    /// table's bound (`DENSE_LAST_PC`): each keeps its own PC and stack
+    /// base, read back exactly.
+    #[test]
+    fn a_batch_of_many_interpreters_reads_back_exactly() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rand = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let ids: Vec<u32> = (0..10_000).chain([65_535, 65_536, 1 << 20]).collect();
+        let mut samples = Vec::new();
+        for tick in 0..4u64 {
+            let t = 1_000_000 * tick + rand(500);
+            for &id in &ids {
+                let pc = 0x10_000 + 0x40 * u64::from(id % 97) + rand(3) * 4;
+                let stack = if id % 5 == 0 { 0 } else { 1 + (id % 7) };
+                samples.push(s(t, id, pc, stack));
+            }
+        }
+        let b = CompactBatch::encode(&samples);
+        assert_eq!((b.ticks, b.samples), (4, 4 * ids.len() as u32));
+        let mut out = Vec::new();
+        b.decode_into(&mut out, 7).unwrap();
+        assert_eq!(out, samples);
     }
 
     #[test]

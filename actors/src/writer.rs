@@ -21,7 +21,9 @@
 //!   batch is tallied no later sample can fall in a generation unloaded
 //!   before its last sample; such generations leave the resolver, and their
 //!   tallies leave too, except the [`HOT_DEAD_KEPT`] hottest, which keep
-//!   [`WriterMsg::GetHotFunctions`] exact (see `HotTally`).
+//!   [`WriterMsg::GetHotFunctions`] exact (see `HotTally`). The one cost
+//!   of churn kept is the tally's count slot: 8 bytes a function ever
+//!   registered, so that a sample is counted by index, without hashing.
 //! - A sample reaches the tally through a direct-mapped PC memo (`PcMemo`):
 //!   thousands of parked interpreters repeat their PCs every tick,
 //!   interleaved, which the resolver's own last-answer memo cannot catch.

@@ -339,6 +339,14 @@ fn go_pprof(go: &Path, dir: &TempDir, args: &[&str], file: &Path) -> String {
     stdout
 }
 
+/// `-top` over every node, in samples whatever the default value.
+const TOP_ALL: &[&str] = &[
+    "-top",
+    "-sample_index=samples",
+    "-nodecount=100000",
+    "-nodefraction=0",
+];
+
 /// `N` of a `-top` header's `Showing nodes accounting for X, P% of N total`.
 fn top_total(top: &str) -> u64 {
     let line = top
@@ -406,17 +414,7 @@ fn check_with_go(test: &str, profile: &Path, labels: &[(u32, Option<&str>)]) {
     // By instruction: the totals, in samples whatever the default value;
     // the hottest instruction first (ties aside), named `func+0x1c opcode`
     // with the opcode `pcprof report` shows at that offset.
-    let top = go_pprof(
-        &go,
-        &dir,
-        &[
-            "-top",
-            "-sample_index=samples",
-            "-nodecount=100000",
-            "-nodefraction=0",
-        ],
-        &ins,
-    );
+    let top = go_pprof(&go, &dir, TOP_ALL, &ins);
     assert_eq!(top_total(&top), samples, "{top}");
     let rows = top_rows(&top);
     let prefix = format!("{hot_ins_fn}+{hot_offset:#x} ");
@@ -431,17 +429,7 @@ fn check_with_go(test: &str, profile: &Path, labels: &[(u32, Option<&str>)]) {
         "{hot_offset:x}: {opcode} not in the report:\n{report}"
     );
     // By function: the hottest function first, as in the report.
-    let top = go_pprof(
-        &go,
-        &dir,
-        &[
-            "-top",
-            "-sample_index=samples",
-            "-nodecount=100000",
-            "-nodefraction=0",
-        ],
-        &fun,
-    );
+    let top = go_pprof(&go, &dir, TOP_ALL, &fun);
     assert_eq!(top_total(&top), samples, "{top}");
     let rows = top_rows(&top);
     assert_eq!(rows[0].0, hot_fn.samples, "{top}");

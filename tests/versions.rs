@@ -120,17 +120,19 @@ fn v2_fixture() -> Vec<u8> {
 /// fixture stays what its figures below say.
 #[test]
 fn the_v2_fixture_is_what_its_generator_writes() {
-    let bytes = v2_fixture();
+    check_fixture(v2_fixture(), V2, "native-v2-listing.data");
+}
+
+/// Writes `bytes` over the fixture `name` when `PCPROF_WRITE_FIXTURES` is
+/// set; else checks they are the committed ones.
+fn check_fixture(bytes: Vec<u8>, committed: &[u8], name: &str) {
     if std::env::var_os("PCPROF_WRITE_FIXTURES").is_some() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/native-v2-listing.data"
-        );
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::write(path, &bytes).unwrap();
     }
     assert_eq!(
-        bytes, V2,
-        "the encoder no longer writes the version 2 fixture"
+        bytes, committed,
+        "the encoder no longer writes the fixture {name}"
     );
 }
 
@@ -221,18 +223,7 @@ fn v3_fixture() -> Vec<u8> {
 /// As for version 2: regenerated only when asked, else checked.
 #[test]
 fn the_v3_fixture_is_what_its_generator_writes() {
-    let bytes = v3_fixture();
-    if std::env::var_os("PCPROF_WRITE_FIXTURES").is_some() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/native-v3-stacks.data"
-        );
-        std::fs::write(path, &bytes).unwrap();
-    }
-    assert_eq!(
-        bytes, V3,
-        "the encoder no longer writes the version 3 fixture"
-    );
+    check_fixture(v3_fixture(), V3, "native-v3-stacks.data");
 }
 
 #[test]

@@ -412,3 +412,59 @@ fn records_just_under_a_decode_tier_read_back() {
     assert_eq!(c.functions.len(), 1);
     assert_eq!(c.samples, samples);
 }
+
+#[test]
+fn pulley_code_past_the_budget_streams_past_checksummed() {
+    let dir = TempDir::new("skip");
+    let (bytes, _, _) = record(&dir, "p.data", Format::Pulley);
+    let mut kept = ProfileReader::new(&bytes[..]).unwrap();
+    let mut skipping = ProfileReader::new(&bytes[..]).unwrap();
+    skipping.keep_code_up_to(0);
+    let mut functions = 0;
+    while let Some(ev) = kept.next() {
+        let (ev, other) = (ev.unwrap(), skipping.next().unwrap().unwrap());
+        assert_eq!(kept.offset(), skipping.offset());
+        match (ev, other) {
+            (pcprof::Event::Function(f), pcprof::Event::Function(g)) => {
+                functions += 1;
+                assert_eq!((f.addr, &f.name), (g.addr, &g.name));
+                assert!(g.code.is_empty() && !f.code.is_empty());
+                assert_eq!(kept.skipped_code(), None);
+                let s = skipping.skipped_code().unwrap();
+                assert_eq!(Some(s.offset), kept.function_code_offset());
+                assert_eq!(
+                    (s.len, s.crc),
+                    (f.code.len() as u64, crc32fast::hash(&f.code))
+                );
+                let at = s.offset as usize;
+                assert_eq!(&bytes[at..at + f.code.len()], &f.code[..]);
+            }
+            (pcprof::Event::Samples(_), pcprof::Event::Samples(_)) => {}
+            (a, b) => panic!("{a:?} against {b:?}"),
+        }
+    }
+    assert!(skipping.next().is_none());
+    assert!(functions > 0);
+    // Cut inside skipped code: a truncation at the function's record.
+    let first_code = {
+        let mut r = ProfileReader::new(&bytes[..]).unwrap();
+        r.keep_code_up_to(0);
+        loop {
+            if let pcprof::Event::Function(_) = r.next().unwrap().unwrap() {
+                break r.skipped_code().unwrap();
+            }
+        }
+    };
+    let cut = &bytes[..first_code.offset as usize + first_code.len as usize - 1];
+    let mut r = ProfileReader::new(cut).unwrap();
+    r.keep_code_up_to(0);
+    let e = loop {
+        match r.next() {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => break e,
+            None => panic!("no error for a cut inside skipped code"),
+        }
+    };
+    assert!(e.is_truncation(), "{e}");
+    assert!(e.offset() < first_code.offset, "{e}");
+}

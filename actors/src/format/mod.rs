@@ -41,7 +41,7 @@ mod stacks;
 
 pub use batch::{EncodedBatch, Sample, SampleBuffer};
 pub use encoder::{EncodeError, Encoder};
-pub use reader::{Event, ProfileReader, RawPc, ReadError, ReadErrorKind};
+pub use reader::{Event, ProfileReader, RawPc, ReadError, ReadErrorKind, SkippedCode};
 pub use records::{
     FileHeader, Flow, FunctionRecord, InterpreterRecord, ListedInstruction, ListingRecord,
     PushRecord, RateRecord, Record, RetiredRecord, SamplingMode, SamplingRecord, Summary,

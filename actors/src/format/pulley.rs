@@ -7,8 +7,8 @@ use std::io::{Read, Write};
 use super::batch::Sample;
 use super::encoder::{EncodeError, Encoder};
 use super::reader::{
-    Event, ProfileReader, PulleySection, RawPc, ReadError, ReadErrorKind, read_full, take_fixed,
-    take_vec,
+    Event, ProfileReader, PulleySection, RawPc, ReadError, ReadErrorKind, SkippedCode, read_full,
+    take_crc, take_fixed, take_vec,
 };
 use super::records::{FunctionRecord, Record};
 use super::{PULLEY_FUNCTION, PULLEY_SAMPLES};
@@ -94,9 +94,26 @@ impl<R: Read> ProfileReader<R> {
                     ReadError::new(start, ReadErrorKind::Invalid { reason })
                 })?;
                 let body_len = u32::from_le_bytes(take_fixed(src, start, &mut pos)?);
-                self.code_at = Some(start + pos);
+                let at = start + pos;
+                self.code_at = Some(at);
+                let len = u64::from(body_len);
                 let mut code = Vec::new();
-                take_vec(src, start, &mut pos, u64::from(body_len), &mut code)?;
+                if self.code_kept.saturating_add(len) > self.code_budget {
+                    let crc = take_crc(src, start, &mut pos, len, &mut self.scratch)?;
+                    self.skipped = Some(SkippedCode {
+                        offset: at,
+                        len,
+                        crc,
+                    });
+                } else {
+                    // The length is known: one allocation, no regrowth
+                    // (bounded, so a corrupt length cannot claim memory
+                    // the file does not back).
+                    code.reserve_exact(body_len.min(1 << 26) as usize);
+                    take_vec(src, start, &mut pos, len, &mut code)?;
+                    self.code_kept += len;
+                    self.skipped = None;
+                }
                 Event::Function(FunctionRecord {
                     addr,
                     name,

@@ -214,6 +214,28 @@ pub struct ProfileReader<R: Read> {
     pub(super) stacks_known: u32,
     /// The push record, once read (version 3).
     pub(super) push: Option<PushRecord>,
+    /// Pulley files: function code is kept while it totals at most this
+    /// many bytes; past it, code streams past into a checksum.
+    pub(super) code_budget: u64,
+    /// Code kept so far against `code_budget`.
+    pub(super) code_kept: u64,
+    /// The last function event's code, when it was not kept.
+    pub(super) skipped: Option<SkippedCode>,
+    /// Where skipped code streams through (allocated at the first skip).
+    pub(super) scratch: Vec<u8>,
+}
+
+/// A function's code that the reader let stream past rather than keep
+/// (see [`ProfileReader::keep_code_up_to`]): what a later pass needs to
+/// read it back and check it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SkippedCode {
+    /// Where the code starts in the source.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Its CRC-32 (as `crc32fast::hash` of the bytes).
+    pub crc: u32,
 }
 
 /// Buffer of a file opened by [`ProfileReader::open`]: half a Pulley
@@ -302,6 +324,41 @@ pub(super) fn take_vec<R: Read>(
     Ok(())
 }
 
+/// Streams `n` bytes of the section that started at `start` through
+/// `scratch` into a CRC-32, keeping none of them.
+pub(super) fn take_crc<R: Read>(
+    r: &mut R,
+    start: u64,
+    pos: &mut u64,
+    n: u64,
+    scratch: &mut Vec<u8>,
+) -> Result<u32, ReadError> {
+    const SCRATCH: usize = 1 << 16;
+    if scratch.len() < SCRATCH {
+        scratch.resize(SCRATCH, 0);
+    }
+    let mut crc = crc32fast::Hasher::new();
+    let mut got = 0u64;
+    while got < n {
+        let want = usize::try_from(n - got).map_or(SCRATCH, |w| w.min(SCRATCH));
+        let k = read_full(r, &mut scratch[..want])
+            .map_err(|e| ReadError::new(start, ReadErrorKind::Io(e)))?;
+        crc.update(&scratch[..k]);
+        got += k as u64;
+        if k < want {
+            return Err(ReadError::new(
+                start,
+                ReadErrorKind::Truncated {
+                    needed: *pos + n,
+                    available: *pos + got,
+                },
+            ));
+        }
+    }
+    *pos += n;
+    Ok(crc.finalize())
+}
+
 impl<R: Read> ProfileReader<R> {
     /// Starts reading: detects the format and, for native files, reads the
     /// header.
@@ -327,6 +384,10 @@ impl<R: Read> ProfileReader<R> {
             code_at: None,
             stacks_known: 0,
             push: None,
+            code_budget: u64::MAX,
+            code_kept: 0,
+            skipped: None,
+            scratch: Vec::new(),
         };
         match first[0] {
             b if b == MAGIC[0] => {
@@ -428,6 +489,24 @@ impl<R: Read> ProfileReader<R> {
     /// `None` before the first function event.
     pub fn function_code_offset(&self) -> Option<u64> {
         self.code_at
+    }
+
+    /// Keeps function code only while it totals at most `bytes` (Pulley
+    /// files, whose code is most of the file: Yosys' is 136 MB). Past that,
+    /// a function event comes with empty `code`, and
+    /// [`ProfileReader::skipped_code`] tells where the code lies, its length
+    /// and its CRC-32: the bytes stream through one scratch buffer, so an
+    /// unsampled function costs no allocation and no copy. Native files
+    /// keep all code (their listings are matched by it).
+    pub fn keep_code_up_to(&mut self, bytes: u64) {
+        self.code_budget = bytes;
+    }
+
+    /// After an [`Event::Function`] whose code was not kept (see
+    /// [`ProfileReader::keep_code_up_to`]): that code's place, length and
+    /// checksum. `None` when the event carries its code.
+    pub fn skipped_code(&self) -> Option<SkippedCode> {
+        self.skipped
     }
 
     /// The next event into `samples` (see [`ProfileReader::next_into`]).

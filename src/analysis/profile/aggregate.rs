@@ -17,7 +17,7 @@
 //!   the code of the ones that turned out sampled.
 
 use crate::Resolver;
-use crate::format::{Event, Format, FunctionRecord, RawPc, Sample};
+use crate::format::{Event, Format, FunctionRecord, RawPc, Sample, SkippedCode};
 
 use super::stacks::StackBuilder;
 use super::timeline::{FoldMap, OTHER, TimelineBuilder};
@@ -36,6 +36,14 @@ type IdMap<V> = FoldMap<u32, V>;
 /// it can be read back from the source: past it, code is dropped as it is
 /// read (a 136 MB program keeps little more than its names).
 pub(super) const KEEP_CODE_BYTES: u64 = 16 << 20;
+
+/// Where a function event's code lies in the source, and, when the reader
+/// let it stream past rather than keep it, its length and checksum.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct CodeAt {
+    pub(super) offset: Option<u64>,
+    pub(super) skipped: Option<SkippedCode>,
+}
 
 /// Functions of at most this many bytes count their samples in a dense
 /// array of 16-bit counters (allocated at their first sample); bigger ones
@@ -556,7 +564,7 @@ impl Aggregator {
         ev: Event,
         samples: &[Sample],
         pcs: &[RawPc],
-        code_at: Option<u64>,
+        code_at: CodeAt,
         tally: bool,
     ) {
         match ev {
@@ -597,25 +605,33 @@ impl Aggregator {
         }
     }
 
-    fn add_function(&mut self, p: &mut Profile, f: FunctionRecord, code_at: Option<u64>) {
-        let len = f.code.len() as u64;
-        self.tally.add_function(f.addr, len, f.loaded_ns);
-        let crc = crc32fast::hash(&f.code);
+    fn add_function(&mut self, p: &mut Profile, f: FunctionRecord, code_at: CodeAt) {
         let keeper = &mut self.code;
-        let code = match code_at {
-            Some(at)
-                if keeper.can_drop
-                    && !keeper.keep_all
-                    && keeper.kept.saturating_add(len) > KEEP_CODE_BYTES =>
+        let (len, crc, code) = match code_at {
+            // The reader kept none of it: read back if it turns out sampled.
+            CodeAt {
+                skipped: Some(s), ..
+            } => {
+                keeper.dropped.push((p.functions.len(), s.offset, s.crc));
+                (s.len, s.crc, Vec::new())
+            }
+            CodeAt {
+                offset: Some(at), ..
+            } if keeper.can_drop
+                && !keeper.keep_all
+                && keeper.kept.saturating_add(f.code.len() as u64) > KEEP_CODE_BYTES =>
             {
+                let crc = crc32fast::hash(&f.code);
                 keeper.dropped.push((p.functions.len(), at, crc));
-                Vec::new()
+                (f.code.len() as u64, crc, Vec::new())
             }
             _ => {
+                let len = f.code.len() as u64;
                 keeper.kept += len;
-                f.code
+                (len, crc32fast::hash(&f.code), f.code)
             }
         };
+        self.tally.add_function(f.addr, len, f.loaded_ns);
         p.functions.push(FunctionProfile {
             hits: Hits::new(),
             name: f.name,

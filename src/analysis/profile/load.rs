@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Profile;
-use super::aggregate::{Aggregator, Tally, tally_indexed};
+use super::aggregate::{Aggregator, CodeAt, KEEP_CODE_BYTES, Tally, tally_indexed};
 use super::timeline::TimelineBuilder;
 use super::{LoadOptions, StackTree, Timeline};
 use crate::format::{
@@ -168,10 +168,13 @@ fn empty(path: PathBuf, file_bytes: u64, format: Format, header: Option<&FileHea
 }
 
 /// Where a function event's code lies in the source.
-fn code_offset<R: Read>(ev: &Event, reader: &ProfileReader<R>) -> Option<u64> {
+fn code_offset<R: Read>(ev: &Event, reader: &ProfileReader<R>) -> CodeAt {
     match ev {
-        Event::Function(_) => reader.function_code_offset(),
-        _ => None,
+        Event::Function(_) => CodeAt {
+            offset: reader.function_code_offset(),
+            skipped: reader.skipped_code(),
+        },
+        _ => CodeAt::default(),
     }
 }
 
@@ -192,7 +195,7 @@ const PARALLEL_AFTER_SAMPLES: u64 = 1 << 20;
 /// code lies in the source.
 #[derive(Default)]
 struct Block {
-    events: Vec<(Event, usize, usize, Option<u64>)>,
+    events: Vec<(Event, usize, usize, CodeAt)>,
     samples: Vec<Sample>,
     /// Shared with the tally thread that counts them (Pulley files).
     pcs: Arc<PcBuf>,
@@ -256,6 +259,11 @@ fn aggregate_pipelined<R: Read + Send>(
     let mut p = empty(path, file_bytes, reader.format(), reader.header());
     let mut agg = Aggregator::new(p.format, options);
     agg.code.can_drop = true;
+    if !options.keep_all_code {
+        // The same budget as the aggregator's: past it, code the file
+        // holds streams past the reader, checksummed, never copied.
+        reader.keep_code_up_to(KEEP_CODE_BYTES);
+    }
     let threads = match options.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         n => n,
@@ -386,7 +394,7 @@ fn aggregate_pipelined<R: Read + Send>(
                                 // join below reports it.
                                 let _ = tx.send(TallyMsg::Function {
                                     addr: f.addr,
-                                    len: f.code.len() as u64,
+                                    len: code_at.skipped.map_or(f.code.len() as u64, |s| s.len),
                                 });
                             }
                         }

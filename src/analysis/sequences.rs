@@ -1,9 +1,11 @@
 //! Hot instruction sequences: candidates for macro-instructions
 //! (superinstructions).
 //!
-//! - Each function with samples is decoded (Pulley's decoder, or any
+//! - Each function with samples is outlined (Pulley's decoder, or any
 //!   [`crate::disasm::InstructionDecoder`] through
-//!   [`DecoderChoice::Custom`]) and cut into basic blocks: a block ends after
+//!   [`DecoderChoice::Custom`]), and only the instructions within a run of a
+//!   sampled one get their opcode decoded ([`decode_around`]); it is cut
+//!   into basic blocks: a block ends after
 //!   a branch, call, return or undecodable instruction, and a new one starts
 //!   at every branch target. The terminator belongs to its block, so a run
 //!   may *end* with a branch (compare-and-branch fusion) but never crosses
@@ -26,14 +28,17 @@
 //!   macro saves more dispatches for the same samples), then by opcodes.
 //!   Shares of different candidates overlap (a run of 4 contains runs of 2)
 //!   and do not add up to 100 %.
-//! - Cost: one decode per sampled function and `max_len` runs per
-//!   instruction; independent of the number of samples.
+//! - Cost: one outline per sampled function, a decode for each instruction
+//!   near a sample, and `max_len` runs per instruction; independent of the
+//!   number of samples. Code bigger than
+//!   [`crate::disasm::WHOLE_LISTING_BYTES`] is mined in its sampled blocks
+//!   only, whose runs stop at the instructions left out between them.
 
 use std::collections::HashMap;
 
 use super::profile::Profile;
 use super::text::{counted, share};
-use crate::disasm::{DecoderChoice, InstructionKind, ListingCache, instruction_hits};
+use crate::disasm::{DecoderChoice, InstructionKind, decode_around, instruction_hits};
 
 /// Options of [`mine`].
 #[derive(Debug, Clone)]
@@ -124,16 +129,18 @@ pub fn mine(profile: &Profile, options: &SequenceOptions) -> Sequences {
     let mut aggs: HashMap<Vec<u32>, Agg> = HashMap::new();
     let mut skipped = Vec::new();
 
-    let mut cache = ListingCache::default();
     for (fi, f) in functions.iter().enumerate() {
         if f.samples == 0 {
             continue;
         }
-        let listing = cache.decode(
+        // Only runs that hold a sample count: the text of instructions
+        // further than a run from every sample is never read.
+        let listing = decode_around(
             &options.decoder,
             &f.code,
             f.listing.as_deref(),
             f.hits.as_slice(),
+            max_len - 1,
         );
         if listing.fell_back {
             skipped.push(f.name.clone());
@@ -174,8 +181,13 @@ pub fn mine(profile: &Profile, options: &SequenceOptions) -> Sequences {
         // instructions left out.
         let mut blocks: Vec<(usize, usize)> = Vec::new();
         let mut start = 0;
+        // Big code lists its sampled blocks only: a run never crosses the
+        // instructions left out between two of them.
+        let gaps: Vec<usize> = listing.elided.iter().map(|e| e.at).collect();
         for (i, x) in ins.iter().enumerate() {
-            if i > start && targets.binary_search(&x.offset).is_ok() {
+            if i > start
+                && (targets.binary_search(&x.offset).is_ok() || gaps.binary_search(&i).is_ok())
+            {
                 blocks.push((start, i));
                 start = i;
             }

@@ -229,13 +229,125 @@ pub fn decode_function(
     listed: Option<&ListingRecord>,
     hits: &OffsetHits,
 ) -> Listing {
+    decode_listing(choice, code, listed, hits, code.len() > WHOLE_LISTING_BYTES)
+}
+
+/// Like [`decode_function`], listing only the sampled basic blocks
+/// whatever the code's size: what a view that shows a function's hottest
+/// instruction, not its listing, needs (the HTML table's rows past those
+/// it disassembles). The outline pass walks the code; only the sampled
+/// blocks get their text.
+pub fn decode_sampled(
+    choice: &DecoderChoice,
+    code: &[u8],
+    listed: Option<&ListingRecord>,
+    hits: &OffsetHits,
+) -> Listing {
+    decode_listing(choice, code, listed, hits, true)
+}
+
+/// The whole instruction stream of `code` as [`decode_function`] gives it,
+/// with the text (opcode and operands) decoded only for the instructions
+/// within `reach` instructions of a sampled one; the others keep their
+/// offset, length and control flow, with empty text. What sequence mining
+/// needs: every block boundary (branch targets anywhere in the function)
+/// and the opcodes of the runs that hold a sample, at the cost of the
+/// cheap outline pass plus a few decodes a sample. Hex, a listing the file
+/// carries, code a lenient choice cannot decode and code bigger than
+/// [`WHOLE_LISTING_BYTES`] (listed by its sampled blocks) take
+/// [`decode_function`]'s path.
+pub fn decode_around(
+    choice: &DecoderChoice,
+    code: &[u8],
+    listed: Option<&ListingRecord>,
+    hits: &OffsetHits,
+    reach: usize,
+) -> Listing {
+    let full = || decode_function(choice, code, listed, hits);
+    if code.len() > WHOLE_LISTING_BYTES {
+        // Its sampled blocks: an instruction a few bytes of memory, not
+        // millions of them.
+        return full();
+    }
+    let listed_fits = listed.is_some_and(|l| l.code_len as usize == code.len());
+    let (d, strict): (&dyn InstructionDecoder, bool) = match choice {
+        DecoderChoice::Hex => return full(),
+        _ if listed_fits && matches!(choice, DecoderChoice::Auto | DecoderChoice::AutoWith(_)) => {
+            return full();
+        }
+        DecoderChoice::Custom(d) => (d.as_ref(), true),
+        DecoderChoice::AutoWith(d) => (d.as_ref(), false),
+        #[cfg(feature = "pulley")]
+        DecoderChoice::Pulley => (&crate::pulley::PulleyDecoder, true),
+        #[cfg(feature = "pulley")]
+        DecoderChoice::Auto => (&crate::pulley::PulleyDecoder, false),
+        #[cfg(not(feature = "pulley"))]
+        DecoderChoice::Pulley | DecoderChoice::Auto => return full(),
+    };
+    let mut instructions = Vec::new();
+    let mut clean = true;
+    d.outline(code, &mut |offset, len, kind| {
+        clean &= *kind != super::InstructionKind::Undecodable;
+        instructions.push(Instruction {
+            offset,
+            len,
+            opcode: String::new(),
+            text: String::new(),
+            kind: kind.clone(),
+        });
+    });
+    if !clean && !strict {
+        return full();
+    }
+    // Instructions holding samples (at their start or inside), then every
+    // one within `reach` of them.
+    let mut wanted = vec![false; instructions.len()];
+    let mut h = 0;
+    for (k, i) in instructions.iter().enumerate() {
+        while h < hits.len() && hits[h].0 < i.offset {
+            h += 1;
+        }
+        if h < hits.len() && hits[h].0 < i.offset.saturating_add(i.len) {
+            let from = k.saturating_sub(reach);
+            let to = (k + reach + 1).min(wanted.len());
+            wanted[from..to].fill(true);
+        }
+    }
+    for (i, _) in instructions.iter_mut().zip(&wanted).filter(|(_, w)| **w) {
+        if i.kind == super::InstructionKind::Undecodable {
+            continue;
+        }
+        match d.decode_at(code, i.offset) {
+            Some(full) if full.len == i.len => *i = full,
+            // The outline said an instruction starts here; a decoder that
+            // disagrees gets its bytes shown as undecodable.
+            _ => {
+                i.opcode = "<undecodable>".to_string();
+                i.kind = super::InstructionKind::Undecodable;
+            }
+        }
+    }
+    Listing {
+        decoder: d.name().to_string(),
+        fell_back: false,
+        instructions,
+        elided: Vec::new(),
+    }
+}
+
+fn decode_listing(
+    choice: &DecoderChoice,
+    code: &[u8],
+    listed: Option<&ListingRecord>,
+    hits: &OffsetHits,
+    big: bool,
+) -> Listing {
     let listing = |decoder: &str, fell_back, instructions, elided| Listing {
         decoder: decoder.to_string(),
         fell_back,
         instructions,
         elided,
     };
-    let big = code.len() > WHOLE_LISTING_BYTES;
     // Hex lines also start at every instruction the file's listing knows
     // (`--decoder hex` on a self-describing file).
     let hex = |fell_back| {

@@ -23,8 +23,8 @@ pub mod hex;
 pub mod listed;
 
 pub use choice::{
-    DecoderChoice, Elided, Listing, ListingCache, WHOLE_LISTING_BYTES, decode_function,
-    inside_samples,
+    DecoderChoice, Elided, Listing, ListingCache, WHOLE_LISTING_BYTES, decode_around,
+    decode_function, decode_sampled, inside_samples,
 };
 pub use hex::HexDecoder;
 pub use listed::{RecordedDecoder, listed_instructions};

@@ -532,6 +532,47 @@ mod tests {
     }
 
     #[test]
+    fn decode_around_decodes_only_near_the_samples_and_keeps_every_boundary() {
+        use crate::disasm::{DecoderChoice, decode_around};
+        let program = DemoProgram::new();
+        for (name, body) in program.function_bodies() {
+            let full = PulleyDecoder.decode(body);
+            // A sample at the start of every fifth instruction, and one
+            // inside an instruction of more than one byte.
+            let mut hits: Vec<(u32, u64)> = full.iter().step_by(5).map(|i| (i.offset, 1)).collect();
+            if let Some(i) = full.iter().skip(2).find(|i| i.len > 1) {
+                hits.push((i.offset + 1, 1));
+            }
+            hits.sort_unstable();
+            hits.dedup_by_key(|h| h.0);
+            let sampled = |k: usize| {
+                let i = &full[k];
+                hits.iter()
+                    .any(|h| h.0 >= i.offset && h.0 < i.offset + i.len)
+            };
+            for reach in [0, 1, 3] {
+                let l = decode_around(&DecoderChoice::Auto, body, None, &hits, reach);
+                assert!(!l.fell_back && l.elided.is_empty(), "{name}");
+                assert_eq!(l.instructions.len(), full.len(), "{name}");
+                for (k, (got, want)) in l.instructions.iter().zip(&full).enumerate() {
+                    assert_eq!(
+                        (got.offset, got.len, &got.kind),
+                        (want.offset, want.len, &want.kind),
+                        "{name}"
+                    );
+                    let near =
+                        (k.saturating_sub(reach)..=(k + reach).min(full.len() - 1)).any(sampled);
+                    if near {
+                        assert_eq!(got, want, "{name} reach {reach}");
+                    } else {
+                        assert!(got.text.is_empty() && got.opcode.is_empty(), "{name}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn decodes_the_demo_program() {
         let program = DemoProgram::new();
         let mut saw_table = false;

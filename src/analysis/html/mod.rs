@@ -39,7 +39,9 @@ use crate::analysis::output::write_output;
 
 use crate::analysis::profile::{FunctionProfile, Profile};
 use crate::analysis::text::escape;
-use crate::disasm::{DecoderChoice, Instruction, decode_function, instruction_totals};
+use crate::disasm::{
+    DecoderChoice, Instruction, decode_function, decode_sampled, instruction_totals,
+};
 
 mod disassembly;
 mod flame;
@@ -139,7 +141,13 @@ pub fn render(profile: &Profile, options: &HtmlOptions) -> String {
         .take(options.max_table_rows)
         .enumerate()
         .map(|(rank, f)| {
-            let listing = decode_function(
+            // A row that is not disassembled needs its sampled blocks only.
+            let decode = if rank < options.max_disassembled {
+                decode_function
+            } else {
+                decode_sampled
+            };
+            let listing = decode(
                 &options.decoder,
                 &f.code,
                 f.listing.as_deref(),

@@ -208,7 +208,12 @@ pub fn write_report(
     profile: &Profile,
     options: &ReportOptions,
 ) -> io::Result<ReportTotals> {
-    let functions = profile.functions_by_heat_indexed();
+    // Above a threshold only sampled functions can show.
+    let functions = if options.threshold > 0.0 {
+        profile.sampled_by_heat_indexed()
+    } else {
+        profile.functions_by_heat_indexed()
+    };
     // The functions shown: over the threshold, at most `top`.
     let shown_count = functions
         .iter()

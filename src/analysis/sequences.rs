@@ -123,7 +123,7 @@ struct Agg {
 pub fn mine(profile: &Profile, options: &SequenceOptions) -> Sequences {
     let min_len = options.min_len.max(1);
     let max_len = options.max_len.max(min_len);
-    let functions = profile.functions_by_heat();
+    let functions = profile.sampled_by_heat();
     let mut interned: HashMap<String, u32> = HashMap::new();
     let mut names: Vec<String> = Vec::new();
     let mut aggs: HashMap<Vec<u32>, Agg> = HashMap::new();

@@ -96,7 +96,7 @@ pub fn write_collapsed(
     if profile.has_stacks() {
         return write_collapsed_stacks(profile, decoder, out);
     }
-    for f in profile.functions_by_heat() {
+    for f in profile.sampled_by_heat() {
         if f.samples == 0 {
             continue;
         }

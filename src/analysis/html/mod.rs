@@ -29,7 +29,6 @@
 //!   once and assembles the page. Escaping and number formats are
 //!   [`crate::analysis::text`]'s.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
@@ -127,20 +126,13 @@ pub fn render(profile: &Profile, options: &HtmlOptions) -> String {
     let title = options.title.clone().unwrap_or_else(|| file_name.clone());
 
     // Decode each listed function once; the table and the listings share it.
-    let by_heat = profile.functions_by_heat();
-    let index_of: BTreeMap<*const FunctionProfile, usize> = profile
-        .functions
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f as *const FunctionProfile, i))
-        .collect();
+    let by_heat = profile.sampled_by_heat_indexed();
     let mut decoders = std::collections::BTreeSet::new();
     let listed: Vec<Listed<'_>> = by_heat
         .iter()
-        .filter(|f| f.samples > 0)
         .take(options.max_table_rows)
         .enumerate()
-        .map(|(rank, f)| {
+        .map(|(rank, &(index, f))| {
             // A row that is not disassembled needs its sampled blocks only.
             let decode = if rank < options.max_disassembled {
                 decode_function
@@ -169,10 +161,7 @@ pub fn render(profile: &Profile, options: &HtmlOptions) -> String {
             }
             decoders.insert(listing.decoder);
             Listed {
-                index: index_of
-                    .get(&(*f as *const FunctionProfile))
-                    .copied()
-                    .unwrap_or(0),
+                index,
                 function: f,
                 instructions,
                 hits,

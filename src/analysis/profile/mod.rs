@@ -329,6 +329,34 @@ impl Profile {
         v
     }
 
+    /// The functions with samples, in [`Profile::functions_by_heat`]'s
+    /// order, with their indices: what a view that shows sampled functions
+    /// only needs, without ordering the tens of thousands a big program
+    /// never ran by name.
+    pub fn sampled_by_heat_indexed(&self) -> Vec<(usize, &FunctionProfile)> {
+        let mut v: Vec<(usize, &FunctionProfile)> = self
+            .functions
+            .iter()
+            .enumerate()
+            .filter(|f| f.1.samples > 0)
+            .collect();
+        // Stable: equal names keep their index order, as in the full sort.
+        v.sort_by(|a, b| {
+            b.1.samples
+                .cmp(&a.1.samples)
+                .then_with(|| a.1.name.cmp(&b.1.name))
+        });
+        v
+    }
+
+    /// [`Profile::sampled_by_heat_indexed`] without the indices.
+    pub fn sampled_by_heat(&self) -> Vec<&FunctionProfile> {
+        self.sampled_by_heat_indexed()
+            .into_iter()
+            .map(|f| f.1)
+            .collect()
+    }
+
     /// Whether the samples carry call stacks (native files of version 3
     /// whose interpreters kept a shadow stack).
     pub fn has_stacks(&self) -> bool {

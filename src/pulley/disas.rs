@@ -111,9 +111,83 @@ impl InstructionDecoder for PulleyTableDecoder {
         instructions
     }
 
+    /// Pulley ops have a fixed length per opcode (but `br_table32`), so
+    /// the length of a plain op (no control flow) seen once is looked up
+    /// after that, not decoded again: the outline of a 23 MB function walks
+    /// millions of instructions. The operands of such an op are not
+    /// checked here; [`InstructionDecoder::decode_at`] checks them when the
+    /// instruction is shown.
     fn outline(&self, code: &[u8], each: &mut dyn FnMut(u32, u32, &InstructionKind)) {
+        PLAIN_LENGTHS.with_borrow_mut(|known| {
+            if known.table != Some(self.table) {
+                known.table = Some(self.table);
+                known.primary = [0; 256];
+                known.extended.clear();
+                known.extended.resize(1 << 16, 0);
+            }
+            self.outline_with(code, known, each);
+        });
+    }
+
+    fn decode_at(&self, code: &[u8], offset: u32) -> Option<Instruction> {
+        decode_one(code, offset as usize, self.table)
+    }
+}
+
+/// Lengths of the plain ops an outline met, by opcode, for one table:
+/// 0 unknown, [`NOT_PLAIN`] for ops that must be decoded each time.
+struct PlainLengths {
+    table: Option<PulleyTable>,
+    primary: [u8; 256],
+    extended: Vec<u8>,
+}
+
+const NOT_PLAIN: u8 = u8::MAX;
+
+thread_local! {
+    static PLAIN_LENGTHS: std::cell::RefCell<PlainLengths> = const {
+        std::cell::RefCell::new(PlainLengths {
+            table: None,
+            primary: [0; 256],
+            extended: Vec::new(),
+        })
+    };
+}
+
+impl PulleyTableDecoder {
+    /// The byte that introduces a two-byte extended opcode in this table.
+    fn extended_prefix(&self) -> u8 {
+        match self.table {
+            PulleyTable::Wasmtime40To51 => 220,
+            PulleyTable::Wasmtime31To36 | PulleyTable::Wasmtime37To39 => 219,
+        }
+    }
+
+    fn outline_with(
+        &self,
+        code: &[u8],
+        known: &mut PlainLengths,
+        each: &mut dyn FnMut(u32, u32, &InstructionKind),
+    ) {
+        let prefix = self.extended_prefix();
         let mut offset = 0;
         while offset < code.len() {
+            let slot = match code[offset] {
+                b if b != prefix => Some(&mut known.primary[b as usize]),
+                _ => code
+                    .get(offset + 1..offset + 3)
+                    .map(|x| u16::from_le_bytes([x[0], x[1]]) as usize)
+                    .and_then(|k| known.extended.get_mut(k)),
+            };
+            if let Some(&len) = slot.as_deref()
+                && len != 0
+                && len != NOT_PLAIN
+                && offset + len as usize <= code.len()
+            {
+                each(offset as u32, u32::from(len), &InstructionKind::Plain);
+                offset += len as usize;
+                continue;
+            }
             let Some(m) = measure(code, offset, self.table) else {
                 each(
                     offset as u32,
@@ -134,13 +208,15 @@ impl InstructionDecoder for PulleyTableDecoder {
                 }
                 Measured::ExtendedNop => (EXTENDED_NOP_BYTES, InstructionKind::Plain),
             };
+            if let Some(slot) = slot {
+                *slot = match (&kind, u8::try_from(len)) {
+                    (InstructionKind::Plain, Ok(l)) if l != NOT_PLAIN => l,
+                    _ => NOT_PLAIN,
+                };
+            }
             each(offset as u32, len as u32, &kind);
             offset += len;
         }
-    }
-
-    fn decode_at(&self, code: &[u8], offset: u32) -> Option<Instruction> {
-        decode_one(code, offset as usize, self.table)
     }
 }
 

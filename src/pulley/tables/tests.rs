@@ -289,6 +289,20 @@ fn each_tables_encoder_output_decodes_with_that_table() {
                 .map(|i| (i.offset, i.opcode.as_str(), i.len))
                 .collect();
             assert_eq!(decoded, function.expected, "{table}");
+            // The outline, whose plain-op lengths are remembered across
+            // functions and tables, agrees: twice, the second time from
+            // what the first remembered.
+            for _ in 0..2 {
+                let mut outline = Vec::new();
+                PulleyTableDecoder::new(table).outline(&function.code, &mut |o, l, k| {
+                    outline.push((o, l, k.clone()))
+                });
+                let expected: Vec<_> = instructions
+                    .iter()
+                    .map(|i| (i.offset, i.len, i.kind.clone()))
+                    .collect();
+                assert_eq!(outline, expected, "{table}");
+            }
         }
     }
 }

@@ -544,7 +544,7 @@ fn main() {
 \"format\":\"{}\",\"errors\":{},\"phased_brief_share\":{:.4},\"idle_interpreters\":{},\
 \"sampler_us_per_tick\":{:.3},\"writer_ns_per_sample\":{:.1},\"profiler_cpu_share\":{:.4},\
 \"steady_sampler_us_per_tick\":{:.3},\"steady_writer_ns_per_sample\":{:.1},\"steady_cpu_share\":{:.4},\
-\"steady_ticks_share\":{:.4}}}",
+\"steady_ticks_share\":{:.4},\"batch_buffers\":{}}}",
         args.freq,
         args.interpreters,
         args.seconds,
@@ -590,6 +590,7 @@ fn main() {
         steady_sample_ns,
         steady_share,
         steady_ticks_share,
+        stats.batch_buffers,
     );
     if back.samples != stats.samples_taken {
         eprintln!(

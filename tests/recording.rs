@@ -313,3 +313,31 @@ fn function_records_precede_their_samples() {
         }
     }
 }
+
+/// The batch-buffer pool starts at the configured 4 and grows as
+/// interpreters register, to hold 100 ms of what they can sample: 2 000
+/// interpreters at 1 kHz make 200 000 samples in 100 ms, 10 batches of
+/// 20 000, and the one being filled.
+#[test]
+fn the_buffer_pool_grows_with_the_interpreters_registered() {
+    let dir = TempDir::new("pool");
+    let clock = VirtualClock::new();
+    let mut p = Profiler::builder()
+        .frequency(1000)
+        .output(dir.path("p.data"))
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .expect("start profiler");
+    assert_eq!(p.stats().unwrap().batch_buffers, 4);
+    let handles: Vec<_> = (0..2_000)
+        .map(|_| p.new_interpreter(None).unwrap())
+        .collect();
+    p.sync().unwrap();
+    assert_eq!(p.stats().unwrap().batch_buffers, 11);
+    drop(handles);
+    clock.advance(Duration::from_millis(1));
+    p.sync().unwrap();
+    // Retirements never shrink it.
+    let s = p.stop().unwrap();
+    assert_eq!((s.interpreters_live, s.batch_buffers), (0, 11));
+}

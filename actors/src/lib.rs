@@ -28,6 +28,8 @@
 // they explain; `cargo doc --document-private-items` resolves them.
 #![allow(rustdoc::private_intra_doc_links)]
 
+#[cfg(test)]
+mod alloc_count;
 #[doc(hidden)]
 pub mod bench;
 pub mod clock;

@@ -175,7 +175,10 @@ impl ProfilerBuilder {
         self
     }
 
-    /// Batch buffers in circulation (at least 2): the memory bound.
+    /// Batch buffers in circulation at the least (at least 2; default 4).
+    /// The pool grows from it as interpreters register, to hold
+    /// [`POOL_SLACK`](crate::config::POOL_SLACK) of the samples they can
+    /// make, within [`Config::max_buffers`] (the memory bound).
     pub fn buffers(mut self, n: usize) -> Self {
         self.config.buffers = n;
         self
@@ -348,6 +351,7 @@ impl Profiler {
         // Everything that can fail before any thread exists fails first,
         // and before the output is created where it can.
         let buffers = allocate_buffers(&config)?;
+        let max_buffers = config.max_buffers();
         let mode = config.sampling;
         let (sink, path) = open_output(config.output)?;
         let mut created = RemoveOnFailure(path.clone());
@@ -390,6 +394,7 @@ impl Profiler {
             flush_samples: config.flush_samples,
             flush_interval_ns: u64::try_from(config.flush_interval.as_nanos()).unwrap_or(u64::MAX),
             buffers,
+            max_buffers,
             actor_timeout: config.actor_timeout,
             scheduling: config.scheduling,
             sampling: config.sampling,

@@ -9,10 +9,16 @@
 //!   is two dense arrays (pcprof's own cells, read inline; foreign
 //!   sources), walked in tight loops so that the reads of thousands of
 //!   mostly idle cells overlap their cache misses; retiring is a swap, O(1).
-//! - Batches circulate in a fixed pool of buffers between sampler and writer.
+//! - Batches circulate in a pool of buffers between sampler and writer.
 //!   When the writer cannot keep up, no buffer comes back and the full batch
 //!   is dropped and counted: memory stays bounded and the tick path never
-//!   allocates.
+//!   allocates. The pool grows as interpreters register (and when the rate
+//!   changes), on those messages, never on a tick: to hold
+//!   [`POOL_SLACK`](crate::config::POOL_SLACK) of the samples the rate and
+//!   the live interpreters can produce, within the memory bound
+//!   ([`Config::max_buffers`](crate::config::Config::max_buffers)). Its
+//!   channels are filled and emptied once when made ([`pool_channel`]), so
+//!   their queues never allocate on a tick either.
 //! - An interpreter with a shadow stack (a third table) has its stack read
 //!   just after its PC ([`read_stack`], in a function of its own): into the
 //!   snapshot made when it was registered, then into the batch's frame
@@ -124,6 +130,39 @@ impl Table {
     }
 }
 
+/// A channel of batch buffers (to the writer, or back) that holds `capacity`
+/// without allocating: flume's queue grows on first use, so it is filled and
+/// emptied once here, before any tick.
+pub(crate) fn pool_channel(
+    capacity: usize,
+) -> (flume::Sender<SampleBuffer>, flume::Receiver<SampleBuffer>) {
+    let (tx, rx) = flume::bounded(capacity);
+    for _ in 0..capacity {
+        // Empty buffers own no memory.
+        let _ = tx.try_send(SampleBuffer::default());
+    }
+    while rx.try_recv().is_ok() {}
+    (tx, rx)
+}
+
+/// The growth of the batch-buffer pool ([`SamplerCore::grow_pool`]).
+#[derive(Debug, Default)]
+struct Pool {
+    /// Buffers in circulation, the one being filled included (0: not
+    /// tracked, the pool does not grow).
+    total: usize,
+    /// The fewest (the configured `buffers`) and the most
+    /// ([`Config::max_buffers`](crate::config::Config::max_buffers)).
+    min: usize,
+    max: usize,
+    /// Samples (and frames) a buffer holds.
+    capacity: usize,
+    /// Where a new buffer joins the pool: the free channel's sending end.
+    refill: Option<flume::Sender<SampleBuffer>>,
+    /// An allocation failed: the pool stays as it is.
+    failed: bool,
+}
+
 /// The sampler's state (lives on the timing thread).
 #[derive(Debug)]
 pub(crate) struct SamplerCore {
@@ -146,6 +185,8 @@ pub(crate) struct SamplerCore {
     free: flume::Receiver<SampleBuffer>,
     /// Where retirements are reported (set once the registry exists).
     registry: Option<ActorRef<RegistryMsg>>,
+    /// How many buffers circulate, and how the pool grows.
+    pool: Pool,
     /// Lateness of each read against its deadline.
     pub(crate) lateness: LatencyHistogram,
     /// PCs read from executing interpreters.
@@ -182,6 +223,7 @@ impl SamplerCore {
             to_writer,
             free,
             registry,
+            pool: Pool::default(),
             lateness: LatencyHistogram::default(),
             samples_taken: 0,
             samples_dropped: 0,
@@ -194,6 +236,73 @@ impl SamplerCore {
 
     pub(crate) fn set_registry(&mut self, registry: ActorRef<RegistryMsg>) {
         self.registry = Some(registry);
+    }
+
+    /// Lets the pool grow from `buffers` (those in circulation now, the one
+    /// being filled included) up to `max`, each new buffer of `capacity`
+    /// samples joining the free channel through `refill` (made by
+    /// [`pool_channel`] with room for `max`).
+    pub(crate) fn set_pool(
+        &mut self,
+        buffers: usize,
+        max: usize,
+        capacity: usize,
+        refill: flume::Sender<SampleBuffer>,
+    ) {
+        self.pool = Pool {
+            total: buffers,
+            min: buffers,
+            max: max.max(buffers),
+            capacity,
+            refill: Some(refill),
+            failed: false,
+        };
+    }
+
+    /// Batch buffers in circulation (0 when the pool is not tracked).
+    pub(crate) fn batch_buffers(&self) -> usize {
+        self.pool.total
+    }
+
+    /// Grows the pool to hold [`POOL_SLACK`](crate::config::POOL_SLACK) of
+    /// the samples that `hz` ticks over the live interpreters can make (each
+    /// may be executing at every tick), within its bounds. Called on a
+    /// registration or a rate change, never on a tick: it allocates. It
+    /// never shrinks: buffers in the writer's hands cannot be taken back,
+    /// and a server's interpreters come and go.
+    pub(crate) fn grow_pool(&mut self, hz: u32) {
+        let Some(refill) = &self.pool.refill else {
+            return;
+        };
+        if self.pool.failed {
+            return;
+        }
+        let per_second = u128::from(hz) * self.interps.len() as u128;
+        let slack = per_second * crate::config::POOL_SLACK.as_nanos() / 1_000_000_000;
+        let wanted = slack.div_ceil(self.flush as u128).saturating_add(1);
+        let target = usize::try_from(wanted)
+            .unwrap_or(usize::MAX)
+            .clamp(self.pool.min, self.pool.max);
+        let before = self.pool.total;
+        while self.pool.total < target {
+            let mut b = SampleBuffer::default();
+            let cap = self.pool.capacity;
+            if b.samples.try_reserve_exact(cap).is_err() || b.frames.try_reserve_exact(cap).is_err()
+            {
+                warn!(name: "sampler.pool_not_grown", buffers = self.pool.total, wanted = target, "cannot allocate another batch buffer");
+                self.pool.failed = true;
+                return;
+            }
+            if refill.try_send(b).is_err() {
+                // The writer is gone (or the channel smaller than `max`):
+                // nothing to grow.
+                return;
+            }
+            self.pool.total += 1;
+        }
+        if self.pool.total > before {
+            debug!(name: "sampler.pool_grown", buffers = self.pool.total);
+        }
     }
 
     pub(crate) fn interval(&self) -> Nanos {
@@ -426,6 +535,7 @@ impl SamplerCore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alloc_count;
     use crate::pc::PcHandle;
 
     struct Foreign(
@@ -518,6 +628,94 @@ mod tests {
             ]
         );
         assert_eq!(s.samples_taken, 5);
+    }
+
+    /// The pool grows with the registrations (on their messages) to hold
+    /// `POOL_SLACK` (100 ms) of the samples they can make, up to its bound:
+    /// a writer stalled that long loses nothing, one stalled longer loses
+    /// the next batch; and no tick, hand-overs included, calls the
+    /// allocator.
+    #[test]
+    fn the_pool_grows_with_registrations_and_ticks_never_allocate() {
+        let (flush, max) = (1_000, 64);
+        let cap = flush + 64;
+        let (to_writer, batches) = pool_channel(max + 1);
+        let (free_tx, free) = pool_channel(max + 1);
+        for _ in 1..4 {
+            free_tx
+                .send(SampleBuffer::with_capacity(cap, cap))
+                .expect("the pool is open");
+        }
+        let mut s = SamplerCore::new(
+            flush,
+            u64::MAX,
+            SampleBuffer::with_capacity(cap, cap),
+            to_writer,
+            free,
+            None,
+        );
+        s.set_pool(4, max, cap, free_tx);
+        assert_eq!(s.batch_buffers(), 4);
+        let handles: Vec<PcHandle> = (0..1_000).map(|_| PcHandle::new()).collect();
+        let mut grown = Vec::new();
+        for (i, h) in handles.iter().enumerate() {
+            s.add_interpreter(i as u32, Source::Native(h.reader()));
+            s.grow_pool(1_000);
+            if [10, 30, 31, 100].contains(&(i + 1)) {
+                grown.push((i + 1, s.batch_buffers()));
+            }
+            if i + 1 == 100 {
+                break;
+            }
+        }
+        // n interpreters at 1 kHz make 100 n samples in 100 ms: n / 10
+        // batches of 1 000, and the one being filled; never fewer than 4.
+        assert_eq!(grown, [(10, 4), (30, 4), (31, 5), (100, 11)]);
+        for (i, h) in handles[..100].iter().enumerate() {
+            h.set(0x1000 + i);
+        }
+        let tick = |s: &mut SamplerCore, seq: u64| {
+            s.sample(
+                SampleCommand {
+                    seq,
+                    deadline: seq * 1_000_000,
+                },
+                seq * 1_000_000,
+            )
+        };
+        // 100 ms with the writer stalled: 10 batches handed over, none lost,
+        // and not one allocator call.
+        let ((), calls) = alloc_count::allocator_calls_in(|| {
+            for seq in 1..=100 {
+                tick(&mut s, seq);
+            }
+        });
+        assert_eq!(calls, 0);
+        assert_eq!((s.batches_sent, s.samples_dropped), (10, 0));
+        for seq in 101..=110 {
+            tick(&mut s, seq);
+        }
+        assert_eq!((s.batches_sent, s.batches_dropped), (10, 1));
+        // The writer catches up; the same again allocates nothing either.
+        let back: Vec<SampleBuffer> = batches.try_iter().collect();
+        assert_eq!(back.len(), 10);
+        let refill = s.pool.refill.clone().expect("the pool grows");
+        for b in back {
+            refill.send(b).expect("the pool is open");
+        }
+        let ((), calls) = alloc_count::allocator_calls_in(|| {
+            for seq in 111..=210 {
+                tick(&mut s, seq);
+            }
+        });
+        assert_eq!(calls, 0);
+        assert_eq!((s.batches_sent, s.batches_dropped), (20, 1));
+        // The rest register: the pool stops at its bound.
+        for (i, h) in handles.iter().enumerate().skip(100) {
+            s.add_interpreter(i as u32, Source::Native(h.reader()));
+            s.grow_pool(1_000);
+        }
+        assert_eq!(s.batch_buffers(), max);
     }
 
     /// A late tick stamps its samples with the moment of the read, not the

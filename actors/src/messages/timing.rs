@@ -121,6 +121,10 @@ pub struct TimingStats {
     pub stack_reads_torn: u64,
     /// Stacks too deep for a whole batch's frame arena (kept as truncated).
     pub stacks_cut: u64,
+    /// Batch buffers in circulation between sampler and writer (the pool
+    /// grows with the interpreters registered).
+    #[serde(default)]
+    pub batch_buffers: u64,
 }
 
 /// Sends to the timing thread and wakes it.

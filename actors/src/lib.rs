@@ -59,7 +59,9 @@ pub use config::{Config, Output, SamplingMode, Scheduling, SpinPolicy};
 pub use error::{Error, ErrorKind};
 pub use format::{Event, Format, ProfileReader, ReadError, Sample};
 pub use isa::{InstructionSet, ListingBuilder};
-pub use pc::{NOT_EXECUTING, PcHandle, PcReader, PcSource};
+pub use pc::{
+    Activity, ActivityGuard, Entered, NOT_EXECUTING, OnDemandPc, PcHandle, PcReader, PcSource,
+};
 pub use profiler::{Profiler, ProfilerBuilder, ProfilerHandle};
 pub use resolve::{Hit, Resolver};
 pub use stack::{StackHandle, StackReader};

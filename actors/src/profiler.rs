@@ -27,7 +27,7 @@ use crate::clock::{Clock, MonotonicClock, Nanos};
 use crate::config::{Config, Output, Scheduling};
 use crate::error::{Error, ErrorKind};
 use crate::format::{Encoder, FileHeader, Format, Record, SamplingMode, SamplingRecord};
-use crate::pc::{PcHandle, PcSource};
+use crate::pc::{Activity, OnDemandPc, PcHandle, PcSource};
 use crate::registry::{FunctionInfo, InterpreterInfo, RegistryMsg, SourceBox};
 use crate::sampler::SamplerMsg;
 use crate::stack::StackHandle;
@@ -645,6 +645,52 @@ impl ProfilerHandle {
         let handle = PcHandle::new();
         self.register(label, handle.reader().into())?;
         Ok(handle)
+    }
+
+    /// Registers a new interpreter on the activity protocol: its cell is
+    /// read only between [`OnDemandPc::enter`] and the drop of the guard it
+    /// returns (one `enter` per host→guest call), so a server's thousands of
+    /// idle interpreters cost a tick one bit each instead of a cache line
+    /// each. [`OnDemandPc::set`] stays one relaxed store, and must only be
+    /// called while entered.
+    pub fn new_interpreter_on_demand(&self, label: Option<&str>) -> Result<OnDemandPc, Error> {
+        let handle = PcHandle::new();
+        let activity = self.register_on_demand(label, handle.reader().into())?;
+        Ok(OnDemandPc::new(handle, activity))
+    }
+
+    /// Registers an interpreter whose PC cell is its own, on the activity
+    /// protocol: `source` must read as idle whenever no
+    /// [`Activity::enter`] guard is alive, and the returned [`Activity`]
+    /// must be dropped once the source is finished (the sampler then
+    /// retires it). Its id is [`Activity::id`].
+    pub fn register_source_on_demand(
+        &self,
+        label: Option<&str>,
+        source: impl PcSource,
+    ) -> Result<Activity, Error> {
+        self.register_on_demand(label, SourceBox::foreign(source))
+    }
+
+    fn register_on_demand(
+        &self,
+        label: Option<&str>,
+        source: SourceBox,
+    ) -> Result<Activity, Error> {
+        let registered_ns = self.clock.now();
+        let label = label.map(str::to_string);
+        ask_blocking(
+            &self.refs.registry,
+            |reply| RegistryMsg::RegisterOnDemand {
+                label,
+                source,
+                registered_ns,
+                reply,
+            },
+            "registry",
+            "register interpreter",
+            Some(self.timeout),
+        )?
     }
 
     /// Registers a new interpreter that keeps a shadow stack of up to

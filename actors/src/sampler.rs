@@ -19,6 +19,11 @@
 //!   ([`Config::max_buffers`](crate::config::Config::max_buffers)). Its
 //!   channels are filled and emptied once when made ([`pool_channel`]), so
 //!   their queues never allocate on a tick either.
+//! - Interpreters on the activity protocol (`pc.rs`) sit in a fourth table,
+//!   indexed by their slot (their id): a tick walks the activity bitmap's
+//!   words and reads the cell of each set bit only, so an interpreter that
+//!   has left costs a bit, not a cache line. Adding and retiring are O(1);
+//!   retiring clears the bit, after which the registry may reuse the slot.
 //! - An interpreter with a shadow stack (a third table) has its stack read
 //!   just after its PC ([`read_stack`], in a function of its own): into the
 //!   snapshot made when it was registered, then into the batch's frame
@@ -38,7 +43,7 @@ use crate::format::{Sample, SampleBuffer};
 use crate::messages::registry::RegistryMsg;
 use crate::messages::timing::SampleCommand;
 pub use crate::messages::timing::SamplerMsg;
-use crate::pc::{PcReader, PcSource, Source};
+use crate::pc::{ACTIVITY_CHUNK, ActivityChunk, CHUNK_WORDS, PcReader, PcSource, Source, order};
 use crate::stack::{ReadOutcome, Snapshot, StackReader};
 use crate::stats::LatencyHistogram;
 
@@ -60,6 +65,8 @@ struct Table {
     foreign_ids: Vec<u32>,
     /// Interpreters with a shadow stack, of either kind.
     stacked: Vec<StackedSlot>,
+    /// Interpreters on the activity protocol.
+    on_demand: OnDemand,
 }
 
 /// An interpreter with a shadow stack, as the sampler holds it.
@@ -84,6 +91,67 @@ struct SlotStack {
     batch_no: u64,
 }
 
+/// Interpreters on the activity protocol, read only while their bit is set.
+#[derive(Default)]
+struct OnDemand {
+    /// The bitmap's chunks, by number (`None`: no such interpreter was
+    /// ever in it). Shared with the handles; never moved.
+    chunks: Vec<Option<Arc<ActivityChunk>>>,
+    /// Each slot's cell (the slot is the id; `None`: free).
+    by_slot: Vec<Option<Source>>,
+    /// Words of the bitmap a tick walks: up to the highest slot added.
+    words: usize,
+    /// Live ones.
+    live: usize,
+}
+
+impl OnDemand {
+    fn add(&mut self, id: u32, source: Source, chunk: Arc<ActivityChunk>) {
+        let slot = id as usize;
+        let n = slot / ACTIVITY_CHUNK;
+        if self.chunks.len() <= n {
+            self.chunks.resize(n + 1, None);
+        }
+        self.chunks[n].get_or_insert(chunk);
+        if self.by_slot.len() <= slot {
+            self.by_slot.resize(slot + 1, None);
+        }
+        if self.by_slot[slot].replace(source).is_none() {
+            self.live += 1;
+        }
+        self.words = self.words.max(slot / 64 + 1);
+    }
+
+    /// The bits of word `w` (all words of all chunks, in slot order).
+    #[inline]
+    fn word(&self, w: usize) -> u64 {
+        match &self.chunks[w / CHUNK_WORDS] {
+            Some(c) => c.words[w % CHUNK_WORDS].load(order::READ),
+            None => 0,
+        }
+    }
+
+    /// Forgets slot `slot` and clears its bit: the slot is free from now.
+    fn remove(&mut self, slot: usize) {
+        if self.by_slot[slot].take().is_some() {
+            self.live -= 1;
+        }
+        if let Some(c) = &self.chunks[slot / ACTIVITY_CHUNK] {
+            let bit = slot % ACTIVITY_CHUNK;
+            c.words[bit / 64].fetch_and(!(1u64 << (bit % 64)), order::LEAVE);
+        }
+    }
+}
+
+impl std::fmt::Debug for OnDemand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnDemand")
+            .field("live", &self.live)
+            .field("words", &self.words)
+            .finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Table")
@@ -99,7 +167,7 @@ impl std::fmt::Debug for Table {
 
 impl Table {
     fn len(&self) -> usize {
-        self.native.len() + self.foreign.len() + self.stacked.len()
+        self.native.len() + self.foreign.len() + self.stacked.len() + self.on_demand.live
     }
 
     fn add(&mut self, id: u32, source: Source) {
@@ -317,6 +385,16 @@ impl SamplerCore {
         self.interps.add(id, source);
     }
 
+    /// An interpreter on the activity protocol, in slot `id` of `chunk`. One
+    /// with a shadow stack is read at every tick instead (its bit is then
+    /// unused).
+    pub(crate) fn add_on_demand(&mut self, id: u32, source: Source, chunk: Arc<ActivityChunk>) {
+        match source {
+            Source::Stacked(..) => self.interps.add(id, source),
+            _ => self.interps.on_demand.add(id, source, chunk),
+        }
+    }
+
     /// Executes one sample command. The only work done per tick.
     ///
     /// `read_at` is the clock's reading just before the PCs are read (the
@@ -381,6 +459,31 @@ impl SamplerCore {
                 }
                 None => i += 1,
             }
+        }
+        // The activity bitmap: only the cells whose bit is set. A clear bit
+        // means PC 0, so the others would give no sample (pc.rs).
+        let mut w = 0;
+        while w < self.interps.on_demand.words {
+            let mut bits = self.interps.on_demand.word(w);
+            while bits != 0 {
+                let slot = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let Some(Some(source)) = self.interps.on_demand.by_slot.get(slot) else {
+                    // Entered before its registration reached the sampler.
+                    continue;
+                };
+                match source.pc() {
+                    Some(pc) => self.push(read_at, slot as u32, pc),
+                    None if source.is_finished() => {
+                        // The registry holds the last reference: nothing is
+                        // freed here.
+                        self.interps.on_demand.remove(slot);
+                        self.retire(slot as u32, read_at);
+                    }
+                    None => {}
+                }
+            }
+            w += 1;
         }
         #[cfg(debug_assertions)]
         trace!(
@@ -716,6 +819,143 @@ mod tests {
             s.grow_pool(1_000);
         }
         assert_eq!(s.batch_buffers(), max);
+    }
+
+    /// The activity protocol is exact: over a scripted sequence of enters
+    /// (nested too), PCs, idles, leaves, finishes while not entered and
+    /// slots reused after their retirement, across two chunks of the
+    /// bitmap, a sampler that reads only the set bits takes exactly the
+    /// samples of one that reads every cell, tick by tick; and every bit
+    /// left set is an entered interpreter's.
+    #[test]
+    fn the_activity_bitmap_samples_exactly_what_reading_every_cell_does() {
+        use crate::pc::{Activity, ActivityChunk, OnDemandPc};
+        let sampler = || {
+            let (to_writer, batches) = flume::unbounded();
+            let (free_tx, free) = flume::unbounded();
+            free_tx
+                .send(SampleBuffer::with_capacity(0, 0))
+                .expect("the pool is open");
+            let s = SamplerCore::new(
+                usize::MAX,
+                u64::MAX,
+                SampleBuffer::with_capacity(1 << 16, 0),
+                to_writer,
+                free,
+                None,
+            );
+            (s, batches)
+        };
+        let (mut every, every_out) = sampler();
+        let (mut bits, bits_out) = sampler();
+        let chunks = [
+            Arc::new(ActivityChunk::new()),
+            Arc::new(ActivityChunk::new()),
+        ];
+        // Slots at both ends of both chunks, and some in between.
+        let ids: Vec<u32> = (0..40)
+            .chain(4_060..4_100)
+            .chain((200..4_000).step_by(97))
+            .chain([8_191])
+            .collect();
+        let make = |id: u32| {
+            let chunk = Arc::clone(&chunks[id as usize / crate::pc::ACTIVITY_CHUNK]);
+            OnDemandPc::new(PcHandle::new(), Activity::new(chunk, id))
+        };
+        let mut live: Vec<Option<OnDemandPc>> = Vec::new();
+        let mut depth = vec![0u32; ids.len()];
+        // Finished, waiting for the tick that retires them.
+        let mut finished: Vec<usize> = Vec::new();
+        let add = |i: usize, pc: &OnDemandPc, every: &mut SamplerCore, bits: &mut SamplerCore| {
+            let id = ids[i];
+            let chunk = Arc::clone(&chunks[id as usize / crate::pc::ACTIVITY_CHUNK]);
+            every.add_interpreter(id, Source::Native(pc.reader()));
+            bits.add_on_demand(id, Source::Native(pc.reader()), chunk);
+        };
+        for (i, &id) in ids.iter().enumerate() {
+            let pc = make(id);
+            add(i, &pc, &mut every, &mut bits);
+            live.push(Some(pc));
+        }
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        let (mut reused, mut nested, mut finished_idle) = (0, 0, 0);
+        for seq in 1..=400u64 {
+            for _ in 0..12 {
+                let i = next(ids.len());
+                let Some(pc) = &live[i] else { continue };
+                match next(10) {
+                    0..=2 if depth[i] < 3 => {
+                        nested += usize::from(depth[i] > 0);
+                        pc.enter_raw();
+                        depth[i] += 1;
+                    }
+                    3..=5 if depth[i] > 0 => pc.set(0x10_000 + 8 * next(512)),
+                    6 if depth[i] > 0 => pc.set_idle(),
+                    7 | 8 if depth[i] > 0 => {
+                        pc.leave_raw();
+                        depth[i] -= 1;
+                    }
+                    9 if depth[i] == 0 => {
+                        finished_idle += 1;
+                        live[i] = None;
+                        finished.push(i);
+                    }
+                    _ => {}
+                }
+            }
+            let cmd = SampleCommand {
+                seq,
+                deadline: seq * 1_000,
+            };
+            every.sample(cmd, seq * 1_000);
+            bits.sample(cmd, seq * 1_000);
+            // Retired at this tick by both: the slot is free, and a new
+            // interpreter may take it.
+            for i in finished.drain(..) {
+                assert!(bits.interps.on_demand.by_slot[ids[i] as usize].is_none());
+                if next(2) == 0 {
+                    let pc = make(ids[i]);
+                    add(i, &pc, &mut every, &mut bits);
+                    live[i] = Some(pc);
+                    reused += 1;
+                } else {
+                    live[i] = None;
+                }
+            }
+            assert_eq!(every.live_interpreters(), bits.live_interpreters());
+        }
+        assert!(reused > 10 && nested > 10 && finished_idle > 10);
+        every.hand_over();
+        bits.hand_over();
+        let samples = |out: flume::Receiver<SampleBuffer>| {
+            let mut v: Vec<(u64, u32, u64)> = out
+                .try_iter()
+                .flat_map(|b| {
+                    b.samples
+                        .iter()
+                        .map(|s| (s.time_ns, s.interp, s.pc))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let want = samples(every_out);
+        assert!(want.len() > 1_000, "{} samples", want.len());
+        assert_eq!(samples(bits_out), want);
+        for (i, &id) in ids.iter().enumerate() {
+            let slot = id as usize % crate::pc::ACTIVITY_CHUNK;
+            let word = chunks[id as usize / crate::pc::ACTIVITY_CHUNK].words[slot / 64]
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let set = word & (1 << (slot % 64)) != 0;
+            assert_eq!(set, live[i].is_some() && depth[i] > 0, "slot {id}");
+        }
     }
 
     /// A late tick stamps its samples with the moment of the read, not the

@@ -288,6 +288,11 @@ impl TimingThread {
                 self.sampler.grow_pool(self.ticker.frequency_hz());
                 debug!(name: "sampler.add_interpreter", interp = id);
             }
+            TimingMsg::AddOnDemand { id, source, chunk } => {
+                self.sampler.add_on_demand(id, source, chunk);
+                self.sampler.grow_pool(self.ticker.frequency_hz());
+                debug!(name: "sampler.add_interpreter", interp = id, on_demand = true);
+            }
             TimingMsg::SetRegistry(registry) => {
                 debug!(name: "sampler.registry_set", "retirements go to the registry");
                 self.sampler.set_registry(registry);

@@ -34,14 +34,23 @@
 //!     cleared it (a read-modify-write continues the release sequence), so
 //!     the PC it then reads is never one stored before that leave. A PC
 //!     stored after an `enter` that happened before the tick is read, since
-//!     its bit is then visible. A loom model checks both
-//!     (`RUSTFLAGS="--cfg pcprof_loom" cargo test -p pcprof-actors --lib loom_tests`).
+//!     its bit is then visible. A loom model checks both, and the finish
+//!     (`RUSTFLAGS="--cfg pcprof_loom" cargo test -p pcprof-actors --lib loom_tests`,
+//!     best with its own `CARGO_TARGET_DIR`); it fails, as it should, with
+//!     a Relaxed leave or a Relaxed read.
 //!   - `set` outside `enter`/`leave` breaks the invariant (its samples may be
 //!     lost); debug builds assert it. Release `set` is one relaxed store.
 
 use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
+
+// Under loom (`--cfg pcprof_loom`), the cell's and the bitmap's atomics are
+// loom's, so its model checks the protocol's own code (`loom_tests`).
+#[cfg(all(test, pcprof_loom))]
+use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+#[cfg(not(all(test, pcprof_loom)))]
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 
 use crate::stack::StackReader;
 
@@ -428,7 +437,7 @@ impl std::fmt::Debug for Source {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(pcprof_loom)))]
 mod tests {
     use super::*;
 
@@ -446,5 +455,107 @@ mod tests {
         drop(h);
         assert!(r.is_finished());
         assert_eq!(r.pc(), None);
+    }
+}
+
+/// The activity protocol under loom: every interleaving, and every value the
+/// memory model lets a load see, of an interpreter's enter, PC stores,
+/// leave and finish against the sampler's read (a word with `order::READ`,
+/// then the cell of a set bit, as `SamplerCore::sample` does).
+#[cfg(all(test, pcprof_loom))]
+mod loom_tests {
+    use super::*;
+
+    fn read_bit(chunk: &ActivityChunk, slot: usize) -> bool {
+        chunk.words[slot / 64].load(order::READ) & (1 << (slot % 64)) != 0
+    }
+
+    /// A host thread serves request A, then request B (another
+    /// interpreter, whose bit shares A's word). A sampler that sees B's bit
+    /// read a word from after A's leave: A's bit is clear and A's cell,
+    /// were it read, holds 0, never the PC A published while entered.
+    #[test]
+    fn no_pc_is_read_from_an_interpreter_that_left() {
+        loom::model(|| {
+            let chunk = Arc::new(ActivityChunk::new());
+            let a = OnDemandPc::new(PcHandle::new(), Activity::new(Arc::clone(&chunk), 0));
+            let b = OnDemandPc::new(PcHandle::new(), Activity::new(Arc::clone(&chunk), 1));
+            let (ra, rb) = (a.reader(), b.reader());
+            let host = loom::thread::spawn(move || {
+                {
+                    let _in = a.enter();
+                    a.set(0xA1);
+                }
+                let _in = b.enter();
+                b.set(0xB1);
+                drop(_in);
+                (a, b)
+            });
+            let word = chunk.words[0].load(order::READ);
+            if word & 0b10 != 0 {
+                assert_eq!(word & 0b01, 0, "A's leave precedes B's enter");
+                assert_eq!(ra.pc(), None, "a PC of A read after it left");
+            }
+            if word & 0b01 != 0 {
+                // Entered: 0xA1, or 0 around it.
+                assert!(matches!(ra.pc(), None | Some(0xA1)));
+            }
+            if word & 0b10 != 0 {
+                assert!(matches!(rb.pc(), None | Some(0xB1)));
+            }
+            drop(host.join().unwrap());
+        });
+    }
+
+    /// A PC published after an enter that happened before the tick (here
+    /// through a flag, as any synchronisation would) is sampled: its bit is
+    /// seen and its cell read.
+    #[test]
+    fn a_pc_published_before_the_tick_is_sampled() {
+        loom::model(|| {
+            let chunk = Arc::new(ActivityChunk::new());
+            let a = OnDemandPc::new(PcHandle::new(), Activity::new(Arc::clone(&chunk), 5));
+            let ra = a.reader();
+            let published = Arc::new(AtomicBool::new(false));
+            let p = Arc::clone(&published);
+            let host = loom::thread::spawn(move || {
+                // Entered until after the tick: the guard's drop, by hand.
+                a.enter_raw();
+                a.set(0xA1);
+                p.store(true, Ordering::Release);
+                a
+            });
+            if published.load(Ordering::Acquire) {
+                assert!(read_bit(&chunk, 5), "the bit of an entered interpreter");
+                assert_eq!(ra.pc(), Some(0xA1));
+            }
+            let a = host.join().unwrap();
+            a.leave_raw();
+            assert!(!read_bit(&chunk, 5));
+            assert_eq!(ra.pc(), None);
+        });
+    }
+
+    /// A finish while left sets the bit; a sampler that sees it set after
+    /// the interpreter left reads PC 0, and once it reads the finish, the
+    /// retirement is safe.
+    #[test]
+    fn a_finish_is_seen_through_its_bit() {
+        loom::model(|| {
+            let chunk = Arc::new(ActivityChunk::new());
+            let a = OnDemandPc::new(PcHandle::new(), Activity::new(Arc::clone(&chunk), 63));
+            let ra = a.reader();
+            let host = loom::thread::spawn(move || {
+                {
+                    let _in = a.enter();
+                    a.set(0xA1);
+                }
+                drop(a);
+            });
+            if read_bit(&chunk, 63) && ra.is_finished() {
+                assert_eq!(ra.pc(), None);
+            }
+            host.join().unwrap();
+        });
     }
 }

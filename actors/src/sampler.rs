@@ -161,6 +161,7 @@ impl std::fmt::Debug for Table {
                 "stacked",
                 &self.stacked.iter().map(|s| s.id).collect::<Vec<_>>(),
             )
+            .field("on_demand", &self.on_demand)
             .finish()
     }
 }

@@ -261,7 +261,8 @@ impl Drop for ActivityGuard<'_> {
 /// [`ProfilerHandle::new_interpreter_on_demand`](crate::ProfilerHandle::new_interpreter_on_demand).
 ///
 /// [`OnDemandPc::set`] outside `enter` is a usage error (asserted in debug
-/// builds): its PCs may not be sampled.
+/// builds): its PCs may not be sampled. `Send`, not `Sync`: one interpreter
+/// enters it and stores into it.
 #[derive(Debug)]
 pub struct OnDemandPc {
     // Dropped first: PC 0 and `finished`, then the activity's bit (field
@@ -455,6 +456,64 @@ mod tests {
         drop(h);
         assert!(r.is_finished());
         assert_eq!(r.pc(), None);
+    }
+
+    fn bit(chunk: &ActivityChunk, slot: usize) -> bool {
+        chunk.words[slot / 64].load(Ordering::Relaxed) & (1 << (slot % 64)) != 0
+    }
+
+    /// The bit follows the outermost enter and leave; every leave stores
+    /// PC 0; the finish sets the bit with the cell idle and finished.
+    #[test]
+    fn the_bit_is_set_while_entered_and_by_the_finish() {
+        let chunk = Arc::new(ActivityChunk::new());
+        let slot = 4_096 + 130;
+        let pc = OnDemandPc::new(
+            PcHandle::new(),
+            Activity::new(Arc::clone(&chunk), slot as u32),
+        );
+        let (r, slot) = (pc.reader(), slot % ACTIVITY_CHUNK);
+        assert_eq!(pc.id(), 4_096 + 130);
+        assert!(!bit(&chunk, slot) && !pc.is_entered());
+        {
+            let _outer = pc.enter();
+            assert!(bit(&chunk, slot));
+            pc.set(0x40);
+            {
+                let _inner = pc.enter();
+                pc.set(0x80);
+                assert_eq!(r.pc(), Some(0x80));
+            }
+            // Back in the host under the outer call: idle, still entered.
+            assert_eq!(r.pc(), None);
+            assert!(bit(&chunk, slot) && pc.is_entered());
+            pc.set(0x44);
+        }
+        assert_eq!(r.pc(), None);
+        assert!(!bit(&chunk, slot) && !pc.is_entered());
+        // No other slot was touched.
+        let others: u32 = chunk
+            .words
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones())
+            .sum();
+        assert_eq!(others, 0);
+        drop(pc);
+        assert!(bit(&chunk, slot) && r.is_finished());
+        assert_eq!(r.pc(), None);
+    }
+
+    /// A store outside `enter` breaks the protocol's invariant: debug builds
+    /// say so.
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "outside enter()")]
+    fn a_set_outside_enter_is_caught_in_debug_builds() {
+        let pc = OnDemandPc::new(
+            PcHandle::new(),
+            Activity::new(Arc::new(ActivityChunk::new()), 0),
+        );
+        pc.set(0x40);
     }
 }
 

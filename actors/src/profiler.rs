@@ -672,6 +672,36 @@ impl ProfilerHandle {
         self.register_on_demand(label, SourceBox::foreign(source))
     }
 
+    /// [`ProfilerHandle::new_interpreter_on_demand`] with a shadow stack of
+    /// up to `capacity` frames (see
+    /// [`ProfilerHandle::new_interpreter_with_stack`]), read after each PC
+    /// while the interpreter is entered.
+    pub fn new_interpreter_with_stack_on_demand(
+        &self,
+        label: Option<&str>,
+        capacity: usize,
+    ) -> Result<(OnDemandPc, StackHandle), Error> {
+        let handle = PcHandle::new();
+        let stack = StackHandle::new(capacity);
+        let source = SourceBox::from(handle.reader()).with_stack(stack.reader());
+        let activity = self.register_on_demand(label, source)?;
+        Ok((OnDemandPc::new(handle, activity), stack))
+    }
+
+    /// [`ProfilerHandle::register_source_on_demand`] with a shadow stack of
+    /// up to `capacity` frames.
+    pub fn register_source_with_stack_on_demand(
+        &self,
+        label: Option<&str>,
+        source: impl PcSource,
+        capacity: usize,
+    ) -> Result<(Activity, StackHandle), Error> {
+        let stack = StackHandle::new(capacity);
+        let activity =
+            self.register_on_demand(label, SourceBox::foreign(source).with_stack(stack.reader()))?;
+        Ok((activity, stack))
+    }
+
     fn register_on_demand(
         &self,
         label: Option<&str>,

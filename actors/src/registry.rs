@@ -246,14 +246,7 @@ impl Actor for RegistryActor {
                 registered_ns,
                 reply,
             } => {
-                let registered = if matches!(source.0, Source::Stacked(..)) {
-                    Err(Error::actor(
-                        "registry",
-                        "an interpreter with a shadow stack is read at every tick: register it with RegisterInterpreter",
-                    ))
-                } else {
-                    state.register(label, source.0, registered_ns, true)
-                };
+                let registered = state.register(label, source.0, registered_ns, true);
                 let _ = reply.send(registered.and_then(|(id, chunk)| {
                     chunk
                         .map(|c| Activity::new(c, id))

@@ -20,7 +20,7 @@
 //!   channels are filled and emptied once when made ([`pool_channel`]), so
 //!   their queues never allocate on a tick either.
 //! - Interpreters on the activity protocol (`pc.rs`) sit in a fourth table,
-//!   indexed by their slot (their id): a tick walks the activity bitmap's
+//!   indexed by their slot (their id), with their shadow stack if any: a tick walks the activity bitmap's
 //!   words and reads the cell of each set bit only, so an interpreter that
 //!   has left costs a bit, not a cache line. Adding and retiring are O(1);
 //!   retiring clears the bit, after which the registry may reuse the slot.
@@ -97,12 +97,29 @@ struct OnDemand {
     /// The bitmap's chunks, by number (`None`: no such interpreter was
     /// ever in it). Shared with the handles; never moved.
     chunks: Vec<Option<Arc<ActivityChunk>>>,
-    /// Each slot's cell (the slot is the id; `None`: free).
-    by_slot: Vec<Option<Source>>,
+    /// Each slot's interpreter (the slot is the id; `None`: free).
+    by_slot: Vec<Option<OnDemandSlot>>,
     /// Words of the bitmap a tick walks: up to the highest slot added.
     words: usize,
     /// Live ones.
     live: usize,
+}
+
+/// An interpreter on the activity protocol, as the sampler holds it.
+#[derive(Debug)]
+struct OnDemandSlot {
+    /// Its PC cell (native or foreign).
+    source: Source,
+    /// Its shadow stack, if it keeps one.
+    stack: Option<SlotStack>,
+}
+
+/// Where an interpreter's shadow stack is: in the stacked table, or in the
+/// on-demand one (by slot).
+#[derive(Clone, Copy, Debug)]
+enum StackAt {
+    Stacked(usize),
+    OnDemand(usize),
 }
 
 impl OnDemand {
@@ -114,9 +131,25 @@ impl OnDemand {
         }
         self.chunks[n].get_or_insert(chunk);
         if self.by_slot.len() <= slot {
-            self.by_slot.resize(slot + 1, None);
+            self.by_slot.resize_with(slot + 1, || None);
         }
-        if self.by_slot[slot].replace(source).is_none() {
+        let entry = match source {
+            // The snapshot is allocated here, on a message, never on a tick.
+            Source::Stacked(inner, reader) => OnDemandSlot {
+                source: *inner,
+                stack: Some(SlotStack {
+                    snap: reader.snapshot(),
+                    reader,
+                    entry: 0,
+                    batch_no: 0,
+                }),
+            },
+            source => OnDemandSlot {
+                source,
+                stack: None,
+            },
+        };
+        if self.by_slot[slot].replace(entry).is_none() {
             self.live += 1;
         }
         self.words = self.words.max(slot / 64 + 1);
@@ -167,6 +200,21 @@ impl std::fmt::Debug for Table {
 }
 
 impl Table {
+    /// The shadow stack at `at` (`None` only for an on-demand interpreter
+    /// without one, which is never asked).
+    #[inline]
+    fn stack_at(&mut self, at: StackAt) -> Option<&mut SlotStack> {
+        match at {
+            StackAt::Stacked(i) => self.stacked.get_mut(i).map(|s| &mut s.stack),
+            StackAt::OnDemand(slot) => self
+                .on_demand
+                .by_slot
+                .get_mut(slot)
+                .and_then(Option::as_mut)
+                .and_then(|e| e.stack.as_mut()),
+        }
+    }
+
     fn len(&self) -> usize {
         self.native.len() + self.foreign.len() + self.stacked.len() + self.on_demand.live
     }
@@ -386,14 +434,10 @@ impl SamplerCore {
         self.interps.add(id, source);
     }
 
-    /// An interpreter on the activity protocol, in slot `id` of `chunk`. One
-    /// with a shadow stack is read at every tick instead (its bit is then
-    /// unused).
+    /// An interpreter on the activity protocol (with a shadow stack or
+    /// not), in slot `id` of `chunk`.
     pub(crate) fn add_on_demand(&mut self, id: u32, source: Source, chunk: Arc<ActivityChunk>) {
-        match source {
-            Source::Stacked(..) => self.interps.add(id, source),
-            _ => self.interps.on_demand.add(id, source, chunk),
-        }
+        self.interps.on_demand.add(id, source, chunk);
     }
 
     /// Executes one sample command. The only work done per tick.
@@ -451,7 +495,7 @@ impl SamplerCore {
             match self.interps.stacked[i].source.pc() {
                 Some(pc) => {
                     let interp = self.interps.stacked[i].id;
-                    self.push_stacked(read_at, interp, pc, i);
+                    self.push_stacked(read_at, interp, pc, StackAt::Stacked(i));
                     i += 1;
                 }
                 None if self.interps.stacked[i].source.is_finished() => {
@@ -469,13 +513,16 @@ impl SamplerCore {
             while bits != 0 {
                 let slot = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                let Some(Some(source)) = self.interps.on_demand.by_slot.get(slot) else {
+                let Some(Some(entry)) = self.interps.on_demand.by_slot.get(slot) else {
                     // Entered before its registration reached the sampler.
                     continue;
                 };
-                match source.pc() {
+                match entry.source.pc() {
+                    Some(pc) if entry.stack.is_some() => {
+                        self.push_stacked(read_at, slot as u32, pc, StackAt::OnDemand(slot));
+                    }
                     Some(pc) => self.push(read_at, slot as u32, pc),
-                    None if source.is_finished() => {
+                    None if entry.source.is_finished() => {
                         // The registry holds the last reference: nothing is
                         // freed here.
                         self.interps.on_demand.remove(slot);
@@ -522,14 +569,14 @@ impl SamplerCore {
         self.samples_taken += 1;
     }
 
-    /// One sample of stacked interpreter `i` into the batch, with its stack
-    /// read just after its PC.
+    /// One sample of the stacked interpreter at `at` into the batch, with
+    /// its stack read just after its PC.
     #[inline]
-    fn push_stacked(&mut self, time_ns: Nanos, interp: u32, pc: usize, i: usize) {
+    fn push_stacked(&mut self, time_ns: Nanos, interp: u32, pc: usize, at: StackAt) {
         if self.batch.samples.len() == self.batch.samples.capacity() {
             self.hand_over();
         }
-        let stack = self.read_stack(i);
+        let stack = self.read_stack(at);
         self.batch.samples.push(Sample {
             time_ns,
             interp,
@@ -539,14 +586,16 @@ impl SamplerCore {
         self.samples_taken += 1;
     }
 
-    /// Reads stacked interpreter `i`'s shadow stack (just after its PC) and gives
+    /// Reads the shadow stack at `at` (just after its PC) and gives
     /// its entry in the batch's arena: the last one while the stack is
     /// unchanged, else a new one (sealing the batch first if the arena is
     /// full). A torn read is counted and kept as the prefix read, marked
     /// truncated.
     #[inline(never)]
-    fn read_stack(&mut self, i: usize) -> u32 {
-        let st = &mut self.interps.stacked[i].stack;
+    fn read_stack(&mut self, at: StackAt) -> u32 {
+        let Some(st) = self.interps.stack_at(at) else {
+            return 0;
+        };
         let outcome = st.reader.read(&mut st.snap);
         if outcome == ReadOutcome::Same && st.batch_no == self.batch_no && st.entry != 0 {
             return st.entry;
@@ -555,7 +604,9 @@ impl SamplerCore {
         if !self.batch.has_room_for_stack(st.snap.frames().len()) {
             self.hand_over();
         }
-        let st = &mut self.interps.stacked[i].stack;
+        let Some(st) = self.interps.stack_at(at) else {
+            return 0;
+        };
         if torn {
             self.stack_reads_torn += 1;
         }
@@ -957,6 +1008,104 @@ mod tests {
             let set = word & (1 << (slot % 64)) != 0;
             assert_eq!(set, live[i].is_some() && depth[i] > 0, "slot {id}");
         }
+    }
+
+    /// On-demand interpreters with shadow stacks: the same samples, stacks
+    /// included, as reading every cell and stack, while they enter, call,
+    /// return, leave and finish.
+    #[test]
+    fn on_demand_stacks_are_read_as_every_cell_reads_them() {
+        use crate::pc::{Activity, ActivityChunk, OnDemandPc};
+        use crate::stack::StackHandle;
+        let sampler = || {
+            let (to_writer, batches) = flume::unbounded();
+            let (free_tx, free) = flume::unbounded();
+            free_tx
+                .send(SampleBuffer::with_capacity(0, 0))
+                .expect("the pool is open");
+            let s = SamplerCore::new(
+                usize::MAX,
+                u64::MAX,
+                SampleBuffer::with_capacity(4_096, 16_384),
+                to_writer,
+                free,
+                None,
+            );
+            (s, batches)
+        };
+        let (mut every, every_out) = sampler();
+        let (mut bits, bits_out) = sampler();
+        let chunk = Arc::new(ActivityChunk::new());
+        let mut interps: Vec<(OnDemandPc, StackHandle)> = (0..6u32)
+            .map(|id| {
+                let pc = OnDemandPc::new(PcHandle::new(), Activity::new(Arc::clone(&chunk), id));
+                let st = StackHandle::new(4);
+                let stacked = |pc: &OnDemandPc| {
+                    Source::Stacked(Box::new(Source::Native(pc.reader())), st.reader())
+                };
+                every.add_interpreter(id, stacked(&pc));
+                bits.add_on_demand(id, stacked(&pc), Arc::clone(&chunk));
+                (pc, st)
+            })
+            .collect();
+        let tick = |every: &mut SamplerCore, bits: &mut SamplerCore, seq: u64| {
+            let cmd = SampleCommand {
+                seq,
+                deadline: seq * 1_000,
+            };
+            every.sample(cmd, seq * 1_000);
+            bits.sample(cmd, seq * 1_000);
+        };
+        let mut seq = 0;
+        for round in 0..20usize {
+            for (i, (pc, st)) in interps.iter_mut().enumerate() {
+                if (round + i) % 3 == 0 {
+                    continue;
+                }
+                pc.enter_raw();
+                st.call(0x100 * (i + 1) + round);
+                pc.set(0x1_0000 + 16 * i + round);
+            }
+            seq += 1;
+            tick(&mut every, &mut bits, seq);
+            for (i, (pc, st)) in interps.iter_mut().enumerate() {
+                if (round + i) % 3 == 0 {
+                    continue;
+                }
+                if round % 2 == 0 {
+                    st.ret();
+                }
+                pc.leave_raw();
+            }
+            seq += 1;
+            tick(&mut every, &mut bits, seq);
+        }
+        // Two finish while left.
+        drop(interps.remove(1));
+        drop(interps.remove(3));
+        seq += 1;
+        tick(&mut every, &mut bits, seq);
+        assert_eq!(bits.live_interpreters(), 4);
+        assert_eq!(every.live_interpreters(), 4);
+        every.hand_over();
+        bits.hand_over();
+        type Seen = (u64, u32, u64, Vec<u64>, bool);
+        let samples = |out: flume::Receiver<SampleBuffer>| {
+            let mut v: Vec<Seen> = Vec::new();
+            for b in out.try_iter() {
+                for x in &b.samples {
+                    let (frames, cut) = b.stack_at(x.stack).expect("a stack in the arena");
+                    v.push((x.time_ns, x.interp, x.pc, frames.to_vec(), cut));
+                }
+            }
+            v.sort_unstable();
+            v
+        };
+        let want = samples(every_out);
+        assert_eq!(want.len(), 20 * 4);
+        assert!(want.iter().all(|w| !w.3.is_empty()));
+        assert_eq!(samples(bits_out), want);
+        drop(interps);
     }
 
     /// A late tick stamps its samples with the moment of the read, not the

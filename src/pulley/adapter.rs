@@ -17,7 +17,7 @@
 //!   host at every host call (`CallIndirectHost`), so calls never nest on
 //!   one Vm; the Vm's drop (Pulley's `done`) comes before the bit is set
 //!   for the finish. A Vm with a shadow stack ([`ProfiledVm::with_stack`])
-//!   is read at every tick, as before.
+//!   too: its stack is read after each PC while it is inside a call.
 //! - Call stacks ([`ProfiledVm::with_stack`]): Pulley cannot publish its
 //!   own calls without a patch (its frame pointer and link register are
 //!   private to the interpreter loop), so the stack holds what the host
@@ -69,9 +69,8 @@ pub struct ProfiledVm {
     /// The shadow stack, with the calls suspended in a host call: the
     /// stack's depth with the call's frame, and where it resumes.
     stack: Option<(StackHandle, Vec<(usize, usize)>)>,
-    /// The Vm's bit in the activity bitmap (none with a shadow stack: read
-    /// at every tick).
-    activity: Option<Activity>,
+    /// The Vm's bit in the activity bitmap.
+    activity: Activity,
 }
 
 impl std::fmt::Debug for ProfiledVm {
@@ -110,7 +109,7 @@ impl ProfiledVm {
             vm,
             busy,
             stack: None,
-            activity: Some(activity),
+            activity,
         })
     }
 
@@ -125,7 +124,7 @@ impl ProfiledVm {
         capacity: usize,
     ) -> Result<ProfiledVm, Error> {
         let busy = Arc::new(AtomicBool::new(false));
-        let (_, stack) = profiler.register_source_with_stack(
+        let (activity, stack) = profiler.register_source_with_stack_on_demand(
             label,
             PulleySource {
                 pc: vm.executing_pc().clone(),
@@ -137,7 +136,7 @@ impl ProfiledVm {
             vm,
             busy,
             stack: Some((stack, Vec::new())),
-            activity: None,
+            activity,
         })
     }
 
@@ -157,7 +156,7 @@ impl ProfiledVm {
     pub fn busy<R>(&mut self, f: impl FnOnce(&mut Vm) -> R) -> R {
         // The bit before the flag; dropped in reverse order, the flag
         // (the cell reads as idle) before the bit, even on unwinding.
-        let _entered = self.activity.as_ref().map(Activity::enter);
+        let _entered = self.activity.enter();
         self.busy.store(true, Ordering::Relaxed);
         let _guard = BusyGuard(&self.busy);
         f(&mut self.vm)

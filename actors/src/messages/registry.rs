@@ -108,7 +108,7 @@ pub enum RegistryMsg {
     /// while it is entered: `pc.rs`, "The activity protocol"); replies with
     /// its bit in the bitmap, whose [`Activity::id`] is its id, or with an
     /// error as [`RegistryMsg::RegisterInterpreter`]. A source with a shadow
-    /// stack is refused (it is read at every tick).
+    /// stack has it read after each PC, as there.
     RegisterOnDemand {
         /// Label, e.g. the thread's name.
         label: Option<String>,

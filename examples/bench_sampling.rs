@@ -193,11 +193,6 @@ fn parse_args() -> Args {
     if a.freq == 0 || a.seconds.is_nan() || a.seconds <= 0.0 {
         usage("--freq and --seconds must be positive");
     }
-    if a.on_demand && a.stack_depth > 0 {
-        usage(
-            "--on-demand and --stack-depth do not go together (a stacked interpreter is read at every tick)",
-        );
-    }
     a
 }
 
@@ -460,10 +455,18 @@ fn main() {
         let (stop, barrier, work) = (stop.clone(), barrier.clone(), args.work);
         let thread = thread::Builder::new().name(label.clone());
         let spawned = if args.on_demand {
-            let pc = profiler
-                .new_interpreter_on_demand(Some(&label))
-                .unwrap_or_else(|e| fail(format!("new_interpreter_on_demand: {e}")));
-            thread.spawn(move || interpreter_main(code, pc, stop, barrier, work, None))
+            let (pc, stack) = if args.stack_depth > 0 {
+                let (pc, st) = profiler
+                    .new_interpreter_with_stack_on_demand(Some(&label), args.stack_depth)
+                    .unwrap_or_else(|e| fail(format!("new_interpreter_with_stack_on_demand: {e}")));
+                (pc, Some(st))
+            } else {
+                let pc = profiler
+                    .new_interpreter_on_demand(Some(&label))
+                    .unwrap_or_else(|e| fail(format!("new_interpreter_on_demand: {e}")));
+                (pc, None)
+            };
+            thread.spawn(move || interpreter_main(code, pc, stop, barrier, work, stack))
         } else {
             let (pc, stack) = if args.stack_depth > 0 {
                 let (pc, st) = profiler

@@ -20,10 +20,11 @@
 //!   channels are filled and emptied once when made ([`pool_channel`]), so
 //!   their queues never allocate on a tick either.
 //! - Interpreters on the activity protocol (`pc.rs`) sit in a fourth table,
-//!   indexed by their slot (their id), with their shadow stack if any: a tick walks the activity bitmap's
-//!   words and reads the cell of each set bit only, so an interpreter that
-//!   has left costs a bit, not a cache line. Adding and retiring are O(1);
-//!   retiring clears the bit, after which the registry may reuse the slot.
+//!   indexed by their slot (their id), with their shadow stack if any: a
+//!   tick walks the activity bitmap's words and reads the cell (and stack)
+//!   of each set bit only, so an interpreter that has left costs a bit,
+//!   not a cache line. Adding and retiring are O(1); retiring clears the
+//!   bit, after which the registry may reuse the slot.
 //! - An interpreter with a shadow stack (a third table) has its stack read
 //!   just after its PC ([`read_stack`], in a function of its own): into the
 //!   snapshot made when it was registered, then into the batch's frame

@@ -74,6 +74,15 @@ fn tick(c: &mut Criterion) {
         assert_eq!(t.dropped(), 0, "the bench must not drop samples");
     }
     g.finish();
+    // The same on the activity protocol: the idle ones have left.
+    let mut g = c.benchmark_group("tick_idle_on_demand");
+    for idle in [98usize, 998, 9998] {
+        let mut t = Tick::with_idle_on_demand(2, idle, BATCH);
+        g.throughput(Throughput::Elements(idle as u64 + 2));
+        g.bench_function(format!("2+{idle}"), |b| b.iter(|| black_box(t.tick())));
+        assert_eq!(t.dropped(), 0, "the bench must not drop samples");
+    }
+    g.finish();
 }
 
 fn encode(c: &mut Criterion) {

@@ -24,7 +24,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pcprof_actors::{Event, Format, PcHandle, ProfileReader, Profiler, SamplingMode, Stats};
+use pcprof_actors::{
+    Event, Format, OnDemandPc, PcHandle, ProfileReader, Profiler, SamplingMode, Stats,
+};
 
 /// Bytes of "bytecode" per interpreter (as the baseline).
 const CODE_LEN: usize = 4096;
@@ -64,6 +66,37 @@ struct Args {
     idle: usize,
     /// Each interpreter keeps a shadow stack this deep (0: none).
     stack_depth: usize,
+    /// Every interpreter on the activity protocol: the working ones enter
+    /// once and run, the idle ones have entered and left once.
+    on_demand: bool,
+}
+
+/// What an interpreter publishes its PC through: a plain cell, or one on
+/// the activity protocol (`--on-demand`), entered around the whole run.
+trait SetPc: Send + 'static {
+    fn set(&self, pc: usize);
+    fn run(&self, f: impl FnOnce());
+}
+
+impl SetPc for PcHandle {
+    #[inline(always)]
+    fn set(&self, pc: usize) {
+        PcHandle::set(self, pc);
+    }
+    fn run(&self, f: impl FnOnce()) {
+        f();
+    }
+}
+
+impl SetPc for OnDemandPc {
+    #[inline(always)]
+    fn set(&self, pc: usize) {
+        OnDemandPc::set(self, pc);
+    }
+    fn run(&self, f: impl FnOnce()) {
+        let _entered = self.enter();
+        f();
+    }
 }
 
 fn usage(problem: &str) -> ! {
@@ -74,7 +107,7 @@ fn usage(problem: &str) -> ! {
         "usage: bench_sampling [--freq HZ=1000] [--flush N=20000] [--interpreters N=4] \
          [--seconds S=2] [--out PATH] [--keep] [--work spin|idle] [--timerslack-ns N]\n\
          [--stack-depth N (a shadow stack N calls deep, one return and call a pass)]\n\
-         \x20      [--realtime PRIO] [--spin-us N | --spin-max] [--target-us N] [--sampling randomized|periodic] [--format native|pulley] [--buffers N] [--idle N]\n\
+         \x20      [--realtime PRIO] [--spin-us N | --spin-max] [--target-us N] [--sampling randomized|periodic] [--format native|pulley] [--buffers N] [--idle N] [--on-demand]\n\
          Without --out a temp file under /tmp is used and removed at the end unless --keep.\n\
          --realtime asks for SCHED_FIFO on the timing thread (falls back to normal scheduling\n\
          where the process may not raise it; the JSON's \"scheduling\" says which was in force).\n\
@@ -82,7 +115,9 @@ fn usage(problem: &str) -> ! {
          --spin-max puts ticks first at every rate (SpinPolicy::Max, PCPROF_SPIN=max).\n\
          --target-us is the p99 lateness the timing thread aims at (default: the profiler's own).\n\
          --idle N registers N more interpreters that stay idle (PC 0, no thread): the JSON's\n\
-         sampler_us_per_tick is then what reading them costs a tick."
+         sampler_us_per_tick is then what reading them costs a tick.\n\
+         --on-demand registers every interpreter on the activity protocol (new_interpreter_on_demand):\n\
+         the working ones enter around their run, the idle ones have entered and left once."
     );
     std::process::exit(2)
 }
@@ -115,6 +150,7 @@ fn parse_args() -> Args {
         buffers: None,
         idle: 0,
         stack_depth: 0,
+        on_demand: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -137,6 +173,7 @@ fn parse_args() -> Args {
             }
             "--buffers" => a.buffers = Some(parse(&flag, it.next())),
             "--idle" => a.idle = parse(&flag, it.next()),
+            "--on-demand" => a.on_demand = true,
             "--format" => {
                 let v: String = parse(&flag, it.next());
                 a.format = v.parse().unwrap_or_else(|e: String| usage(&e));
@@ -184,9 +221,9 @@ struct InterpReport {
 
 /// The baseline's `interpreter_main`, step for step; the PC store is
 /// `PcHandle::set` (one relaxed store, as the baseline's cell).
-fn interpreter_main(
+fn interpreter_main<P: SetPc>(
     code: Vec<u8>,
-    pc: PcHandle,
+    pc: P,
     stop: Arc<AtomicBool>,
     start: Arc<Barrier>,
     work: Work,
@@ -203,7 +240,7 @@ fn interpreter_main(
     let mut acc: u64 = 0x243F_6A88_85A3_08D3;
     start.wait();
     let t0 = Instant::now();
-    match work {
+    pc.run(|| match work {
         Work::Spin => {
             while !stop.load(Ordering::Relaxed) {
                 // A return and a call a pass: a new generation, so the
@@ -259,9 +296,9 @@ fn interpreter_main(
                 thread::park();
             }
         }
-    }
+    });
     let run = t0.elapsed();
-    pc.set_idle();
+    pc.set(0);
     drop(pc); // marks the interpreter finished
     black_box(acc);
     black_box(&code);
@@ -415,29 +452,56 @@ fn main() {
             .register_function(&format!("func{i}"), &code)
             .unwrap_or_else(|e| fail(format!("register_function: {e}")));
         let label = format!("interp{i}");
-        let (pc, stack) = if args.stack_depth > 0 {
-            let (pc, st) = profiler
-                .new_interpreter_with_stack(Some(&label), args.stack_depth)
-                .unwrap_or_else(|e| fail(format!("new_interpreter_with_stack: {e}")));
-            (pc, Some(st))
-        } else {
-            let pc = profiler
-                .new_interpreter(Some(&label))
-                .unwrap_or_else(|e| fail(format!("new_interpreter: {e}")));
-            (pc, None)
-        };
         let (stop, barrier, work) = (stop.clone(), barrier.clone(), args.work);
-        let spawned = thread::Builder::new()
-            .name(label)
-            .spawn(move || interpreter_main(code, pc, stop, barrier, work, stack));
+        let thread = thread::Builder::new().name(label.clone());
+        let spawned = if args.on_demand {
+            let (pc, stack) = if args.stack_depth > 0 {
+                let (pc, st) = profiler
+                    .new_interpreter_with_stack_on_demand(Some(&label), args.stack_depth)
+                    .unwrap_or_else(|e| fail(format!("new_interpreter_with_stack_on_demand: {e}")));
+                (pc, Some(st))
+            } else {
+                let pc = profiler
+                    .new_interpreter_on_demand(Some(&label))
+                    .unwrap_or_else(|e| fail(format!("new_interpreter_on_demand: {e}")));
+                (pc, None)
+            };
+            thread.spawn(move || interpreter_main(code, pc, stop, barrier, work, stack))
+        } else {
+            let (pc, stack) = if args.stack_depth > 0 {
+                let (pc, st) = profiler
+                    .new_interpreter_with_stack(Some(&label), args.stack_depth)
+                    .unwrap_or_else(|e| fail(format!("new_interpreter_with_stack: {e}")));
+                (pc, Some(st))
+            } else {
+                let pc = profiler
+                    .new_interpreter(Some(&label))
+                    .unwrap_or_else(|e| fail(format!("new_interpreter: {e}")));
+                (pc, None)
+            };
+            thread.spawn(move || interpreter_main(code, pc, stop, barrier, work, stack))
+        };
         handles.push(spawned.unwrap_or_else(|e| fail(format!("spawn: {e}"))));
     }
     // Idle interpreters: registered, never executing, dropped at the end.
-    let idle: Vec<PcHandle> = (0..args.idle)
+    // On demand, each has entered and left once, as a served request's.
+    let idle: Vec<Box<dyn std::any::Any>> = (0..args.idle)
         .map(|i| {
-            profiler
-                .new_interpreter(Some(&format!("idle{i}")))
-                .unwrap_or_else(|e| fail(format!("new_interpreter: {e}")))
+            let label = format!("idle{i}");
+            let idle: Box<dyn std::any::Any> = if args.on_demand {
+                let pc = profiler
+                    .new_interpreter_on_demand(Some(&label))
+                    .unwrap_or_else(|e| fail(format!("new_interpreter_on_demand: {e}")));
+                drop(pc.enter());
+                Box::new(pc)
+            } else {
+                Box::new(
+                    profiler
+                        .new_interpreter(Some(&label))
+                        .unwrap_or_else(|e| fail(format!("new_interpreter: {e}"))),
+                )
+            };
+            idle
         })
         .collect();
     // Registration is asynchronous: make sure every interpreter is sampled
@@ -544,7 +608,7 @@ fn main() {
 \"format\":\"{}\",\"errors\":{},\"phased_brief_share\":{:.4},\"idle_interpreters\":{},\
 \"sampler_us_per_tick\":{:.3},\"writer_ns_per_sample\":{:.1},\"profiler_cpu_share\":{:.4},\
 \"steady_sampler_us_per_tick\":{:.3},\"steady_writer_ns_per_sample\":{:.1},\"steady_cpu_share\":{:.4},\
-\"steady_ticks_share\":{:.4}}}",
+\"steady_ticks_share\":{:.4},\"batch_buffers\":{},\"on_demand\":{}}}",
         args.freq,
         args.interpreters,
         args.seconds,
@@ -590,6 +654,8 @@ fn main() {
         steady_sample_ns,
         steady_share,
         steady_ticks_share,
+        stats.batch_buffers,
+        args.on_demand,
     );
     if back.samples != stats.samples_taken {
         eprintln!(

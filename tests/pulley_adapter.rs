@@ -278,3 +278,45 @@ fn a_vm_with_a_stack_roots_its_samples_at_the_function_called() {
         profile.total_samples
     );
 }
+
+/// A `ProfiledVm` is on the activity protocol: sampled while inside a call
+/// only, and retired once dropped (its finish sets its bit), its id then
+/// free for the next Vm.
+#[test]
+fn a_dropped_vm_is_retired_and_its_id_reused() {
+    let dir = TempDir::new("pulley-retire");
+    let clock = VirtualClock::new();
+    let mut p = Profiler::builder()
+        .output(dir.path("p.data"))
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .unwrap();
+    let vm = ProfiledVm::new(Vm::new().unwrap(), &p.handle(), Some("first")).unwrap();
+    let other = ProfiledVm::new(Vm::new().unwrap(), &p.handle(), Some("second")).unwrap();
+    p.sync().unwrap();
+    clock.advance(Duration::from_millis(2));
+    assert_eq!(p.stats().unwrap().interpreters_live, 2);
+    drop(vm);
+    clock.advance(Duration::from_millis(1));
+    p.sync().unwrap();
+    let s = p.stats().unwrap();
+    assert_eq!((s.interpreters_live, s.interpreters_retired), (1, 1));
+    let again = ProfiledVm::new(Vm::new().unwrap(), &p.handle(), Some("third")).unwrap();
+    p.sync().unwrap();
+    let ids: Vec<(u32, Option<String>)> = p
+        .interpreters()
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.id, i.label))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (0, Some("third".to_string())),
+            (1, Some("second".to_string()))
+        ]
+    );
+    let s = p.stop().unwrap();
+    assert_eq!(s.samples_taken, 0);
+    drop((other, again));
+}

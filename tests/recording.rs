@@ -313,3 +313,105 @@ fn function_records_precede_their_samples() {
         }
     }
 }
+
+/// The batch-buffer pool starts at the configured 4 and grows as
+/// interpreters register, to hold 100 ms of what they can sample: 2 000
+/// interpreters at 1 kHz make 200 000 samples in 100 ms, 10 batches of
+/// 20 000, and the one being filled.
+#[test]
+fn the_buffer_pool_grows_with_the_interpreters_registered() {
+    let dir = TempDir::new("pool");
+    let clock = VirtualClock::new();
+    let mut p = Profiler::builder()
+        .frequency(1000)
+        .output(dir.path("p.data"))
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .expect("start profiler");
+    assert_eq!(p.stats().unwrap().batch_buffers, 4);
+    let handles: Vec<_> = (0..2_000)
+        .map(|_| p.new_interpreter(None).unwrap())
+        .collect();
+    p.sync().unwrap();
+    assert_eq!(p.stats().unwrap().batch_buffers, 11);
+    drop(handles);
+    clock.advance(Duration::from_millis(1));
+    p.sync().unwrap();
+    // Retirements never shrink it.
+    let s = p.stop().unwrap();
+    assert_eq!((s.interpreters_live, s.batch_buffers), (0, 11));
+}
+
+/// Interpreters on the activity protocol: sampled exactly while entered
+/// (nested entries keep them entered until the outermost leave; each leave
+/// stores PC 0), never while left, however many are registered; a finish
+/// while left retires the interpreter, and its id (its slot) goes to the
+/// next registration.
+#[test]
+fn on_demand_interpreters_are_sampled_while_entered() {
+    let dir = TempDir::new("ondemand");
+    let (mut p, clock) = virtual_profiler(&dir, "p.data", 1000, 20_000, Format::Native);
+    let code = native_code(16);
+    p.register_function("f", &code).unwrap();
+    let a = p.new_interpreter_on_demand(Some("a")).unwrap();
+    let b = p.new_interpreter_on_demand(Some("b")).unwrap();
+    let idle: Vec<_> = (0..5_000)
+        .map(|_| p.new_interpreter_on_demand(None).unwrap())
+        .collect();
+    p.sync().unwrap();
+    {
+        let _in = a.enter();
+        a.set_ptr(&code[4]);
+        clock.advance(Duration::from_millis(3)); // ticks 1-3: a at 4
+    }
+    clock.advance(Duration::from_millis(2)); // ticks 4-5: nothing
+    {
+        let _outer = b.enter();
+        b.set_ptr(&code[6]);
+        {
+            let _inner = b.enter();
+            b.set_ptr(&code[8]);
+            clock.advance(Duration::from_millis(1)); // tick 6: b at 8
+        }
+        // Back in the host under the outer call: idle until it resumes.
+        clock.advance(Duration::from_millis(1)); // tick 7: nothing
+        b.set_ptr(&code[10]);
+        clock.advance(Duration::from_millis(2)); // ticks 8-9: b at 10
+    }
+    let a_id = a.id();
+    drop(a); // finished while left
+    clock.advance(Duration::from_millis(1)); // tick 10: a retired
+    p.sync().unwrap();
+    let c = p.new_interpreter_on_demand(Some("c")).unwrap();
+    assert_eq!(c.id(), a_id, "the retired slot is reused");
+    p.sync().unwrap();
+    {
+        let _in = c.enter();
+        c.set_ptr(&code[12]);
+        clock.advance(Duration::from_millis(1)); // tick 11: c at 12
+    }
+    let s = p.stop().unwrap();
+    assert_eq!(s.interpreters_retired, 1);
+    assert_eq!(s.interpreters_live, 5_002);
+    let bytes = std::fs::read(dir.path("p.data")).unwrap();
+    let got: Vec<(u64, u32, u64)> = read_all(&bytes)
+        .unwrap()
+        .samples
+        .iter()
+        .map(|s| (s.time_ns / 1_000_000, s.interp, s.pc - code.as_ptr() as u64))
+        .collect();
+    let (ai, bi) = (a_id, b.id());
+    assert_eq!(
+        got,
+        [
+            (1, ai, 4),
+            (2, ai, 4),
+            (3, ai, 4),
+            (6, bi, 8),
+            (8, bi, 10),
+            (9, bi, 10),
+            (11, ai, 12),
+        ]
+    );
+    drop((b, c, idle));
+}

@@ -27,6 +27,8 @@ pub struct Tick {
     _handles: Vec<PcHandle>,
     /// Their shadow stacks, if any.
     stacks: Vec<crate::stack::StackHandle>,
+    /// Interpreters on the activity protocol, if any.
+    on_demand: Vec<crate::pc::OnDemandPc>,
     written: flume::Receiver<SampleBuffer>,
     free: flume::Sender<SampleBuffer>,
 }
@@ -76,9 +78,35 @@ impl Tick {
             clock,
             _handles: handles,
             stacks: Vec::new(),
+            on_demand: Vec::new(),
             written,
             free,
         }
+    }
+
+    /// As [`Tick::with_idle`], every interpreter on the activity protocol:
+    /// the executing ones entered, the idle ones entered and left once.
+    pub fn with_idle_on_demand(interpreters: usize, idle: usize, flush: usize) -> Tick {
+        use crate::pc::{ACTIVITY_CHUNK, Activity, ActivityChunk, OnDemandPc};
+        let mut t = Tick::new(0, flush);
+        let n = interpreters + idle;
+        let chunks: Vec<Arc<ActivityChunk>> = (0..n.div_ceil(ACTIVITY_CHUNK))
+            .map(|_| Arc::new(ActivityChunk::new()))
+            .collect();
+        for i in 0..n {
+            let chunk = Arc::clone(&chunks[i / ACTIVITY_CHUNK]);
+            let pc = OnDemandPc::new(PcHandle::new(), Activity::new(Arc::clone(&chunk), i as u32));
+            pc.enter_raw();
+            if i < interpreters {
+                pc.set(0x1000 + 4 * i);
+            } else {
+                pc.leave_raw();
+            }
+            t.sampler
+                .add_on_demand(i as u32, Source::Native(pc.reader()), chunk);
+            t.on_demand.push(pc);
+        }
+        t
     }
 
     /// As [`Tick::new`], each interpreter with a shadow stack `depth` calls

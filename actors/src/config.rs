@@ -54,6 +54,19 @@ pub const FLUSH_INTERVAL_RANGE: (Duration, Duration) =
 /// Default time an actor has to answer a shutdown step or a query.
 pub const DEFAULT_ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the writer may fall behind without a sample being dropped: the
+/// batch-buffer pool grows, as interpreters register (never on a tick), to
+/// hold this much of the samples that the rate and the live interpreters
+/// can produce.
+pub const POOL_SLACK: Duration = Duration::from_millis(100);
+/// The most the grown pool may take, with each buffer's stack arena: the
+/// lesser of this and an eighth of the machine's memory (never less than
+/// the configured `buffers`).
+pub const MAX_POOL_BYTES: u64 = 256 << 20;
+/// The most buffers the grown pool may hold (small batches would otherwise
+/// make thousands).
+pub const MAX_POOL_BUFFERS: usize = 1024;
+
 /// Where the profile goes.
 pub enum Output {
     /// A new file at this path (never overwritten).
@@ -112,8 +125,10 @@ pub struct Config {
     /// When in each period the sample is taken (default: a random instant,
     /// which cannot alias with periodic work).
     pub sampling: SamplingMode,
-    /// Batch buffers in circulation between sampler and writer: bounds the
-    /// memory held when the writer falls behind.
+    /// Batch buffers in circulation between sampler and writer at the
+    /// least: the pool grows from it as interpreters register, to hold
+    /// [`POOL_SLACK`] of samples, up to [`Config::max_buffers`] (the memory
+    /// bound).
     pub buffers: usize,
     /// The interpreter's instruction set: each registered function's
     /// listing goes into the file, so reports show its mnemonics.
@@ -285,6 +300,21 @@ impl Config {
             )));
         }
         Ok(total)
+    }
+
+    /// The most batch buffers the pool may grow to: what [`POOL_SLACK`] asks
+    /// within [`MAX_POOL_BYTES`] (an eighth of the memory on a smaller
+    /// machine) and [`MAX_POOL_BUFFERS`], and never fewer than `buffers`.
+    pub fn max_buffers(&self) -> usize {
+        // A buffer's samples and its arena of frames (a word a sample).
+        let per_buffer = (self.buffer_capacity() as u64)
+            .saturating_mul(std::mem::size_of::<crate::format::Sample>() as u64 + 8)
+            .max(1);
+        let bound = physical_memory().map_or(MAX_POOL_BYTES, |m| MAX_POOL_BYTES.min(m / 8));
+        let grown = usize::try_from(bound / per_buffer)
+            .unwrap_or(usize::MAX)
+            .min(MAX_POOL_BUFFERS);
+        grown.max(self.buffers)
     }
 
     /// Applies the environment variables found by `lookup` (use
@@ -524,5 +554,30 @@ mod tests {
             Config::default().buffer_bytes().unwrap(),
             4 * 20_064 * std::mem::size_of::<crate::format::Sample>() as u64
         );
+    }
+
+    /// The pool's growth bound: 256 MiB of buffers (samples and frames) on
+    /// a machine of at least 2 GiB, at most 1 024 buffers, never fewer than
+    /// the configured `buffers`.
+    #[test]
+    fn the_pool_grows_within_its_memory_bound() {
+        let per_buffer = 20_064 * (std::mem::size_of::<crate::format::Sample>() as u64 + 8);
+        let big_enough = physical_memory().is_none_or(|m| m / 8 >= MAX_POOL_BYTES);
+        if big_enough {
+            assert_eq!(
+                Config::default().max_buffers() as u64,
+                MAX_POOL_BYTES / per_buffer
+            );
+        }
+        let small = Config {
+            flush_samples: 1,
+            ..Config::default()
+        };
+        assert_eq!(small.max_buffers(), MAX_POOL_BUFFERS);
+        let many = Config {
+            buffers: 5_000,
+            ..Config::default()
+        };
+        assert_eq!(many.max_buffers(), 5_000);
     }
 }

@@ -28,6 +28,8 @@
 // they explain; `cargo doc --document-private-items` resolves them.
 #![allow(rustdoc::private_intra_doc_links)]
 
+#[cfg(test)]
+mod alloc_count;
 #[doc(hidden)]
 pub mod bench;
 pub mod clock;
@@ -57,7 +59,9 @@ pub use config::{Config, Output, SamplingMode, Scheduling, SpinPolicy};
 pub use error::{Error, ErrorKind};
 pub use format::{Event, Format, ProfileReader, ReadError, Sample};
 pub use isa::{InstructionSet, ListingBuilder};
-pub use pc::{NOT_EXECUTING, PcHandle, PcReader, PcSource};
+pub use pc::{
+    Activity, ActivityGuard, Entered, NOT_EXECUTING, OnDemandPc, PcHandle, PcReader, PcSource,
+};
 pub use profiler::{Profiler, ProfilerBuilder, ProfilerHandle};
 pub use resolve::{Hit, Resolver};
 pub use stack::{StackHandle, StackReader};

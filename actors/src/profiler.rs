@@ -27,7 +27,7 @@ use crate::clock::{Clock, MonotonicClock, Nanos};
 use crate::config::{Config, Output, Scheduling};
 use crate::error::{Error, ErrorKind};
 use crate::format::{Encoder, FileHeader, Format, Record, SamplingMode, SamplingRecord};
-use crate::pc::{PcHandle, PcSource};
+use crate::pc::{Activity, OnDemandPc, PcHandle, PcSource};
 use crate::registry::{FunctionInfo, InterpreterInfo, RegistryMsg, SourceBox};
 use crate::sampler::SamplerMsg;
 use crate::stack::StackHandle;
@@ -175,7 +175,10 @@ impl ProfilerBuilder {
         self
     }
 
-    /// Batch buffers in circulation (at least 2): the memory bound.
+    /// Batch buffers in circulation at the least (at least 2; default 4).
+    /// The pool grows from it as interpreters register, to hold
+    /// [`POOL_SLACK`](crate::config::POOL_SLACK) of the samples they can
+    /// make, within [`Config::max_buffers`] (the memory bound).
     pub fn buffers(mut self, n: usize) -> Self {
         self.config.buffers = n;
         self
@@ -348,6 +351,7 @@ impl Profiler {
         // Everything that can fail before any thread exists fails first,
         // and before the output is created where it can.
         let buffers = allocate_buffers(&config)?;
+        let max_buffers = config.max_buffers();
         let mode = config.sampling;
         let (sink, path) = open_output(config.output)?;
         let mut created = RemoveOnFailure(path.clone());
@@ -390,6 +394,7 @@ impl Profiler {
             flush_samples: config.flush_samples,
             flush_interval_ns: u64::try_from(config.flush_interval.as_nanos()).unwrap_or(u64::MAX),
             buffers,
+            max_buffers,
             actor_timeout: config.actor_timeout,
             scheduling: config.scheduling,
             sampling: config.sampling,
@@ -640,6 +645,82 @@ impl ProfilerHandle {
         let handle = PcHandle::new();
         self.register(label, handle.reader().into())?;
         Ok(handle)
+    }
+
+    /// Registers a new interpreter on the activity protocol: its cell is
+    /// read only between [`OnDemandPc::enter`] and the drop of the guard it
+    /// returns (one `enter` per host→guest call), so a server's thousands of
+    /// idle interpreters cost a tick one bit each instead of a cache line
+    /// each. [`OnDemandPc::set`] stays one relaxed store, and must only be
+    /// called while entered.
+    pub fn new_interpreter_on_demand(&self, label: Option<&str>) -> Result<OnDemandPc, Error> {
+        let handle = PcHandle::new();
+        let activity = self.register_on_demand(label, handle.reader().into())?;
+        Ok(OnDemandPc::new(handle, activity))
+    }
+
+    /// Registers an interpreter whose PC cell is its own, on the activity
+    /// protocol: `source` must read as idle whenever no
+    /// [`Activity::enter`] guard is alive, and the returned [`Activity`]
+    /// must be dropped once the source is finished (the sampler then
+    /// retires it). Its id is [`Activity::id`].
+    pub fn register_source_on_demand(
+        &self,
+        label: Option<&str>,
+        source: impl PcSource,
+    ) -> Result<Activity, Error> {
+        self.register_on_demand(label, SourceBox::foreign(source))
+    }
+
+    /// [`ProfilerHandle::new_interpreter_on_demand`] with a shadow stack of
+    /// up to `capacity` frames (see
+    /// [`ProfilerHandle::new_interpreter_with_stack`]), read after each PC
+    /// while the interpreter is entered.
+    pub fn new_interpreter_with_stack_on_demand(
+        &self,
+        label: Option<&str>,
+        capacity: usize,
+    ) -> Result<(OnDemandPc, StackHandle), Error> {
+        let handle = PcHandle::new();
+        let stack = StackHandle::new(capacity);
+        let source = SourceBox::from(handle.reader()).with_stack(stack.reader());
+        let activity = self.register_on_demand(label, source)?;
+        Ok((OnDemandPc::new(handle, activity), stack))
+    }
+
+    /// [`ProfilerHandle::register_source_on_demand`] with a shadow stack of
+    /// up to `capacity` frames.
+    pub fn register_source_with_stack_on_demand(
+        &self,
+        label: Option<&str>,
+        source: impl PcSource,
+        capacity: usize,
+    ) -> Result<(Activity, StackHandle), Error> {
+        let stack = StackHandle::new(capacity);
+        let activity =
+            self.register_on_demand(label, SourceBox::foreign(source).with_stack(stack.reader()))?;
+        Ok((activity, stack))
+    }
+
+    fn register_on_demand(
+        &self,
+        label: Option<&str>,
+        source: SourceBox,
+    ) -> Result<Activity, Error> {
+        let registered_ns = self.clock.now();
+        let label = label.map(str::to_string);
+        ask_blocking(
+            &self.refs.registry,
+            |reply| RegistryMsg::RegisterOnDemand {
+                label,
+                source,
+                registered_ns,
+                reply,
+            },
+            "registry",
+            "register interpreter",
+            Some(self.timeout),
+        )?
     }
 
     /// Registers a new interpreter that keeps a shadow stack of up to

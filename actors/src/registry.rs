@@ -10,6 +10,10 @@
 //! - It keeps only what is live: a retired interpreter and an unloaded
 //!   function are forgotten (counted), so its memory follows what exists
 //!   now, never what has come and gone. The file keeps the history.
+//! - It makes the activity bitmap's chunks (`pc.rs`, "The activity
+//!   protocol") as on-demand interpreters need them: an on-demand
+//!   interpreter's slot is its id, so a slot goes to another registration
+//!   only once the sampler has retired it and cleared its bit.
 //! - Interpreter ids are reused, lowest first, so they stay as small as the
 //!   number of interpreters alive at once: an id is free once the sampler
 //!   has retired its interpreter (it samples it no more), and goes only to a
@@ -18,6 +22,7 @@
 //!   reader tells them apart by time (FORMAT.md).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, trace, warn};
@@ -30,7 +35,7 @@ pub use crate::messages::registry::{
 };
 use crate::messages::timing::{TimingMailbox, TimingMsg};
 use crate::messages::writer::WriterCmd;
-use crate::pc::Source;
+use crate::pc::{ACTIVITY_CHUNK, Activity, ActivityChunk, Source};
 
 /// The registry actor.
 #[derive(Debug, Clone, Copy, Default)]
@@ -74,6 +79,9 @@ pub struct RegistryState {
     unloaded: u64,
     /// The embedder's instruction set and the listings it made.
     listings: crate::isa::Listings,
+    /// The activity bitmap's chunks, by number: slot (= id) `s` is in chunk
+    /// `s / ACTIVITY_CHUNK`. Shared with the handles and the sampler.
+    activity: Vec<Arc<ActivityChunk>>,
 }
 
 impl RegistryState {
@@ -90,6 +98,76 @@ impl RegistryState {
             functions_live: self.functions.len() as u64,
             functions_unloaded: self.unloaded,
         }
+    }
+
+    /// The chunk of the activity bitmap that holds slot `id`, made (with
+    /// those before it) when first needed.
+    fn chunk_for(&mut self, id: u32) -> Arc<ActivityChunk> {
+        let n = id as usize / ACTIVITY_CHUNK;
+        while self.activity.len() <= n {
+            self.activity.push(Arc::new(ActivityChunk::new()));
+        }
+        Arc::clone(&self.activity[n])
+    }
+
+    /// Gives the interpreter an id (its slot in the activity bitmap, with
+    /// the chunk, when `on_demand`), hands its source to the sampler and its
+    /// record to the writer. Refused once sampling has ended.
+    fn register(
+        &mut self,
+        label: Option<String>,
+        source: Source,
+        registered_ns: Nanos,
+        on_demand: bool,
+    ) -> Result<(u32, Option<Arc<ActivityChunk>>), Error> {
+        let Some(id) = self.id_for(registered_ns) else {
+            warn!(name: "registry.no_id", label = ?label, "every interpreter id is in use");
+            return Err(Error::actor("registry", "every interpreter id is in use"));
+        };
+        // The sampler first: once the shutdown has drained it, the
+        // registration is refused to its caller, never a failure of this
+        // actor.
+        let chunk = on_demand.then(|| self.chunk_for(id));
+        let msg = match &chunk {
+            Some(c) => TimingMsg::AddOnDemand {
+                id,
+                source: source.clone(),
+                chunk: Arc::clone(c),
+            },
+            None => TimingMsg::AddInterpreter {
+                id,
+                source: source.clone(),
+            },
+        };
+        if self.timing.send(msg).is_err() {
+            debug!(name: "registry.refused_interpreter", label = ?label, "sampling has ended");
+            return Err(ErrorKind::Stopped.into());
+        }
+        if self.free_ids.remove(&id).is_none() {
+            self.next_id += 1;
+        }
+        trace!(name: "registry.register_interpreter", interp = id, label = ?label, on_demand);
+        // The sampler takes the source between ticks, after this handler
+        // has queued the record for the writer; the writer passes a barrier
+        // through this mailbox before each batch, so the record precedes
+        // every sample of this interpreter.
+        self.to_writer(Record::Interpreter(InterpreterRecord {
+            id,
+            label: label.clone(),
+            registered_ns,
+        }));
+        self.interpreters.insert(
+            id,
+            InterpreterInfo {
+                id,
+                label,
+                registered_ns,
+                retired_ns: None,
+                current_pc: None,
+            },
+        );
+        self.sources.insert(id, source);
+        Ok((id, chunk))
     }
 
     /// The lowest free id retired at or before `registered_ns`, else a new
@@ -133,6 +211,7 @@ impl Actor for RegistryActor {
             next_function: 0,
             unloaded: 0,
             listings: crate::isa::Listings::new(args.instruction_set),
+            activity: Vec::new(),
         })
     }
 
@@ -156,60 +235,23 @@ impl Actor for RegistryActor {
                 registered_ns,
                 reply,
             } => {
-                // The sampler first: once the shutdown has drained it, the
-                // registration is refused to its caller, never a failure of
-                // this actor.
-                let Some(id) = state.id_for(registered_ns) else {
-                    warn!(name: "registry.no_id", label = ?label, "every interpreter id is in use");
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(Error::actor(
-                            "registry",
-                            "every interpreter id is in use",
-                        )));
-                    }
-                    return Ok(());
-                };
-                if state
-                    .timing
-                    .send(TimingMsg::AddInterpreter {
-                        id,
-                        source: source.0.clone(),
-                    })
-                    .is_err()
-                {
-                    debug!(name: "registry.refused_interpreter", label = ?label, "sampling has ended");
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(ErrorKind::Stopped.into()));
-                    }
-                    return Ok(());
-                }
-                if state.free_ids.remove(&id).is_none() {
-                    state.next_id += 1;
-                }
-                trace!(name: "registry.register_interpreter", interp = id, label = ?label);
-                // The sampler takes the source between ticks, after this
-                // handler has queued the record for the writer; the writer
-                // passes a barrier through this mailbox before each batch,
-                // so the record precedes every sample of this interpreter.
-                state.to_writer(Record::Interpreter(InterpreterRecord {
-                    id,
-                    label: label.clone(),
-                    registered_ns,
-                }));
-                state.interpreters.insert(
-                    id,
-                    InterpreterInfo {
-                        id,
-                        label,
-                        registered_ns,
-                        retired_ns: None,
-                        current_pc: None,
-                    },
-                );
-                state.sources.insert(id, source.0);
+                let id = state.register(label, source.0, registered_ns, false);
                 if let Some(reply) = reply {
-                    let _ = reply.send(Ok(id));
+                    let _ = reply.send(id.map(|(id, _)| id));
                 }
+            }
+            RegistryMsg::RegisterOnDemand {
+                label,
+                source,
+                registered_ns,
+                reply,
+            } => {
+                let registered = state.register(label, source.0, registered_ns, true);
+                let _ = reply.send(registered.and_then(|(id, chunk)| {
+                    chunk
+                        .map(|c| Activity::new(c, id))
+                        .ok_or_else(|| Error::actor("registry", "no activity bit was made"))
+                }));
             }
             RegistryMsg::InterpreterRetired { id, retired_ns } => {
                 trace!(name: "registry.retire_interpreter", interp = id);

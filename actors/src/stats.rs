@@ -68,6 +68,12 @@ pub struct Stats {
     /// Samples whose stack was deeper than a whole batch's frame arena,
     /// kept as truncated stacks without frames (not in the summary either).
     pub stacks_cut: u64,
+    /// Batch buffers in circulation between sampler and writer: the
+    /// configured `buffers`, grown as interpreters registered to hold
+    /// [`POOL_SLACK`](crate::config::POOL_SLACK) of their samples (not in
+    /// the summary either).
+    #[serde(default)]
+    pub batch_buffers: u64,
     /// Errors counted (I/O, encoding, actor failures).
     pub errors: u64,
     /// The first error, as text.

@@ -29,7 +29,7 @@ pub use crate::messages::supervisor::{ActorRefs, SupervisorMsg, ThreadReport};
 use crate::messages::timing::{SamplerMsg, TickerMsg, TimingMailbox, TimingMsg, TimingStats};
 use crate::messages::writer::{WriterCmd, WriterMsg, WriterStats};
 use crate::registry::{RegistryActor, RegistryArgs};
-use crate::sampler::SamplerCore;
+use crate::sampler::{SamplerCore, pool_channel};
 use crate::stats::Stats;
 use crate::ticker::TickerCore;
 use crate::timing::TimingThread;
@@ -46,6 +46,8 @@ pub struct SupervisorArgs {
     /// The batch buffers, allocated by the caller of `start` (where a
     /// failure is an error, not an abort); the first is the sampler's.
     pub(crate) buffers: Vec<SampleBuffer>,
+    /// The most buffers the pool may grow to ([`crate::config::Config::max_buffers`]).
+    pub(crate) max_buffers: usize,
     pub(crate) actor_timeout: Duration,
     pub(crate) scheduling: Scheduling,
     pub(crate) sampling: SamplingMode,
@@ -179,6 +181,7 @@ fn merge(t: &TimingStats, c: &RegistryCounts, w: Option<&WriterStats>, errors: &
         sampler_cpu_ns: t.cpu_ns,
         stack_reads_torn: t.stack_reads_torn,
         stacks_cut: t.stacks_cut,
+        batch_buffers: t.batch_buffers,
         errors: errors.len() as u64,
         first_error: errors.first().map(|e| e.to_string()),
         ..Stats::default()
@@ -461,8 +464,13 @@ impl Actor for SupervisorActor {
         let first = buffers
             .next()
             .ok_or_else(|| Error::actor("supervisor", "no batch buffer"))?;
-        let (batch_tx, batch_rx) = flume::bounded::<SampleBuffer>(buffers.len() + 1);
-        let (free_tx, free_rx) = flume::bounded::<SampleBuffer>(buffers.len() + 1);
+        let in_circulation = buffers.len() + 1;
+        let capacity = first.samples.capacity();
+        // Room for every buffer the pool may grow to, so neither end ever
+        // waits or allocates.
+        let room = args.max_buffers.max(in_circulation) + 1;
+        let (batch_tx, batch_rx) = pool_channel(room);
+        let (free_tx, free_rx) = pool_channel(room);
         for b in buffers {
             free_tx
                 .try_send(b)
@@ -479,14 +487,18 @@ impl Actor for SupervisorActor {
 
         let timing = TimingThread {
             ticker: TickerCore::new(args.frequency_hz, args.sampling, args.clock.seed()),
-            sampler: SamplerCore::new(
-                flush,
-                args.flush_interval_ns,
-                first,
-                batch_tx,
-                free_rx,
-                None,
-            ),
+            sampler: {
+                let mut sampler = SamplerCore::new(
+                    flush,
+                    args.flush_interval_ns,
+                    first,
+                    batch_tx,
+                    free_rx,
+                    None,
+                );
+                sampler.set_pool(in_circulation, args.max_buffers, capacity, free_tx.clone());
+                sampler
+            },
             clock: Arc::clone(&args.clock),
             scheduling: args.scheduling,
             dispatch: args.dispatch.clone(),

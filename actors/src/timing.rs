@@ -236,6 +236,7 @@ impl TimingThread {
             cpu_ns: sys::thread_cpu_ns(),
             stack_reads_torn: s.stack_reads_torn,
             stacks_cut: s.stacks_cut,
+            batch_buffers: s.batch_buffers() as u64,
         }
     }
 
@@ -251,6 +252,7 @@ impl TimingThread {
                     ))
                 } else {
                     self.ticker.set_rate(hz, now);
+                    self.sampler.grow_pool(hz);
                     debug!(name: "ticker.rate", hz);
                     Ok(())
                 };
@@ -282,7 +284,14 @@ impl TimingThread {
             }
             TimingMsg::AddInterpreter { id, source } => {
                 self.sampler.add_interpreter(id, source);
+                // On the registration, never on a tick: it may allocate.
+                self.sampler.grow_pool(self.ticker.frequency_hz());
                 debug!(name: "sampler.add_interpreter", interp = id);
+            }
+            TimingMsg::AddOnDemand { id, source, chunk } => {
+                self.sampler.add_on_demand(id, source, chunk);
+                self.sampler.grow_pool(self.ticker.frequency_hz());
+                debug!(name: "sampler.add_interpreter", interp = id, on_demand = true);
             }
             TimingMsg::SetRegistry(registry) => {
                 debug!(name: "sampler.registry_set", "retirements go to the registry");

@@ -7,6 +7,17 @@
 //!   a Vm idle between calls would be sampled as executing that `ret`
 //!   forever. [`ProfiledVm`] wraps `Vm::call` and marks the interpreter busy
 //!   only while bytecode runs; the sampler skips it otherwise.
+//! - [`ProfiledVm::new`] registers the Vm on the activity protocol
+//!   (`ProfilerHandle::register_source_on_demand`): each call is an
+//!   `enter` (the bit set before the busy flag) and a `leave` (the flag
+//!   cleared before the bit), so the cell reads as idle whenever the bit
+//!   is clear, and the sampler reads the cells of the Vms inside a call
+//!   only. A server with a Store (and a Vm) per request, thousands of them
+//!   idle, costs a tick a bit each for those. Pulley itself returns to the
+//!   host at every host call (`CallIndirectHost`), so calls never nest on
+//!   one Vm; the Vm's drop (Pulley's `done`) comes before the bit is set
+//!   for the finish. A Vm with a shadow stack ([`ProfiledVm::with_stack`])
+//!   too: its stack is read after each PC while it is inside a call.
 //! - Call stacks ([`ProfiledVm::with_stack`]): Pulley cannot publish its
 //!   own calls without a patch (its frame pointer and link register are
 //!   private to the interpreter loop), so the stack holds what the host
@@ -24,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pulley_interpreter::interp::{DoneReason, RegType, Val, Vm};
 use pulley_interpreter::profile::ExecutingPc;
 
-use crate::{Error, PcSource, ProfilerHandle, StackHandle};
+use crate::{Activity, Error, PcSource, ProfilerHandle, StackHandle};
 
 /// Pulley's PC cell plus pcprof's busy flag.
 #[derive(Clone)]
@@ -51,11 +62,15 @@ impl PcSource for PulleySource {
 /// A Pulley `Vm` registered with a profiler; sampled only inside
 /// [`ProfiledVm::call`].
 pub struct ProfiledVm {
+    // Dropped first: Pulley marks its cell done, then the activity's drop
+    // sets the bit so the sampler sees it (field order is drop order).
     vm: Vm,
     busy: Arc<AtomicBool>,
     /// The shadow stack, with the calls suspended in a host call: the
     /// stack's depth with the call's frame, and where it resumes.
     stack: Option<(StackHandle, Vec<(usize, usize)>)>,
+    /// The Vm's bit in the activity bitmap.
+    activity: Activity,
 }
 
 impl std::fmt::Debug for ProfiledVm {
@@ -83,7 +98,7 @@ impl ProfiledVm {
         label: Option<&str>,
     ) -> Result<ProfiledVm, Error> {
         let busy = Arc::new(AtomicBool::new(false));
-        profiler.register_source(
+        let activity = profiler.register_source_on_demand(
             label,
             PulleySource {
                 pc: vm.executing_pc().clone(),
@@ -94,6 +109,7 @@ impl ProfiledVm {
             vm,
             busy,
             stack: None,
+            activity,
         })
     }
 
@@ -108,7 +124,7 @@ impl ProfiledVm {
         capacity: usize,
     ) -> Result<ProfiledVm, Error> {
         let busy = Arc::new(AtomicBool::new(false));
-        let (_, stack) = profiler.register_source_with_stack(
+        let (activity, stack) = profiler.register_source_with_stack_on_demand(
             label,
             PulleySource {
                 pc: vm.executing_pc().clone(),
@@ -120,6 +136,7 @@ impl ProfiledVm {
             vm,
             busy,
             stack: Some((stack, Vec::new())),
+            activity,
         })
     }
 
@@ -134,9 +151,12 @@ impl ProfiledVm {
         &mut self.vm
     }
 
-    /// Runs `f` with the interpreter marked busy: samples are taken only
-    /// while it runs.
+    /// Runs `f` with the interpreter entered and marked busy: samples are
+    /// taken only while it runs.
     pub fn busy<R>(&mut self, f: impl FnOnce(&mut Vm) -> R) -> R {
+        // The bit before the flag; dropped in reverse order, the flag
+        // (the cell reads as idle) before the bit, even on unwinding.
+        let _entered = self.activity.enter();
         self.busy.store(true, Ordering::Relaxed);
         let _guard = BusyGuard(&self.busy);
         f(&mut self.vm)

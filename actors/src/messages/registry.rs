@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Nanos;
 use crate::error::Error;
-use crate::pc::{PcReader, PcSource, Source};
+use crate::pc::{Activity, PcReader, PcSource, Source};
 use crate::stack::StackReader;
 
 /// A PC source on its way to the sampler.
@@ -103,6 +103,21 @@ pub enum RegistryMsg {
         registered_ns: Nanos,
         /// Where to send the id.
         reply: Option<RpcReplyPort<Result<u32, Error>>>,
+    },
+    /// A new interpreter on the activity protocol (its cell is read only
+    /// while it is entered: `pc.rs`, "The activity protocol"); replies with
+    /// its bit in the bitmap, whose [`Activity::id`] is its id, or with an
+    /// error as [`RegistryMsg::RegisterInterpreter`]. A source with a shadow
+    /// stack has it read after each PC, as there.
+    RegisterOnDemand {
+        /// Label, e.g. the thread's name.
+        label: Option<String>,
+        /// Its PC cell: it must read as idle whenever it is not entered.
+        source: SourceBox,
+        /// Registration time.
+        registered_ns: Nanos,
+        /// Where to send its bit.
+        reply: RpcReplyPort<Result<Activity, Error>>,
     },
     /// The sampler found an interpreter finished.
     InterpreterRetired {

@@ -18,7 +18,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::clock::{Clock, Nanos};
 use crate::error::Error;
 use crate::messages::registry::RegistryMsg;
-use crate::pc::Source;
+use crate::pc::{ActivityChunk, Source};
 
 /// Messages of the ticker actor.
 #[derive(Debug)]
@@ -60,6 +60,13 @@ pub(crate) enum TimingMsg {
     Sampler(SamplerMsg),
     /// A new interpreter to sample, from the registry.
     AddInterpreter { id: u32, source: Source },
+    /// A new interpreter on the activity protocol: its id is its slot in
+    /// the bitmap, whose chunk comes along.
+    AddOnDemand {
+        id: u32,
+        source: Source,
+        chunk: Arc<ActivityChunk>,
+    },
     /// Where to report retired interpreters (the registry starts after the
     /// timing thread, since it needs this mailbox).
     SetRegistry(ractor::ActorRef<RegistryMsg>),
@@ -75,6 +82,7 @@ impl std::fmt::Debug for TimingMsg {
             TimingMsg::Ticker(m) => write!(f, "Ticker({m:?})"),
             TimingMsg::Sampler(m) => write!(f, "Sampler({m:?})"),
             TimingMsg::AddInterpreter { id, .. } => write!(f, "AddInterpreter({id})"),
+            TimingMsg::AddOnDemand { id, .. } => write!(f, "AddOnDemand({id})"),
             TimingMsg::SetRegistry(_) => f.write_str("SetRegistry"),
             TimingMsg::StopTicking(_) => f.write_str("StopTicking"),
             TimingMsg::Drain(_) => f.write_str("Drain"),
@@ -121,6 +129,10 @@ pub struct TimingStats {
     pub stack_reads_torn: u64,
     /// Stacks too deep for a whole batch's frame arena (kept as truncated).
     pub stacks_cut: u64,
+    /// Batch buffers in circulation between sampler and writer (the pool
+    /// grows with the interpreters registered).
+    #[serde(default)]
+    pub batch_buffers: u64,
 }
 
 /// Sends to the timing thread and wakes it.

@@ -236,10 +236,17 @@ impl StackReader {
     /// its last whole snapshot when nothing was popped meanwhile.
     #[inline]
     pub fn read(&self, snap: &mut Snapshot) -> ReadOutcome {
+        self.read_hooked(snap, &mut |_, _| {})
+    }
+
+    /// [`StackReader::read`], calling `hook(attempt, k)` after it loads
+    /// frame `k`: where a test makes the interpreter move mid-read.
+    #[inline(always)]
+    fn read_hooked(&self, snap: &mut Snapshot, hook: &mut impl FnMut(u32, usize)) -> ReadOutcome {
         let frames = &self.cell[1..];
         let cap = snap.frames.len().min(frames.len());
         let mut best = 0;
-        for _ in 0..READ_TRIES {
+        for attempt in 0..READ_TRIES {
             let s1 = self.cell[0].load(Ordering::Acquire);
             if snap.state == Some(s1) {
                 return ReadOutcome::Same;
@@ -252,8 +259,13 @@ impl StackReader {
                 Some(s0) if s0 >> 32 == s1 >> 32 => ((s0 & DEPTH) as usize).min(kept),
                 _ => 0,
             };
-            for (dst, src) in snap.frames[from..kept].iter_mut().zip(&frames[from..kept]) {
+            for (k, (dst, src)) in snap.frames[from..kept]
+                .iter_mut()
+                .zip(&frames[from..kept])
+                .enumerate()
+            {
                 *dst = src.load(Ordering::Relaxed);
+                hook(attempt, from + k);
             }
             fence(Ordering::Acquire);
             let s2 = self.cell[0].load(Ordering::Relaxed);
@@ -266,7 +278,12 @@ impl StackReader {
                 return ReadOutcome::Changed;
             }
             if moved >= 1 << 15 {
+                // Tags cannot tell this read's frames apart (a reader
+                // descheduled while the interpreter returned 32 768 times):
+                // nothing it read is known good, and it overwrote the
+                // prefix an earlier attempt had checked.
                 snap.state = None;
+                best = 0;
                 continue;
             }
             // Frames pushed again since `s1` carry a tag in (g1, g2]: the
@@ -350,6 +367,58 @@ mod tests {
             parent = f;
             ok
         })
+    }
+
+    /// A read that an earlier attempt cut to a checked prefix, and that a
+    /// later attempt then tears while the interpreter returns 32 768 times
+    /// or more (a sampler descheduled mid-read), keeps nothing rather than
+    /// the prefix's place overwritten with frames of two stacks.
+    #[test]
+    fn a_read_torn_across_a_wrapped_tag_keeps_nothing() {
+        let mut h = StackHandle::new(8);
+        let r = h.reader();
+        let push = |h: &mut StackHandle, path: &mut Vec<u64>, choice: u64| {
+            let f = frame(path.last().copied().unwrap_or(0), path.len(), choice);
+            path.push(f);
+            h.call(f as usize);
+        };
+        let mut path = Vec::new();
+        for c in [1, 2, 3] {
+            push(&mut h, &mut path, c);
+        }
+        let mut snap = r.snapshot();
+        let outcome = r.read_hooked(&mut snap, &mut |attempt, k| match (attempt, k) {
+            // First attempt: the leaf frame is pushed again before it is
+            // read, so the checked prefix is two frames.
+            (0, 1) => {
+                path.pop();
+                h.ret();
+                push(&mut h, &mut path, 0);
+            }
+            // Later attempts: after the root frame is read, the stack is
+            // unwound and rebuilt another way 40 000 times, so the next
+            // frames read belong to another stack.
+            (a @ 1.., 0) => {
+                for k in 0..40_000u64 {
+                    h.set_depth(0);
+                    path.clear();
+                    for d in 0..3 {
+                        push(&mut h, &mut path, (k + d + u64::from(a)) & 3);
+                    }
+                }
+            }
+            _ => {}
+        });
+        assert_eq!(outcome, ReadOutcome::Torn);
+        assert!(
+            consistent(snap.frames()),
+            "a snapshot that never existed: {:x?}",
+            snap.words()
+        );
+        assert!(snap.truncated());
+        // The next read, with nothing moving, is whole again.
+        assert_eq!(r.read(&mut snap), ReadOutcome::Changed);
+        assert_eq!(snap.frames().collect::<Vec<_>>(), path);
     }
 
     /// A thread calls and returns as fast as it can (a random walk of

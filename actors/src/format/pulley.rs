@@ -87,7 +87,7 @@ impl<R: Read> ProfileReader<R> {
             PULLEY_FUNCTION => {
                 let addr = u64::from_le_bytes(take_fixed(src, start, &mut pos)?);
                 let name_len = u32::from_le_bytes(take_fixed(src, start, &mut pos)?);
-                let mut name = Vec::new();
+                let mut name = Vec::with_capacity(name_len.min(1 << 16) as usize);
                 take_vec(src, start, &mut pos, u64::from(name_len), &mut name)?;
                 let name = String::from_utf8(name).map_err(|e| {
                     let reason = format!("function name is not UTF-8: {e}");

@@ -35,7 +35,7 @@ type IdMap<V> = FoldMap<u32, V>;
 /// Code held in memory at most for functions not known to be sampled, when
 /// it can be read back from the source: past it, code is dropped as it is
 /// read (a 136 MB program keeps little more than its names).
-pub(super) const KEEP_CODE_BYTES: u64 = 16 << 20;
+pub(super) const KEEP_CODE_BYTES: u64 = 4 << 20;
 
 /// Where a function event's code lies in the source, and, when the reader
 /// let it stream past rather than keep it, its length and checksum.
@@ -440,9 +440,19 @@ impl Tally {
                 Hits::from_pairs(one.clone())
             });
         }
+        // The resolver's maps and the counters of tens of thousands of
+        // functions take a while to free, and nothing waits for that.
+        if self.functions.len() >= FREE_ELSEWHERE_FUNCTIONS {
+            let _ = std::thread::Builder::new()
+                .name("pcprof-free".into())
+                .spawn(move || drop(self));
+        }
         hits
     }
 }
+
+/// A tally of this many functions is freed on a thread of its own.
+const FREE_ELSEWHERE_FUNCTIONS: usize = 4096;
 
 /// Counts `items`, samples of one slot without times whose indices start at
 /// `first` (Pulley files: the timeline's "time" is the index), into `tally`

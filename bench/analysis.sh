@@ -8,6 +8,7 @@
 #   bench/analysis.sh            # everything
 #   NO_VIEWER=1 bench/analysis.sh  # without profiler-html (needs the registry)
 #   REAL_ONLY=1 bench/analysis.sh  # only the real shapes (issue 19)
+#   REAL_FILES="wyosys=PATH wresvg=PATH" ...  # and profiles Wasmtime wrote
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DIR="${DIR:-/tmp/pcprof-scale}"
@@ -73,8 +74,14 @@ fi
 [ -s "$DIR/yosys.pulley" ] || "$G" "$DIR/yosys.pulley" --functions 54649 --code-bytes 136000000 \
   --big 23500000 --samples 9335 --hop --record 20000 >&2
 echo "# real shapes, median of $ROUNDS rounds: file command wall(s) cpu(s) maxrss(MB)"
-for f in hop8 hop1000 hop50000 yosys; do
-  F="$DIR/$f.pulley"
+# Profiles Wasmtime wrote (BENCHMARKS "Two more real programs") join the
+# table as NAME=PATH pairs: REAL_FILES="wyosys=/tmp/real/yosys.data".
+FILES=()
+for f in hop8 hop1000 hop50000 yosys; do FILES+=("$f=$DIR/$f.pulley"); done
+for pair in ${REAL_FILES:-}; do FILES+=("$pair"); done
+for pair in "${FILES[@]}"; do
+  f="${pair%%=*}"
+  F="${pair#*=}"
   cat "$F" >/dev/null
   for _ in $(seq 1 "$ROUNDS"); do
     for c in viewer report report-noinstr sequences html dd; do

@@ -14,6 +14,7 @@
 # `idle*` and `parked*` ones are the many-interpreter cases (issue 22).
 #
 #   bench/compare.sh > bench-results.txt && python3 bench/summarise.py bench-results.txt
+#   ONLY='^(idle|parked)' REPS=5 bench/compare.sh   # some scenarios only
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BASE_DIR="${BASE_DIR:-$ROOT/../shared/bench/seed-baseline}"
@@ -44,6 +45,8 @@ wait_quiet() {
 }
 run() {
   local label=$1 impl=$2; shift 2
+  # ONLY='^(idle|parked)' runs the scenarios whose label matches.
+  [[ "$label" =~ ${ONLY:-.} ]] || return 0
   wait_quiet
   read -r b0 t0 < <(busy); local s0; s0=$(date +%s.%N)
   local j; j=$("$@")
@@ -86,6 +89,9 @@ for rep in $(seq 1 "${REPS:-3}"); do
   # idle (PC 0); then 10 000 parked on a PC (10 M samples a second).
   for n in 100 1000 10000; do
     run "idle$n" pcprof "$P" --freq 1000 --interpreters 2 --work spin --idle $((n - 2)) --seconds 3
+    # The same on the activity protocol (`new_interpreter_on_demand`):
+    # the sampler reads the cells of entered interpreters only.
+    run "idle$n" pcprof-ondemand "$P" --freq 1000 --interpreters 2 --work spin --idle $((n - 2)) --seconds 3 --on-demand
   done
   both parked10000 --freq 1000 --interpreters 10000 --seconds 3 --work idle
   both spin1k --freq 1000 --interpreters 4 --seconds 3 --work spin

@@ -247,9 +247,10 @@ pub fn decode_sampled(
 }
 
 /// The whole instruction stream of `code` as [`decode_function`] gives it,
-/// with the text (opcode and operands) decoded only for the instructions
-/// within `reach` instructions of a sampled one; the others keep their
-/// offset, length and control flow, with empty text. What sequence mining
+/// with the opcode ([`InstructionDecoder::opcode_at`]: the operands' text
+/// may be left empty) only for the instructions within `reach`
+/// instructions of a sampled one; the others keep their offset, length and
+/// control flow, with empty opcode and text. What sequence mining
 /// needs: every block boundary (branch targets anywhere in the function)
 /// and the opcodes of the runs that hold a sample, at the cost of the
 /// cheap outline pass plus a few decodes a sample. Hex, a listing the file
@@ -317,7 +318,7 @@ pub fn decode_around(
         if i.kind == super::InstructionKind::Undecodable {
             continue;
         }
-        match d.decode_at(code, i.offset) {
+        match d.opcode_at(code, i.offset) {
             Some(full) if full.len == i.len => *i = full,
             // The outline said an instruction starts here; a decoder that
             // disagrees gets its bytes shown as undecodable.

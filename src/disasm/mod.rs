@@ -77,6 +77,14 @@ pub trait InstructionDecoder: Send + Sync + fmt::Debug {
     fn decode_at(&self, code: &[u8], offset: u32) -> Option<Instruction> {
         self.decode(code).into_iter().find(|i| i.offset == offset)
     }
+
+    /// The instruction starting at `offset` with its opcode, length and
+    /// control flow, its `text` possibly empty: what sequence mining needs,
+    /// where printing the operands would be most of the cost. The default
+    /// is [`InstructionDecoder::decode_at`].
+    fn opcode_at(&self, code: &[u8], offset: u32) -> Option<Instruction> {
+        self.decode_at(code, offset)
+    }
 }
 
 /// Index of the instruction that starts exactly at `offset`, if any.

@@ -874,6 +874,18 @@ mod tests {
         assert_eq!(s.batch_buffers(), max);
     }
 
+    /// A sampler that never hands a batch over on its own (no size or age
+    /// limit) into `batch`, with one spare buffer; and where its batches go.
+    fn flushing_never(batch: SampleBuffer) -> (SamplerCore, flume::Receiver<SampleBuffer>) {
+        let (to_writer, batches) = flume::unbounded();
+        let (free_tx, free) = flume::unbounded();
+        free_tx
+            .send(SampleBuffer::with_capacity(0, 0))
+            .expect("the pool is open");
+        let s = SamplerCore::new(usize::MAX, u64::MAX, batch, to_writer, free, None);
+        (s, batches)
+    }
+
     /// The activity protocol is exact: over a scripted sequence of enters
     /// (nested too), PCs, idles, leaves, finishes while not entered and
     /// slots reused after their retirement, across two chunks of the
@@ -883,22 +895,7 @@ mod tests {
     #[test]
     fn the_activity_bitmap_samples_exactly_what_reading_every_cell_does() {
         use crate::pc::{Activity, ActivityChunk, OnDemandPc};
-        let sampler = || {
-            let (to_writer, batches) = flume::unbounded();
-            let (free_tx, free) = flume::unbounded();
-            free_tx
-                .send(SampleBuffer::with_capacity(0, 0))
-                .expect("the pool is open");
-            let s = SamplerCore::new(
-                usize::MAX,
-                u64::MAX,
-                SampleBuffer::with_capacity(1 << 16, 0),
-                to_writer,
-                free,
-                None,
-            );
-            (s, batches)
-        };
+        let sampler = || flushing_never(SampleBuffer::with_capacity(1 << 16, 0));
         let (mut every, every_out) = sampler();
         let (mut bits, bits_out) = sampler();
         let chunks = [
@@ -1018,22 +1015,7 @@ mod tests {
     fn on_demand_stacks_are_read_as_every_cell_reads_them() {
         use crate::pc::{Activity, ActivityChunk, OnDemandPc};
         use crate::stack::StackHandle;
-        let sampler = || {
-            let (to_writer, batches) = flume::unbounded();
-            let (free_tx, free) = flume::unbounded();
-            free_tx
-                .send(SampleBuffer::with_capacity(0, 0))
-                .expect("the pool is open");
-            let s = SamplerCore::new(
-                usize::MAX,
-                u64::MAX,
-                SampleBuffer::with_capacity(4_096, 16_384),
-                to_writer,
-                free,
-                None,
-            );
-            (s, batches)
-        };
+        let sampler = || flushing_never(SampleBuffer::with_capacity(4_096, 16_384));
         let (mut every, every_out) = sampler();
         let (mut bits, bits_out) = sampler();
         let chunk = Arc::new(ActivityChunk::new());

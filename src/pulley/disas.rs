@@ -204,18 +204,7 @@ impl PulleyTableDecoder {
                 );
                 return;
             };
-            let (len, kind) = match m {
-                Measured::Op {
-                    op, op_len, len, ..
-                } => {
-                    let targets = match &op {
-                        Op::BrTable32(_) => table_targets(code, offset, op_len, len),
-                        _ => Vec::new(),
-                    };
-                    (len, classify(&op, offset, &targets, code.len()))
-                }
-                Measured::ExtendedNop => (EXTENDED_NOP_BYTES, InstructionKind::Plain),
-            };
+            let (_, len, kind) = flow_of(code, offset, &m);
             if let Some(slot) = slot {
                 *slot = match (&kind, u8::try_from(len)) {
                     (InstructionKind::Plain, Ok(l)) if l != NOT_PLAIN => l,
@@ -291,25 +280,31 @@ pub(super) fn instruction_len(code: &[u8], offset: usize, table: PulleyTable) ->
     }
 }
 
-/// The instruction at `code[offset..]` under `table` without its operand
-/// text (empty), or `None` if it is invalid or truncated.
-fn opcode_one(code: &[u8], offset: usize, table: PulleyTable) -> Option<Instruction> {
-    let (opcode, len, kind) = match measure(code, offset, table)? {
+/// The mnemonic, length and control flow of a measured instruction at
+/// `offset`: all an outline or a sequence needs, without the text.
+fn flow_of(code: &[u8], offset: usize, m: &Measured<'_>) -> (&'static str, usize, InstructionKind) {
+    match m {
         Measured::Op {
             op, op_len, len, ..
         } => {
-            let targets = match &op {
-                Op::BrTable32(_) => table_targets(code, offset, op_len, len),
+            let targets = match op {
+                Op::BrTable32(_) => table_targets(code, offset, *op_len, *len),
                 _ => Vec::new(),
             };
             (
-                mnemonic(&op),
-                len,
-                classify(&op, offset, &targets, code.len()),
+                mnemonic(op),
+                *len,
+                classify(op, offset, &targets, code.len()),
             )
         }
         Measured::ExtendedNop => ("nop", EXTENDED_NOP_BYTES, InstructionKind::Plain),
-    };
+    }
+}
+
+/// The instruction at `code[offset..]` under `table` without its operand
+/// text (empty), or `None` if it is invalid or truncated.
+fn opcode_one(code: &[u8], offset: usize, table: PulleyTable) -> Option<Instruction> {
+    let (opcode, len, kind) = flow_of(code, offset, &measure(code, offset, table)?);
     Some(Instruction {
         offset: offset as u32,
         len: len as u32,

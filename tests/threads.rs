@@ -167,3 +167,72 @@ fn many_interpreters_come_and_go_while_sampling() {
         assert_eq!(smp.pc - base, t * 16 + r, "{label}");
     }
 }
+
+/// A server's shape: hundreds of requests, each a task on a multi-thread
+/// runtime that registers an interpreter on demand, enters, runs, leaves
+/// and drops it. Every registration is answered, the one tick taken while
+/// all are entered samples each exactly once, the tick after they left
+/// samples none, and every one is retired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_on_demand_interpreters_from_async_tasks() {
+    const TASKS: usize = 400;
+    let dir = TempDir::new("tokio-on-demand");
+    let clock = VirtualClock::new();
+    let mut p = Profiler::builder()
+        .output(dir.path("p.data"))
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .unwrap();
+    let code: Arc<Vec<u8>> = Arc::new((0..=255).collect());
+    p.register_function("f", &code).unwrap();
+    let entered = Arc::new(tokio::sync::Barrier::new(TASKS + 1));
+    let release = Arc::new(tokio::sync::Barrier::new(TASKS + 1));
+    let mut tasks = Vec::new();
+    for k in 0..TASKS {
+        let handle = p.handle();
+        let code = Arc::clone(&code);
+        let (entered, release) = (Arc::clone(&entered), Arc::clone(&release));
+        tasks.push(tokio::spawn(async move {
+            let pc = handle
+                .new_interpreter_on_demand(Some(&format!("request {k}")))
+                .unwrap();
+            {
+                let _inside = pc.enter();
+                pc.set_ptr(&code[k % 256]);
+                entered.wait().await;
+                release.wait().await;
+            }
+            drop(pc);
+        }));
+    }
+    entered.wait().await;
+    p.sync().unwrap();
+    clock.advance(Duration::from_millis(1));
+    p.sync().unwrap();
+    assert_eq!(p.stats().unwrap().samples_taken, TASKS as u64);
+    release.wait().await;
+    for t in tasks {
+        t.await.unwrap();
+    }
+    clock.advance(Duration::from_millis(1));
+    p.sync().unwrap();
+    assert!(p.interpreters().unwrap().is_empty());
+    let s = p.stop().unwrap();
+    assert_eq!(
+        s.samples_taken, TASKS as u64,
+        "a left interpreter was sampled"
+    );
+    assert_eq!(s.interpreters_retired, TASKS as u64);
+    let c = read_all(&std::fs::read(dir.path("p.data")).unwrap()).unwrap();
+    assert_eq!(c.samples.len(), TASKS);
+    let base = code.as_ptr() as u64;
+    let mut seen = vec![0u32; 256];
+    for smp in &c.samples {
+        seen[(smp.pc - base) as usize] += 1;
+    }
+    for (k, n) in seen.iter().enumerate() {
+        // Tasks k, k + 256, ... published code[k].
+        let expected = (0..TASKS).filter(|t| t % 256 == k).count() as u32;
+        assert_eq!(*n, expected, "samples of code[{k}]");
+    }
+}

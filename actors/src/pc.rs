@@ -41,7 +41,6 @@
 //!   - `set` outside `enter`/`leave` breaks the invariant (its samples may be
 //!     lost); debug builds assert it. Release `set` is one relaxed store.
 
-use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -182,7 +181,10 @@ pub struct Activity {
     /// The interpreter's id, which is its slot.
     id: u32,
     /// Nested entries (a host→guest call made from inside a host call).
-    depth: Cell<u32>,
+    /// Only the entering thread touches it (plain loads and stores); an
+    /// atomic so that a guard may be held across an `.await` that moves
+    /// the task to another thread (the hand-over orders it).
+    depth: std::sync::atomic::AtomicU32,
 }
 
 impl Activity {
@@ -193,7 +195,7 @@ impl Activity {
             word: slot / 64,
             mask: 1 << (slot % 64),
             id,
-            depth: Cell::new(0),
+            depth: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -204,7 +206,7 @@ impl Activity {
 
     /// Whether a guard is alive: the sampler may read the cell.
     pub fn is_entered(&self) -> bool {
-        self.depth.get() > 0
+        self.depth.load(Ordering::Relaxed) > 0
     }
 
     /// The interpreter may execute until the guard is dropped: its cell is
@@ -217,17 +219,17 @@ impl Activity {
 
     #[inline]
     fn enter_raw(&self) {
-        let d = self.depth.get();
+        let d = self.depth.load(Ordering::Relaxed);
         if d == 0 {
             self.chunk.words[self.word].fetch_or(self.mask, order::ENTER);
         }
-        self.depth.set(d + 1);
+        self.depth.store(d + 1, Ordering::Relaxed);
     }
 
     #[inline]
     fn leave_raw(&self) {
-        let d = self.depth.get().saturating_sub(1);
-        self.depth.set(d);
+        let d = self.depth.load(Ordering::Relaxed).saturating_sub(1);
+        self.depth.store(d, Ordering::Relaxed);
         if d == 0 {
             self.chunk.words[self.word].fetch_and(!self.mask, order::LEAVE);
         }
@@ -261,8 +263,10 @@ impl Drop for ActivityGuard<'_> {
 /// [`ProfilerHandle::new_interpreter_on_demand`](crate::ProfilerHandle::new_interpreter_on_demand).
 ///
 /// [`OnDemandPc::set`] outside `enter` is a usage error (asserted in debug
-/// builds): its PCs may not be sampled. `Send`, not `Sync`: one interpreter
-/// enters it and stores into it.
+/// builds): its PCs may not be sampled. One interpreter, on one thread at
+/// a time, enters it and stores into it; it is `Sync` so that an async
+/// embedder may hold the [`Entered`] guard across an `.await` (the task,
+/// guard included, may resume on another thread).
 #[derive(Debug)]
 pub struct OnDemandPc {
     // Dropped first: PC 0 and `finished`, then the activity's bit (field

@@ -535,11 +535,19 @@ fn main() {
     let steady_share = (second.sampler_cpu_ns + second.writer_cpu_ns)
         .saturating_sub(first.sampler_cpu_ns + first.writer_cpu_ns) as f64
         / second.elapsed_ns.saturating_sub(first.elapsed_ns).max(1) as f64;
+    // Where drops fall: before the middle half (registering, the pool
+    // growing), within it (steady), after it while running, or while the
+    // interpreters and the profiler stop.
+    let dropped_before_steady = first.samples_dropped;
+    let steady_samples_dropped = second.samples_dropped.saturating_sub(first.samples_dropped);
     let steady_ticks_share = steady_ticks as f64
         / second
             .ticks_scheduled
             .saturating_sub(first.ticks_scheduled)
             .max(1) as f64;
+    let before_stop = profiler
+        .stats()
+        .unwrap_or_else(|e| fail(format!("stats: {e}")));
     stop.store(true, Ordering::Release);
     for h in &handles {
         h.thread().unpark();
@@ -608,7 +616,8 @@ fn main() {
 \"format\":\"{}\",\"errors\":{},\"phased_brief_share\":{:.4},\"idle_interpreters\":{},\
 \"sampler_us_per_tick\":{:.3},\"writer_ns_per_sample\":{:.1},\"profiler_cpu_share\":{:.4},\
 \"steady_sampler_us_per_tick\":{:.3},\"steady_writer_ns_per_sample\":{:.1},\"steady_cpu_share\":{:.4},\
-\"steady_ticks_share\":{:.4},\"batch_buffers\":{},\"on_demand\":{}}}",
+\"steady_ticks_share\":{:.4},\"batch_buffers\":{},\"on_demand\":{},\
+\"dropped_before_steady\":{},\"steady_samples_dropped\":{},\"dropped_before_stop\":{}}}",
         args.freq,
         args.interpreters,
         args.seconds,
@@ -656,6 +665,9 @@ fn main() {
         steady_ticks_share,
         stats.batch_buffers,
         args.on_demand,
+        dropped_before_steady,
+        steady_samples_dropped,
+        before_stop.samples_dropped,
     );
     if back.samples != stats.samples_taken {
         eprintln!(

@@ -204,10 +204,13 @@ fn slow_writer_drops_and_counts_instead_of_queueing() {
     let h = p.new_interpreter(None).unwrap();
     h.set_ptr(&code[1]);
     p.sync().unwrap();
-    armed.store(true, Ordering::Relaxed);
     // The pool grew from 2 to hold 100 ms of this interpreter's samples:
-    // 100 samples, 25 batches of 4, and the one being filled.
+    // 100 samples, 25 batches of 4, and the one being filled. Asked before
+    // the gate is armed: stats are the writer's too, and an armed gate
+    // holds the writer in its next write (a flush it makes on its own
+    // included), which no query may wait behind.
     assert_eq!(p.stats().unwrap().batch_buffers, 26);
+    armed.store(true, Ordering::Relaxed);
     // 400 samples, 100 batches; the writer is stuck on the first one and
     // only 26 buffers exist, so all but about 100 ms must be dropped.
     clock.advance(Duration::from_millis(400));

@@ -11,12 +11,11 @@
 //!   unloaded functions leave only counts.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use pcprof::{Event, ProfileReader, Profiler, Resolver, Sample, VirtualClock};
 
-use crate::common::TempDir;
+use crate::common::{TempDir, start_virtual};
 
 const CODE_LEN: u64 = 64;
 /// Addresses each interpreter cycles through: generation `g` runs at
@@ -27,15 +26,13 @@ const GENERATIONS: u64 = 2000;
 const REPLACE_EVERY: u64 = 40;
 
 fn profiler(dir: &TempDir, hz: u32) -> (Profiler, VirtualClock) {
-    let clock = VirtualClock::new();
-    let p = Profiler::builder()
-        .frequency(hz)
-        .flush_every(500)
-        .buffers(64)
-        .output(dir.path("p.data"))
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .expect("start profiler");
+    let (clock, p) = start_virtual(
+        Profiler::builder()
+            .frequency(hz)
+            .flush_every(500)
+            .buffers(64)
+            .output(dir.path("p.data")),
+    );
     (p, clock)
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pcprof::{ErrorKind, Format, Profiler, VirtualClock};
 
-use crate::common::TempDir;
+use crate::common::{TempDir, start_virtual};
 
 /// A sink that accepts `limit` bytes, then fails like a full disk.
 struct FailAfter {
@@ -229,14 +229,8 @@ fn slow_writer_drops_and_counts_instead_of_queueing() {
 fn a_failed_actor_stops_the_rest_in_order_and_keeps_the_data() {
     let dir = TempDir::new("killed");
     let path = dir.path("p.data");
-    let clock = VirtualClock::new();
-    let mut p = Profiler::builder()
-        .output(&path)
-        .flush_every(3)
-        .buffers(64)
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .unwrap();
+    let (clock, mut p) =
+        start_virtual(Profiler::builder().output(&path).flush_every(3).buffers(64));
     let code = [0u8; 8];
     p.register_function("f", &code).unwrap();
     let h = p.new_interpreter(None).unwrap();

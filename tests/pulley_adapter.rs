@@ -8,11 +8,11 @@ use std::time::Duration;
 use pcprof::disasm::{InstructionDecoder, instruction_at};
 use pcprof::pulley::workload::{DemoProgram, Scratch};
 use pcprof::pulley::{ProfiledVm, PulleyDecoder, PulleyTable, detect_table};
-use pcprof::{Format, PcSource, Profiler, VirtualClock};
+use pcprof::{Format, PcSource, Profiler};
 use pulley_interpreter::interp::{DoneReason, Val, Vm, XRegVal};
 use pulley_interpreter::{AddrO32, Op, PcRelOffset, XReg, op};
 
-use crate::common::{TempDir, read_all};
+use crate::common::{TempDir, read_all, start_virtual};
 
 /// `loop { if *x0 != 0 { return } }`: runs until the host sets a flag.
 fn spin_until_flag() -> Vec<u8> {
@@ -53,13 +53,7 @@ impl PcSource for RawCell {
 #[test]
 fn idle_time_between_calls_is_not_sampled() {
     let dir = TempDir::new("pulley-idle");
-    let clock = VirtualClock::new();
-    let mut p = Profiler::builder()
-        .output(dir.path("p.data"))
-        .buffers(64)
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .unwrap();
+    let (clock, mut p) = start_virtual(Profiler::builder().output(dir.path("p.data")).buffers(64));
     let code = spin_until_flag();
     p.register_function("spin", &code).unwrap();
     let flag = Arc::new(AtomicU8::new(0));
@@ -139,15 +133,13 @@ fn idle_time_between_calls_is_not_sampled() {
 #[test]
 fn pulley_file_from_the_real_vm_decodes_onto_instruction_starts() {
     let dir = TempDir::new("pulley-real");
-    let clock = VirtualClock::new();
-    let mut p = Profiler::builder()
-        .output(dir.path("p.data"))
-        .format(Format::Pulley)
-        .flush_every(50)
-        .buffers(64)
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .unwrap();
+    let (clock, mut p) = start_virtual(
+        Profiler::builder()
+            .output(dir.path("p.data"))
+            .format(Format::Pulley)
+            .flush_every(50)
+            .buffers(64),
+    );
     let program = Arc::new(DemoProgram::new());
     for (name, body) in program.function_bodies() {
         p.register_function(name, body).unwrap();
@@ -233,12 +225,7 @@ fn pulley_file_from_the_real_vm_decodes_onto_instruction_starts() {
 fn a_vm_with_a_stack_roots_its_samples_at_the_function_called() {
     use pcprof::analysis::Frame;
     let dir = TempDir::new("pulley-stack");
-    let clock = VirtualClock::new();
-    let mut p = Profiler::builder()
-        .output(dir.path("p.data"))
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .unwrap();
+    let (clock, mut p) = start_virtual(Profiler::builder().output(dir.path("p.data")));
     // The code the Vm runs is the code registered (same address).
     let code = Arc::new(spin_until_flag());
     p.register_function("spin", &code).unwrap();
@@ -285,12 +272,7 @@ fn a_vm_with_a_stack_roots_its_samples_at_the_function_called() {
 #[test]
 fn a_dropped_vm_is_retired_and_its_id_reused() {
     let dir = TempDir::new("pulley-retire");
-    let clock = VirtualClock::new();
-    let mut p = Profiler::builder()
-        .output(dir.path("p.data"))
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .unwrap();
+    let (clock, mut p) = start_virtual(Profiler::builder().output(dir.path("p.data")));
     let vm = ProfiledVm::new(Vm::new().unwrap(), &p.handle(), Some("first")).unwrap();
     let other = ProfiledVm::new(Vm::new().unwrap(), &p.handle(), Some("second")).unwrap();
     p.sync().unwrap();

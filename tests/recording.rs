@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pcprof::{Format, Profiler, SamplingMode, VirtualClock};
 
-use crate::common::{TempDir, read_all};
+use crate::common::{TempDir, read_all, start_virtual};
 
 fn virtual_profiler(
     dir: &TempDir,
@@ -321,13 +321,11 @@ fn function_records_precede_their_samples() {
 #[test]
 fn the_buffer_pool_grows_with_the_interpreters_registered() {
     let dir = TempDir::new("pool");
-    let clock = VirtualClock::new();
-    let mut p = Profiler::builder()
-        .frequency(1000)
-        .output(dir.path("p.data"))
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .expect("start profiler");
+    let (clock, mut p) = start_virtual(
+        Profiler::builder()
+            .frequency(1000)
+            .output(dir.path("p.data")),
+    );
     assert_eq!(p.stats().unwrap().batch_buffers, 4);
     let handles: Vec<_> = (0..2_000)
         .map(|_| p.new_interpreter(None).unwrap())

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use pcprof::{ErrorKind, Format, PcHandle, PcSource, Profiler, SamplingMode, VirtualClock};
 
-use crate::common::{TempDir, read_all};
+use crate::common::{TempDir, read_all, start_virtual};
 
 /// Set in the environment of the child process of the kill tests.
 const CHILD_OUT: &str = "PCPROF_TEST_KILL_CHILD_OUT";
@@ -339,12 +339,7 @@ impl PcSource for PanickingSource {
 fn a_panicking_pc_source_is_an_error_naming_the_sampler_and_the_file_stays_whole() {
     let dir = TempDir::new("panic-source");
     let path = dir.path("p.data");
-    let clock = VirtualClock::new();
-    let mut p = Profiler::builder()
-        .output(&path)
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .unwrap();
+    let (clock, mut p) = start_virtual(Profiler::builder().output(&path));
     let code = vec![0u8; 16];
     p.register_function("f", &code).unwrap();
     let steady = p.new_interpreter(Some("steady")).unwrap();

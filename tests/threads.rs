@@ -4,19 +4,14 @@
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use pcprof::{Profiler, VirtualClock};
+use pcprof::Profiler;
 
-use crate::common::{TempDir, read_all};
+use crate::common::{TempDir, read_all, start_virtual};
 
 #[tokio::test(flavor = "current_thread")]
 async fn start_query_stop_inside_a_current_thread_runtime() {
     let dir = TempDir::new("tokio1");
-    let clock = VirtualClock::new();
-    let mut p = Profiler::builder()
-        .output(dir.path("p.data"))
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .unwrap();
+    let (clock, mut p) = start_virtual(Profiler::builder().output(dir.path("p.data")));
     let code = [0u8; 4];
     p.register_function("f", &code).unwrap();
     let h = p.new_interpreter(None).unwrap();
@@ -42,12 +37,7 @@ async fn every_actor_answers_ractor_call() {
     use pcprof::writer::WriterMsg;
 
     let dir = TempDir::new("faces");
-    let clock = VirtualClock::new();
-    let mut p = Profiler::builder()
-        .output(dir.path("p.data"))
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .unwrap();
+    let (clock, mut p) = start_virtual(Profiler::builder().output(dir.path("p.data")));
     let code = [0u8; 4];
     p.register_function("f", &code).unwrap();
     let h = p.new_interpreter(None).unwrap();
@@ -91,14 +81,12 @@ async fn dropped_inside_a_multi_thread_runtime() {
 #[test]
 fn many_interpreters_come_and_go_while_sampling() {
     let dir = TempDir::new("many");
-    let clock = VirtualClock::new();
-    let mut p = Profiler::builder()
-        .flush_every(7)
-        .buffers(64)
-        .output(dir.path("p.data"))
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .unwrap();
+    let (clock, mut p) = start_virtual(
+        Profiler::builder()
+            .flush_every(7)
+            .buffers(64)
+            .output(dir.path("p.data")),
+    );
     let code: Arc<Vec<u8>> = Arc::new((0..=255).collect());
     p.register_function("f", &code).unwrap();
     const THREADS: usize = 8;
@@ -177,12 +165,7 @@ fn many_interpreters_come_and_go_while_sampling() {
 async fn hundreds_of_on_demand_interpreters_from_async_tasks() {
     const TASKS: usize = 400;
     let dir = TempDir::new("tokio-on-demand");
-    let clock = VirtualClock::new();
-    let mut p = Profiler::builder()
-        .output(dir.path("p.data"))
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .unwrap();
+    let (clock, mut p) = start_virtual(Profiler::builder().output(dir.path("p.data")));
     let code: Arc<Vec<u8>> = Arc::new((0..=255).collect());
     p.register_function("f", &code).unwrap();
     let entered = Arc::new(tokio::sync::Barrier::new(TASKS + 1));

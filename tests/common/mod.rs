@@ -210,3 +210,14 @@ pub fn header() -> FileHeader {
         clock: "virtual".into(),
     }
 }
+
+/// Starts `builder` on a fresh [`pcprof::VirtualClock`]: the clock the test
+/// advances, and the profiler.
+pub fn start_virtual(builder: pcprof::ProfilerBuilder) -> (pcprof::VirtualClock, pcprof::Profiler) {
+    let clock = pcprof::VirtualClock::new();
+    let p = builder
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .expect("start the profiler");
+    (clock, p)
+}
